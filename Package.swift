@@ -1,0 +1,110 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+// Every target of ours builds in Swift 6 mode with strict concurrency, and any warning is an error:
+// a warning left in today is a bug found by an operator tomorrow.
+let strict: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+    .treatAllWarnings(as: .error),
+]
+
+let package = Package(
+    name: "standby",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "standby", targets: ["standby"]),
+        .executable(name: "standby-lab", targets: ["standby-lab"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
+    ],
+    targets: [
+        // C libraries, wrapped once each.
+        .systemLibrary(
+            name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(
+            name: "CLDNS", path: "Sources/CLDNS", pkgConfig: "ldns",
+            providers: [.apt(["libldns-dev"])]),
+
+        // Leaf modules: they take plain values, never the topology.
+        .target(
+            name: "StandbyTransport",
+            dependencies: ["CCurl", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+        .target(
+            name: "StandbyDNS",
+            dependencies: ["CLDNS", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+        .target(
+            name: "StandbyProbes",
+            dependencies: [
+                "StandbyTransport", "StandbyDNS",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        .target(
+            name: "StandbyReplication",
+            dependencies: [
+                "StandbyTransport",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+
+        // The topology, the planner, the failover engine and its journal.
+        .target(
+            name: "StandbyCore",
+            dependencies: [
+                "StandbyTransport", "StandbyDNS", "StandbyProbes", "StandbyReplication",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Subprocess", package: "swift-subprocess"),
+            ],
+            swiftSettings: strict),
+        .target(
+            name: "StandbyCLI",
+            dependencies: [
+                "StandbyCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        .executableTarget(name: "standby", dependencies: ["StandbyCLI"], swiftSettings: strict),
+
+        // Real servers on loopback (named, knotd, nginx, sshd, kamailio) for the tests and the demo.
+        .target(name: "StandbyLab", dependencies: [], swiftSettings: strict),
+        .executableTarget(
+            name: "standby-lab",
+            dependencies: [
+                "StandbyLab",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict),
+
+        .testTarget(
+            name: "StandbyTransportTests", dependencies: ["StandbyTransport", "StandbyLab"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "StandbyDNSTests", dependencies: ["StandbyDNS", "StandbyLab"], swiftSettings: strict),
+        .testTarget(
+            name: "StandbyProbesTests", dependencies: ["StandbyProbes", "StandbyLab"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "StandbyReplicationTests", dependencies: ["StandbyReplication", "StandbyLab"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "StandbyCoreTests", dependencies: ["StandbyCore", "StandbyLab"],
+            resources: [.copy("Fixtures")], swiftSettings: strict),
+        .testTarget(
+            name: "StandbyCLITests", dependencies: ["StandbyLab"], swiftSettings: strict),
+    ]
+)

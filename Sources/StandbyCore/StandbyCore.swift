@@ -1,0 +1,2 @@
+// StandbyCore: see the module sketch in README.md.
+enum StandbyCoreModule {}

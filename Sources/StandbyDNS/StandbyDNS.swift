@@ -1,0 +1,2 @@
+// StandbyDNS: see the module sketch in README.md.
+enum StandbyDNSModule {}

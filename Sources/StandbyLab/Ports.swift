@@ -1,0 +1,86 @@
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// Free loopback ports for lab servers.
+public enum Ports {
+    /// A port on `address` that is free for both TCP and UDP right now (DNS and SIP servers
+    /// listen on both). The port is released before returning, so a server must bind it soon.
+    public static func free(on address: String = "127.0.0.1") throws -> UInt16 {
+        for _ in 0..<64 {
+            guard let port = bindEphemeral(address: address, type: SOCK_STREAM) else { continue }
+            if canBind(address: address, port: port, type: Int32(SOCK_DGRAM.rawValue)) { return port }
+        }
+        throw LabError(.noFreePort, "no free TCP+UDP port on \(address)")
+    }
+
+    private static func bindEphemeral(address: String, type: __socket_type) -> UInt16? {
+        let fd = socket(AF_INET, Int32(type.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = 0
+        inet_pton(AF_INET, address, &addr.sin_addr)
+        let bound = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard bound == 0 else { return nil }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let named = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        guard named == 0 else { return nil }
+        return UInt16(bigEndian: addr.sin_port)
+    }
+
+    /// Whether `port` on `address` can be bound with the given socket type now.
+    public static func canBind(address: String, port: UInt16, type: Int32) -> Bool {
+        let fd = socket(AF_INET, type, 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = port.bigEndian
+        inet_pton(AF_INET, address, &addr.sin_addr)
+        return withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+            }
+        }
+    }
+
+    /// Waits until a TCP connection to `address:port` succeeds, or throws `notReady` after `timeout`.
+    /// Servers are polled for readiness, never waited for with a fixed sleep.
+    public static func waitForTCP(
+        _ address: String, _ port: UInt16, timeout: Duration = .seconds(15), server: String
+    ) throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if connects(address, port) { return }
+            usleep(20_000)
+        }
+        throw LabError(.notReady, "\(server) did not accept connections on \(address):\(port) within \(timeout)")
+    }
+
+    public static func connects(_ address: String, _ port: UInt16) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = port.bigEndian
+        inet_pton(AF_INET, address, &addr.sin_addr)
+        return withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+            }
+        }
+    }
+}

@@ -1,0 +1,2 @@
+// StandbyProbes: see the module sketch in README.md.
+enum StandbyProbesModule {}

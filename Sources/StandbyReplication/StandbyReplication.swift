@@ -1,0 +1,2 @@
+// StandbyReplication: see the module sketch in README.md.
+enum StandbyReplicationModule {}

@@ -1,0 +1,2 @@
+// StandbyTransport: see the module sketch in README.md.
+enum StandbyTransportModule {}

@@ -1,0 +1,3 @@
+import StandbyCLI
+
+StandbyCommand.main()
