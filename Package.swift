@@ -90,6 +90,15 @@ let package = Package(
             ],
             swiftSettings: strict),
 
+        // Benchmarks: `swift run -c release standby-bench <area>` prints the figures of BENCHMARKS.md.
+        .executableTarget(
+            name: "standby-bench",
+            dependencies: [
+                "StandbyReplication", "StandbyDNS", "StandbyProbes", "StandbyTransport", "StandbyLab",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict),
+
         .testTarget(
             name: "StandbyTransportTests", dependencies: ["StandbyTransport", "StandbyLab"],
             swiftSettings: strict),

@@ -1,0 +1,11 @@
+import ArgumentParser
+
+/// Benchmarks whose figures go in BENCHMARKS.md, each measured side by side with the tool an
+/// operator would otherwise use. Each area is a subcommand in its own file.
+@main
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "standby-bench",
+        abstract: "Measure Standby against cp, rsync, nsupdate and dig on loopback.",
+        subcommands: [])
+}
