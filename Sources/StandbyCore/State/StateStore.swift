@@ -42,6 +42,9 @@ public final class StateStore: Sendable {
                 t.column("summary", .text)
             }
         }
+        migrator.registerMigration("service v1: job times") { db in
+            try ServiceJournal.migrationV1(db)
+        }
         return migrator
     }
 

@@ -14,6 +14,8 @@ public struct Topology: Sendable {
     public var health: HealthSettings
     public var policy: Policy
     public var scenarios: [Scenario]
+    /// How `standby run` serves its endpoint (the `service:` section).
+    public var service = ServiceSettings()
     /// The site.yaml this was read from, and its directory (relative paths in it resolve there).
     public var file: String
     public var directory: String
