@@ -1,5 +1,5 @@
-import Foundation
 import CLDNS
+import Foundation
 import Logging
 
 /// Queries and signed updates, one server at a time. Every call opens its own socket (nothing is
@@ -113,11 +113,13 @@ public struct DNSClient: Sendable {
             case .badSignature:
                 throw DNSError(
                     .badSignature, server: server,
-                    "\(server) rejected the signature of \(key) (NOTAUTH, BADSIG): the secret differs from the server's")
+                    "\(server) rejected the signature of \(key) (NOTAUTH, BADSIG): the secret differs from the server's"
+                )
             case .badKey:
                 throw DNSError(
                     .badKey, server: server,
-                    "\(server) does not know \(key) (NOTAUTH, BADKEY): check the key name and algorithm in its configuration")
+                    "\(server) does not know \(key) (NOTAUTH, BADKEY): check the key name and algorithm in its configuration"
+                )
             case .badTime:
                 var skew: Int64?
                 if tsig.otherData.count >= 6 { skew = LDNS.uint48(tsig.otherData) - signedAt }
@@ -129,7 +131,8 @@ public struct DNSClient: Sendable {
             default:
                 throw DNSError(
                     .replyNotAuthenticated, server: server,
-                    "\(server) rejected the TSIG of \(key) (\(rcode), TSIG error \(DNSResponseCode(rawValue: tsig.error)))")
+                    "\(server) rejected the TSIG of \(key) (\(rcode), TSIG error \(DNSResponseCode(rawValue: tsig.error)))"
+                )
             }
         }
         guard reply.tsig != nil else {
@@ -158,7 +161,8 @@ public struct DNSClient: Sendable {
         case .refused:
             DNSError(
                 .refused, server: server,
-                "\(server) refused the update of \(zone) (REFUSED): its update policy does not let \(key) change these records")
+                "\(server) refused the update of \(zone) (REFUSED): its update policy does not let \(key) change these records"
+            )
         case .notAuth:
             DNSError(
                 .notAuthoritative, server: server,

@@ -74,7 +74,8 @@ public struct DNSCutover: Sendable {
                     "\(primary) does not serve \(answer.name) \(record.type) authoritatively; nothing to re-time")
             }
             changes.append(
-                RecordChange(name: record.name, type: record.type, ttl: record.ttl, from: answer.rdata, to: answer.rdata))
+                RecordChange(
+                    name: record.name, type: record.type, ttl: record.ttl, from: answer.rdata, to: answer.rdata))
         }
         return try DNSCutover(
             zone: zone, servers: servers, key: key, changes: changes, timeout: timeout, verifyTimeout: verifyTimeout,
@@ -131,7 +132,9 @@ public struct DNSCutover: Sendable {
         let states = await verify(since: ContinuousClock.now)
         let late = states.filter { !$0.verified }
         if !late.isEmpty {
-            let what = noop ? "the records were already at their targets on \(primary)" : "the update was applied on \(primary)"
+            let what =
+                noop
+                ? "the records were already at their targets on \(primary)" : "the update was applied on \(primary)"
             throw DNSError(
                 .verificationTimedOut,
                 "\(what), but after \(verifyTimeout.secondsText) \(late.map(\.server.description).joined(separator: ", ")) "
@@ -184,11 +187,14 @@ public struct DNSCutover: Sendable {
         do {
             try await client.update(
                 primary, zone: zone, key: key, prerequisites: prerequisites, updates: updates)
-        } catch where error.isPrerequisiteFailure {
+        } catch  where error.isPrerequisiteFailure {
             var detailed = error
             detailed.servedNow = await inspect()
-            detailed.message += ". Expected: "
-                + changes.map { "\(DNSName.absolute($0.name, in: zone)) \($0.type) [\($0.from.joined(separator: ", "))]" }
+            detailed.message +=
+                ". Expected: "
+                + changes.map {
+                    "\(DNSName.absolute($0.name, in: zone)) \($0.type) [\($0.from.joined(separator: ", "))]"
+                }
                 .joined(separator: "; ")
             throw detailed
         }
@@ -216,12 +222,14 @@ public struct DNSCutover: Sendable {
                 let elapsed = ContinuousClock.now - start
                 let serial = try? await perQuery.soaSerial(server, zone: zone)
                 client.logger.debug(
-                    "DNS server serves the targets", metadata: ["server": "\(server)", "elapsed": "\(elapsed.secondsText)"])
+                    "DNS server serves the targets",
+                    metadata: ["server": "\(server)", "elapsed": "\(elapsed.secondsText)"])
                 return ServerState(
                     server: server, records: answers, soaSerial: serial, problem: nil, verified: true, elapsed: elapsed)
             }
-            if ContinuousClock.now + interval >= deadline || Task.isCancelled { break }
-            try? await Task.sleep(for: interval)
+            let remaining = deadline - .now
+            if remaining <= .zero || Task.isCancelled { break }
+            try? await Task.sleep(for: min(interval, remaining))
             interval = min(interval * 2, .milliseconds(250))
         }
         var last = client
@@ -231,7 +239,8 @@ public struct DNSCutover: Sendable {
             let wrong = zip(changes, answers).filter { !atTarget($1, $0) }.map { "\($1.name) \($1.type)" }
             problem = "does not serve the target of \(wrong.joined(separator: ", "))"
         }
-        return ServerState(server: server, records: answers, soaSerial: serial, problem: problem, verified: false, elapsed: nil)
+        return ServerState(
+            server: server, records: answers, soaSerial: serial, problem: problem, verified: false, elapsed: nil)
     }
 
     private func state(of server: DNSServer) async -> ServerState {
@@ -246,7 +255,8 @@ public struct DNSCutover: Sendable {
         }
         let serial = problem == nil ? try? await client.soaSerial(server, zone: zone) : nil
         let verified = problem == nil && zip(changes, answers).allSatisfy { atTarget($1, $0) }
-        return ServerState(server: server, records: answers, soaSerial: serial, problem: problem, verified: verified, elapsed: nil)
+        return ServerState(
+            server: server, records: answers, soaSerial: serial, problem: problem, verified: verified, elapsed: nil)
     }
 
     private func atTarget(_ answer: RecordSetAnswer, _ change: RecordChange) -> Bool {
@@ -260,7 +270,10 @@ public struct DNSCutover: Sendable {
             for (index, change) in changes.enumerated() {
                 group.addTask {
                     do throws(DNSError) {
-                        return (index, .success(try await client.query(server, name: change.name, type: change.type, zone: zone)))
+                        return (
+                            index,
+                            .success(try await client.query(server, name: change.name, type: change.type, zone: zone))
+                        )
                     } catch {
                         return (index, .failure(error))
                     }
@@ -296,14 +309,16 @@ public struct CutoverResult: Sendable, CustomStringConvertible {
     public var description: String {
         var lines: [String]
         switch outcome {
-        case .applied: lines = ["DNS updated on \(primary) and verified on \(servers.count) server(s) in \(elapsed.secondsText)"]
+        case .applied:
+            lines = ["DNS updated on \(primary) and verified on \(servers.count) server(s) in \(elapsed.secondsText)"]
         case .alreadyAtTarget:
             lines = [
                 dryRun
                     ? "dry run: the records are already at their targets on \(primary); the key is accepted"
                     : "nothing to do: the records were already at their targets; verified on \(servers.count) server(s)"
             ]
-        case .wouldApply: lines = ["dry run: \(primary) accepts the key and every record holds its expected value; nothing changed"]
+        case .wouldApply:
+            lines = ["dry run: \(primary) accepts the key and every record holds its expected value; nothing changed"]
         }
         lines += servers.map { "  " + $0.description }
         return lines.joined(separator: "\n")

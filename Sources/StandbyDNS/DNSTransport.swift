@@ -114,7 +114,8 @@ enum DNSTransport {
     private static func connectError(_ code: Int32, _ server: DNSServer) -> DNSError {
         switch code {
         case ECONNREFUSED:
-            DNSError(.connectionRefused, server: server, "\(server) refused the connection: no DNS server listens there")
+            DNSError(
+                .connectionRefused, server: server, "\(server) refused the connection: no DNS server listens there")
         case ETIMEDOUT:
             DNSError(.timeout, server: server, "\(server) did not answer in time (connecting)")
         default:
@@ -145,7 +146,9 @@ enum DNSTransport {
         let framed = [UInt8(message.count >> 8), UInt8(message.count & 0xff)] + message
         var sent = 0
         while sent < framed.count {
-            let written = framed.withUnsafeBytes { send(fd, $0.baseAddress.map { $0 + sent }, framed.count - sent, Int32(MSG_NOSIGNAL)) }
+            let written = framed.withUnsafeBytes {
+                send(fd, $0.baseAddress.map { $0 + sent }, framed.count - sent, Int32(MSG_NOSIGNAL))
+            }
             if written > 0 {
                 sent += written
             } else if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR {

@@ -148,7 +148,8 @@ final class LDNSRecordList {
         let text = "\(name) \(ttl) \(rrClass) \(type) \(rdata)"
         let status = ldns_rr_new_frm_str(&rr, text, ttl, nil, nil)
         guard status == LDNS_STATUS_OK, let rr else {
-            throw DNSError(.invalidInput, "'\(rdata)' is not a valid \(type) value for \(name) (\(LDNS.describe(status)))")
+            throw DNSError(
+                .invalidInput, "'\(rdata)' is not a valid \(type) value for \(name) (\(LDNS.describe(status)))")
         }
         guard ldns_rr_list_push_rr(raw, rr) else {
             ldns_rr_free(rr)

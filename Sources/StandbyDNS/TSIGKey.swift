@@ -109,7 +109,8 @@ public struct TSIGKey: Sendable, Hashable, CustomStringConvertible, CustomDebugS
         guard keys.count == 1, let key = keys.first else {
             throw DNSError(
                 .keyFile,
-                "key file \(path) holds \(keys.count) keys (\(keys.map(\.name).joined(separator: ", "))); name the one to use")
+                "key file \(path) holds \(keys.count) keys (\(keys.map(\.name).joined(separator: ", "))); name the one to use"
+            )
         }
         return key
     }
@@ -155,7 +156,8 @@ public struct TSIGKey: Sendable, Hashable, CustomStringConvertible, CustomDebugS
                 case "secret": secret = value.text
                 default:
                     throw DNSError(
-                        .keyFile, "\(source):\(field.line): unknown statement '\(field.safeText)' in key \(nameToken.text)")
+                        .keyFile,
+                        "\(source):\(field.line): unknown statement '\(field.safeText)' in key \(nameToken.text)")
                 }
             }
             guard let algorithmName else {
@@ -221,7 +223,9 @@ struct KeyFileTokenizer {
             case "/" where next == "*":
                 flush()
                 index += 2
-                while index < scalars.count && !(scalars[index] == "*" && index + 1 < scalars.count && scalars[index + 1] == "/") {
+                while index < scalars.count
+                    && !(scalars[index] == "*" && index + 1 < scalars.count && scalars[index + 1] == "/")
+                {
                     if scalars[index] == "\n" { line += 1 }
                     index += 1
                 }

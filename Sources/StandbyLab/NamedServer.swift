@@ -24,7 +24,10 @@ public final class NamedServer: Sendable {
     /// "127.0.0.1:PORT", the form the topology's `dns.servers` takes.
     public var address: String { "\(host):\(port)" }
 
-    init(host: String, port: UInt16, zone: String, keyPath: String, keyName: String, directory: String, process: ServerProcess) {
+    init(
+        host: String, port: UInt16, zone: String, keyPath: String, keyName: String, directory: String,
+        process: ServerProcess
+    ) {
         self.host = host
         self.port = port
         self.zone = zone
@@ -187,11 +190,13 @@ public enum LabTool {
         public var output: String
     }
 
-    public static func run(_ executable: String, _ arguments: [String], timeout: Duration = .seconds(30)) throws -> Run {
+    public static func run(_ executable: String, _ arguments: [String], timeout: Duration = .seconds(30)) throws -> Run
+    {
         var template = Array("/tmp/standby-labtool.XXXXXX".utf8CString)
         let fd = mkstemp(&template)
         guard fd >= 0 else { throw LabError(.setupFailed, "cannot create a temporary file for \(executable)") }
-        let outputPath = String(decoding: template.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let outputPath = String(
+            decoding: template.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
         defer {
             close(fd)
             unlink(outputPath)

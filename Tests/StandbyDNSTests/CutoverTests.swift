@@ -18,7 +18,10 @@ struct CutoverTests {
         #expect(forward.outcome == .applied)
         #expect(forward.servers.count == 2)
         #expect(forward.servers.allSatisfy { $0.verified })
-        #expect(forward.before.map(\.rdata) == [[(Lab.primaryValues[Lab.internalTLS] ?? "")], [(Lab.primaryValues[Lab.sip] ?? "")]])
+        #expect(
+            forward.before.map(\.rdata) == [
+                [(Lab.primaryValues[Lab.internalTLS] ?? "")], [(Lab.primaryValues[Lab.sip] ?? "")],
+            ])
         #expect(try lab.digBoth() == Lab.expected(Lab.secondaryValues))
         let serialAfter = try #require(try lab.serial(0))
         #expect(serialAfter > serialBefore)
@@ -115,10 +118,13 @@ struct CutoverTests {
         #expect(result.dryRun)
         #expect(try lab.serial(0) == serial)
         #expect(try lab.digBoth() == Lab.expected(Lab.primaryValues))
+        // Already at the target: the dry run says so, and still proves the key.
+        let noop = try await lab.cutover(from: Lab.secondaryValues, to: Lab.primaryValues).run(dryRun: true)
+        #expect(noop.outcome == .alreadyAtTarget)
 
         // A dry run with a wrong expectation fails like the real thing would.
         let error = try await #require(throws: DNSError.self) {
-            try await lab.cutover(from: Lab.secondaryValues, to: Lab.primaryValues).run(dryRun: true)
+            try await lab.cutover(from: Lab.secondaryValues, to: Lab.thirdValues).run(dryRun: true)
         }
         #expect(error.isPrerequisiteFailure)
         // And a dry run with a wrong secret proves the key is not accepted.
@@ -192,9 +198,7 @@ struct CutoverTests {
     func twoControllers() async throws {
         let lab = try Lab.start()
         defer { lab.stop() }
-        var elsewhere = Lab.secondaryValues
-        elsewhere[Lab.internalTLS] = "0 0 5061 pool03.contoso.test."
-        elsewhere[Lab.sip] = "0 0 443 sip-3.contoso.test."
+        let elsewhere = Lab.thirdValues
         let first = try lab.cutover(from: Lab.primaryValues, to: Lab.secondaryValues)
         let second = try lab.cutover(from: Lab.primaryValues, to: elsewhere)
 
@@ -229,9 +233,10 @@ struct CutoverTests {
             zone: Lab.zone, servers: servers, key: lab.key(), records: records, logger: lab.logger)
         #expect(try await prepare.run().outcome == .applied)
         for server in [0, 1] {
-            #expect(try LabTool.digTTL(
-                server == 0 ? lab.named.host : lab.knot.host, server == 0 ? lab.named.port : lab.knot.port,
-                "\(Lab.sip).\(Lab.zone).", "SRV") == 60)
+            #expect(
+                try LabTool.digTTL(
+                    server == 0 ? lab.named.host : lab.knot.host, server == 0 ? lab.named.port : lab.knot.port,
+                    "\(Lab.sip).\(Lab.zone).", "SRV") == 60)
         }
         #expect(try lab.digBoth() == Lab.expected(Lab.primaryValues))
         // Preparing again is a no-op.
@@ -278,7 +283,7 @@ struct CutoverTests {
         #expect(secret.count > 20)
         let result = try await lab.cutover(from: Lab.primaryValues, to: Lab.secondaryValues).run()
         let stale = await #expect(throws: DNSError.self) {
-            try await lab.cutover(from: Lab.primaryValues, to: Lab.secondaryValues, key: key).run(dryRun: true)
+            try await lab.cutover(from: Lab.thirdValues, to: Lab.primaryValues, key: key).run(dryRun: true)
         }
         _ = stale
         #expect(!lab.logs.all.isEmpty)

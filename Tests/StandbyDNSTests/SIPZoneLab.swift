@@ -24,6 +24,12 @@ struct SIPZoneLab {
         sip: "0 0 443 sip-dr.contoso.test.",
     ]
 
+    /// A third set of values: another controller's idea, or a stale expectation.
+    static let thirdValues = [
+        internalTLS: "0 0 5061 pool03.contoso.test.",
+        sip: "0 0 443 sip-3.contoso.test.",
+    ]
+
     let lab: LabDirectory
     let named: NamedServer
     let knot: KnotServer

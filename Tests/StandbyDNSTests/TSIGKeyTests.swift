@@ -158,7 +158,9 @@ struct DNSServerTests {
         #expect(try DNSServer(parsing: "10.0.0.53:5300").description == "10.0.0.53:5300")
     }
 
-    @Test("refuses bad addresses", arguments: ["", "10.0.0.53:", "10.0.0.53:0", "10.0.0.53:70000", "[::1", "[]:53", ":53", "[::1]x"])
+    @Test(
+        "refuses bad addresses",
+        arguments: ["", "10.0.0.53:", "10.0.0.53:0", "10.0.0.53:70000", "[::1", "[]:53", ":53", "[::1]x"])
     func refuses(text: String) {
         #expect(throws: DNSError.self) { try DNSServer(parsing: text) }
     }
@@ -172,7 +174,11 @@ struct RecordChangeTests {
         let logger = SIPZoneLab.testLogger
         let cutover = try DNSCutover(
             zone: "contoso.test", servers: [DNSServer(host: "127.0.0.1")], key: key,
-            changes: [RecordChange(name: "_sip._tcp", type: "srv", ttl: 300, from: ["0  0 443 SIP.contoso.test."], to: ["0 0 443 sip-dr.contoso.test."])],
+            changes: [
+                RecordChange(
+                    name: "_sip._tcp", type: "srv", ttl: 300, from: ["0  0 443 SIP.contoso.test."],
+                    to: ["0 0 443 sip-dr.contoso.test."])
+            ],
             logger: logger)
         #expect(cutover.changes[0].from == ["0 0 443 SIP.contoso.test."])
         #expect(cutover.changes[0].type == "SRV")
