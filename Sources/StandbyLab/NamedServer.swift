@@ -88,6 +88,8 @@ public final class NamedServer: Sendable {
                 dnssec-validation no;
                 notify explicit;
                 notify-delay 0;
+                notify-rate 1000;
+                startup-notify-rate 1000;
                 \(notify.isEmpty ? "" : "also-notify { \(notifyList) };")
                 allow-transfer { 127.0.0.0/8; };
             };
