@@ -133,6 +133,12 @@ public struct VerifyProblem: Sendable, Hashable {
 public struct VersionRef: Sendable, Hashable, CustomStringConvertible {
     public var set: String
     public var version: Int64
+
+    public init(set: String, version: Int64) {
+        self.set = set
+        self.version = version
+    }
+
     public var description: String { "\(set)@\(version)" }
 }
 

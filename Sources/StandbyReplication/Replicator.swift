@@ -346,11 +346,12 @@ final class Replicator {
 
     /// Fetches the index and then only the chunks the store lacks. Returns nil (read the whole
     /// file instead) when there is no usable index: none published, stale (size or mtime differ),
-    /// corrupt, made with other chunk sizes, no previous version to compare with, or when the
-    /// fetched bytes do not match it.
+    /// corrupt, made with other chunk sizes, or when the fetched bytes do not match it.
     private func replicateByIndex(_ db: Database, source: Source, info: RemoteFileInfo) throws -> ([UInt8], Int)? {
         guard let size = info.size, let mtime = info.modificationTime else { return nil }
-        guard let previous = try previousRecipe(db, name: source.name) else { return nil }
+        // Without a previous version every group is fetched, but only missing chunks are: a run
+        // after a kill in the middle of the first copy does not fetch again what was stored.
+        let previous = try previousRecipe(db, name: source.name) ?? []
         let indexURL = ChunkIndexLocation.index(of: source.url)
         phase = .readingIndex
         do {
