@@ -357,6 +357,9 @@ final class Replicator {
         do {
             return try deltaTransfer(
                 db, source: source, indexURL: indexURL, size: size, mtime: mtime, previous: previous)
+        } catch let error as TransportError where error.code == .notFound {
+            logger.debug("No chunk index published", metadata: ["set": "\(set)", "index": "\(error.url)"])
+            return nil
         } catch let error as TransportError where error.code != .cancelled {
             logger.info(
                 "Chunk index unusable, reading the whole file",

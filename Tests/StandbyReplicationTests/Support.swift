@@ -12,7 +12,7 @@ extension Tag {
     @Tag static var server: Self
 }
 
-let testLogger = Logger(label: "test.replication")
+let testLogger = Logger(label: "test.replication", factory: { _ in SwiftLogNoOpLogHandler() })
 
 /// A small deterministic generator for test content.
 struct TestRandom {
@@ -51,15 +51,16 @@ func writeDatabase(_ path: String, pages: Int, seed: UInt64 = 1, mtime: Int = 1_
 }
 
 /// Rewrites `count` pages at scattered places, as a day of database activity would.
-func rewritePages(_ path: String, count: Int, seed: UInt64, mtime: Int) throws {
+func rewritePages(_ path: String, count: Int, seed: UInt64, mtime: Int, contentSeed: UInt64? = nil) throws {
     let handle = try FileHandle(forUpdating: URL(fileURLWithPath: path))
     defer { try? handle.close() }
     let pages = Int(try handle.seekToEnd()) / pageSize
     var random = TestRandom(state: seed)
+    var content = TestRandom(state: contentSeed ?? seed &+ 0x1234)
     for _ in 0..<count {
         let page = Int(random.next() % UInt64(pages))
         try handle.seek(toOffset: UInt64(page * pageSize))
-        try handle.write(contentsOf: Data(random.bytes(pageSize)))
+        try handle.write(contentsOf: Data(content.bytes(pageSize)))
     }
     try handle.synchronize()
     try handle.close()

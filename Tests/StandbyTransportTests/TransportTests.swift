@@ -19,7 +19,7 @@ func testBytes(_ count: Int, seed: UInt64 = 42) -> Data {
     return Data(bytes)
 }
 
-let logger = Logger(label: "test.transport")
+let logger = Logger(label: "test.transport", factory: { _ in SwiftLogNoOpLogHandler() })
 
 func collect(_ session: TransferSession, _ url: URL, range: ByteRange? = nil) throws -> Data {
     var data = Data()
