@@ -1,5 +1,11 @@
 import Foundation
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// kamailio answering SIP OPTIONS over UDP and TCP (one port) and TLS (another), on 127.0.0.1
 /// and ::1, with a few lines of configuration in the lab directory. The peer of the
 /// `sip_options` probe tests and the demo's SIP front ends.
@@ -109,7 +115,36 @@ public final class SIPServer: Sendable {
         return server
     }
 
-    public func stop() { process.stop() }
+    /// Stops kamailio and waits until its ports refuse connections. kamailio's shutdown on
+    /// SIGTERM sometimes leaves a worker spinning with the listening sockets open for seconds
+    /// (seen with 5.6.3), so it gets half a second before the whole group is killed, and the
+    /// ports are then polled: a test that stopped the server must find it gone.
+    public func stop() {
+        process.stop(grace: .milliseconds(500))
+        kill(-process.pid, SIGKILL)
+        let deadline = ContinuousClock.now + .seconds(5)
+        while ContinuousClock.now < deadline {
+            if !Ports.connects("127.0.0.1", port) && !Ports.connects("127.0.0.1", tlsPort) && !Self.connects6(port) {
+                return
+            }
+            usleep(10_000)
+        }
+    }
+
+    private static func connects6(_ port: UInt16) -> Bool {
+        let fd = socket(AF_INET6, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_in6()
+        address.sin6_family = sa_family_t(AF_INET6)
+        address.sin6_port = port.bigEndian
+        inet_pton(AF_INET6, "::1", &address.sin6_addr)
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) == 0
+            }
+        }
+    }
 
     private static func moduleDirectory() -> String? {
         let candidates =
