@@ -36,9 +36,10 @@ public final class SIPServer: Sendable {
     }
 
     /// Starts kamailio; OPTIONS get `status reason` (200 OK unless told), anything else 501.
+    /// `ports` (UDP/TCP, TLS) restarts a server where a stopped one was; free ports otherwise.
     public static func start(
         in lab: LabDirectory, status: Int = 200, reason: String = "OK",
-        authority: LabCertificateAuthority? = nil
+        authority: LabCertificateAuthority? = nil, ports: (UInt16, UInt16)? = nil
     ) throws -> SIPServer {
         let kamailio = try Programs.locate("kamailio", package: "kamailio")
         guard let modules = moduleDirectory() else {
@@ -51,8 +52,8 @@ public final class SIPServer: Sendable {
         let authority = try authority ?? LabCertificateAuthority.create(in: lab)
         let name = "sip-\(UInt32.random(in: 0...UInt32.max))"
         let issued = try authority.issue(name, kind: .valid)
-        let port = try Ports.free()
-        var tlsPort = try Ports.free()
+        let port = try ports?.0 ?? Ports.free()
+        var tlsPort = try ports?.1 ?? Ports.free()
         while tlsPort == port { tlsPort = try Ports.free() }
         let directory = try lab.directory(name)
         let tlsConfig = """
@@ -149,7 +150,9 @@ public final class SIPServer: Sendable {
     private static func moduleDirectory() -> String? {
         let candidates =
             ((try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib")) ?? [])
-            .map { "/usr/lib/\($0)/kamailio/modules" } + ["/usr/lib/kamailio/modules", "/usr/local/lib64/kamailio/modules"]
+            .map { "/usr/lib/\($0)/kamailio/modules" } + [
+                "/usr/lib/kamailio/modules", "/usr/local/lib64/kamailio/modules",
+            ]
         return candidates.first { FileManager.default.fileExists(atPath: $0 + "/sl.so") }
     }
 }

@@ -132,7 +132,8 @@ enum OpenSSLTool {
             (attributes[.size] as? Int ?? 0) > 0
         else {
             throw LabError(
-                .setupFailed, "openssl \(arguments.prefix(2).joined(separator: " ")) made no \(output): \(process.logTail())")
+                .setupFailed,
+                "openssl \(arguments.prefix(2).joined(separator: " ")) made no \(output): \(process.logTail())")
         }
     }
 }
@@ -170,7 +171,9 @@ public final class TLSServer: Sendable {
         let accept = "\(host):\(port)"
         let process = try ServerProcess.spawn(
             name: "openssl s_server", executable: openssl,
-            arguments: ["s_server", "-accept", accept, "-cert", issued.certificatePath, "-key", issued.keyPath, "-www"],
+            arguments: [
+                "s_server", "-accept", accept, "-cert", issued.certificatePath, "-key", issued.keyPath, "-www",
+            ],
             logPath: lab.file("\(name).log"))
         let server = TLSServer(process: process, host: host, port: port, caFile: authority.certificatePath)
         try Ports.waitForTCP(host, port, server: "openssl s_server")

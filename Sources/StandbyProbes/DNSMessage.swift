@@ -120,8 +120,10 @@ struct DNSAnswer {
                 return bytes[offset..<end].map(String.init).joined(separator: ".")
             case .AAAA where end - offset == 16:
                 let slice = Array(bytes[offset..<end])
-                return stride(from: 0, to: 16, by: 2).map { String(UInt16(slice[$0]) << 8 | UInt16(slice[$0 + 1]), radix: 16) }
-                    .joined(separator: ":")
+                return stride(from: 0, to: 16, by: 2).map {
+                    String(UInt16(slice[$0]) << 8 | UInt16(slice[$0 + 1]), radix: 16)
+                }
+                .joined(separator: ":")
             case .SRV:
                 let priority = try u16()
                 let weight = try u16()

@@ -125,7 +125,8 @@ public struct HealthWatcher: Sendable {
                 }
                 var verdicts: [ProbeSite: SiteVerdict] = [:]
                 for site in ProbeSite.allCases { verdicts[site] = monitor.verdict(for: site) }
-                await observe?(WatchRound(number: number, results: results, transitions: transitions, verdicts: verdicts))
+                await observe?(
+                    WatchRound(number: number, results: results, transitions: transitions, verdicts: verdicts))
                 if let rounds, number >= rounds { break }
                 // The next tick on the interval grid; ticks missed by a slow round are skipped, never bunched.
                 tick += configuration.interval
@@ -151,7 +152,8 @@ public struct HealthWatcher: Sendable {
 
     private func alert(for transition: HealthTransition, monitor: HealthMonitor) -> HealthAlert {
         let lines = probes.filter { $0.site == transition.site }.map { probe in
-            HealthAlert.ProbeLine(name: probe.name, state: monitor.state(of: probe.name).rawValue, detail: probe.target.description)
+            HealthAlert.ProbeLine(
+                name: probe.name, state: monitor.state(of: probe.name).rawValue, detail: probe.target.description)
         }
         return HealthAlert(
             source: configuration.source, site: transition.site, from: transition.from, to: transition.to,
@@ -172,7 +174,8 @@ public struct HealthWatcher: Sendable {
             for attempt in 0...configuration.alertRetries {
                 do {
                     try await sender.post(body, to: url)
-                    logger.info("Health alert posted", metadata: ["webhook": "\(url)", "site": "\(alert.site.rawValue)"])
+                    logger.info(
+                        "Health alert posted", metadata: ["webhook": "\(url)", "site": "\(alert.site.rawValue)"])
                     break
                 } catch {
                     logger.warning(

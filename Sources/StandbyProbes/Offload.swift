@@ -18,7 +18,11 @@ enum Offload {
         await withCheckedContinuation { (continuation: CheckedContinuation<T, Never>) in
             let pending = Mutex<CheckedContinuation<T, Never>?>(continuation)
             @Sendable func finish(_ value: @autoclosure () -> T) {
-                guard let waiting = pending.withLock({ slot in defer { slot = nil }; return slot }) else { return }
+                guard
+                    let waiting = pending.withLock({ slot in
+                        defer { slot = nil }; return slot
+                    })
+                else { return }
                 waiting.resume(returning: value())
             }
             queue.async { finish(body()) }

@@ -40,7 +40,9 @@ extension ProbeRunner {
         while true {
             if buffer.count >= 2 {
                 let length = Int(buffer[0]) << 8 | Int(buffer[1])
-                if buffer.count >= 2 + length { return try DNSAnswer.parse(Array(buffer[2..<(2 + length)]), for: query) }
+                if buffer.count >= 2 + length {
+                    return try DNSAnswer.parse(Array(buffer[2..<(2 + length)]), for: query)
+                }
             }
             guard let more = try socket.receive(deadline: deadline) else {
                 throw ProbeFailure("DNS server \(socket.peer) over TCP: no answer within the timeout")

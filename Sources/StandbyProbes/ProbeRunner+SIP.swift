@@ -90,7 +90,8 @@ extension ProbeRunner {
                 buffer.removeFirst(consumed)
                 guard response.topBranch == request.branch else {
                     throw ProbeFailure(
-                        "malformed SIP response: Via branch \(response.topBranch ?? "missing") does not match the request")
+                        "malformed SIP response: Via branch \(response.topBranch ?? "missing") does not match the request"
+                    )
                 }
                 if response.status < 200 { continue }
                 return verdict(response, over: target.transport, from: socket.peer, options: options, sent: 1)

@@ -101,7 +101,8 @@ public struct ProbeRunner: Sendable {
         let summary = "\(certificate.subject), issued by \(certificate.issuer)"
         if left < options.expiryWarning.timeInterval {
             return Attempt(
-                .warning, "certificate expires in \(days) days (\(certificate.notAfter.formatted(.iso8601))): \(summary)",
+                .warning,
+                "certificate expires in \(days) days (\(certificate.notAfter.formatted(.iso8601))): \(summary)",
                 certificate: certificate)
         }
         return Attempt(

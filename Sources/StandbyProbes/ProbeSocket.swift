@@ -132,7 +132,9 @@ final class ProbeSocket {
     func send(_ bytes: [UInt8], deadline: ContinuousClock.Instant) throws {
         var offset = 0
         while offset < bytes.count {
-            let sent = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            let sent = bytes[offset...].withUnsafeBytes {
+                Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL))
+            }
             if sent >= 0 {
                 offset += sent
                 continue
@@ -180,7 +182,8 @@ final class ProbeSocket {
                 $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { pointer in
                     var address = pointer.pointee.sin_addr
                     inet_ntop(AF_INET, &address, &text, socklen_t(text.count))
-                    return HostPort(host: String(nulTerminated: text), port: UInt16(bigEndian: pointer.pointee.sin_port))
+                    return HostPort(
+                        host: String(nulTerminated: text), port: UInt16(bigEndian: pointer.pointee.sin_port))
                 }
             }
         case AF_INET6:
@@ -188,7 +191,8 @@ final class ProbeSocket {
                 $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { pointer in
                     var address = pointer.pointee.sin6_addr
                     inet_ntop(AF_INET6, &address, &text, socklen_t(text.count))
-                    return HostPort(host: String(nulTerminated: text), port: UInt16(bigEndian: pointer.pointee.sin6_port))
+                    return HostPort(
+                        host: String(nulTerminated: text), port: UInt16(bigEndian: pointer.pointee.sin6_port))
                 }
             }
         default:

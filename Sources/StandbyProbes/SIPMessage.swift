@@ -119,7 +119,11 @@ struct SIPResponse {
             guard let colon = line.firstIndex(of: ":") else {
                 throw ProbeFailure("malformed SIP response: header without a colon: \(printable(line.utf8[...]))")
             }
-            headers.append((String(line[..<colon]).trimmingWhitespace(), String(line[line.index(after: colon)...]).trimmingWhitespace()))
+            headers.append(
+                (
+                    String(line[..<colon]).trimmingWhitespace(),
+                    String(line[line.index(after: colon)...]).trimmingWhitespace()
+                ))
         }
         var response = SIPResponse(status: status, reason: parts.count > 2 ? String(parts[2]) : "", headers: headers)
         response.reason = response.reason.trimmingWhitespace()

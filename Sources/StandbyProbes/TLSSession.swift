@@ -93,7 +93,9 @@ final class TLSSession: ProbeStream {
                     SSL_write(ssl, raw.baseAddress, Int32(raw.count))
                 }
             }
-            guard written > 0 else { throw ProbeFailure("TLS send to \(socket.peer): the server closed the connection") }
+            guard written > 0 else {
+                throw ProbeFailure("TLS send to \(socket.peer): the server closed the connection")
+            }
             offset += Int(written)
         }
     }
@@ -153,7 +155,8 @@ final class TLSSession: ProbeStream {
             let result = Int32(SSL_get_verify_result(ssl))
             // Expiry was reported above in words an operator reads faster.
             if result != X509_V_OK && result != X509_V_ERR_CERT_HAS_EXPIRED && result != X509_V_ERR_CERT_NOT_YET_VALID {
-                problems.append("certificate not trusted: \(String(cString: X509_verify_cert_error_string(Int(result))))")
+                problems.append(
+                    "certificate not trusted: \(String(cString: X509_verify_cert_error_string(Int(result))))")
             }
         }
         return problems

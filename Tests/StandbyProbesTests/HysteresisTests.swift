@@ -60,7 +60,9 @@ import Testing
         let one = try! Hysteresis(fall: 2, rise: 1)
         var monitor = HealthMonitor(
             probes: [("fe-sip", .primary), ("sql", .primary), ("dr-sip", .secondary)], policy: one)
-        var transitions = monitor.record([result("fe-sip", .primary, true), result("sql", .primary, true), result("dr-sip", .secondary, true)])
+        var transitions = monitor.record([
+            result("fe-sip", .primary, true), result("sql", .primary, true), result("dr-sip", .secondary, true),
+        ])
         #expect(transitions.filter(\.isSiteVerdict).map(\.to) == ["up", "up"])
         #expect(monitor.verdict(for: .primary) == .up)
         transitions = monitor.record([result("fe-sip", .primary, false), result("sql", .primary, true)])

@@ -10,7 +10,8 @@ import Testing
 @Suite(.tags(.server), .serialized) struct ProbeServerTests {
     let runner = ProbeRunner(logger: Logger(label: "test.probes"))
 
-    func probe(_ target: ProbeTarget, timeout: Duration = .seconds(3), options: ProbeOptions = ProbeOptions()) -> Probe {
+    func probe(_ target: ProbeTarget, timeout: Duration = .seconds(3), options: ProbeOptions = ProbeOptions()) -> Probe
+    {
         Probe(name: "p", site: .primary, target: target, timeout: timeout, options: options)
     }
 
@@ -30,11 +31,13 @@ import Testing
 
     @Test func unresolvableHostIsAClearDownResult() async throws {
         let started = ContinuousClock.now
-        let result = await runner.run(probe(.tcp(HostPort(host: "no-such-host.invalid", port: 5060)), timeout: .seconds(2)))
+        let result = await runner.run(
+            probe(.tcp(HostPort(host: "no-such-host.invalid", port: 5060)), timeout: .seconds(2)))
         #expect(result.outcome == .down)
         #expect(result.detail.contains("no-such-host.invalid"), "\(result.detail)")
         #expect(started.duration(to: .now) < .seconds(3))
-        let sip = await runner.run(probe(.sipOptions(try SIPTarget(parsing: "sip:no-such-host.invalid")), timeout: .seconds(2)))
+        let sip = await runner.run(
+            probe(.sipOptions(try SIPTarget(parsing: "sip:no-such-host.invalid")), timeout: .seconds(2)))
         #expect(sip.outcome == .down && sip.detail.contains("cannot resolve"), "\(sip.detail)")
     }
 
@@ -45,12 +48,14 @@ import Testing
         let server = try SIPServer.start(in: lab)
         let options = ProbeOptions(caFile: server.caFile)
         for ipv6 in [false, true] {
-            let result = await runner.run(probe(.sipOptions(try SIPTarget(parsing: server.uri(transport, ipv6: ipv6))), options: options))
+            let result = await runner.run(
+                probe(.sipOptions(try SIPTarget(parsing: server.uri(transport, ipv6: ipv6))), options: options))
             #expect(result.outcome == .up, "\(transport) ipv6=\(ipv6): \(result.detail)")
             #expect(result.detail.hasPrefix("200 OK over \(transport.uppercased())"), "\(result.detail)")
         }
         server.stop()
-        let down = await runner.run(probe(.sipOptions(try SIPTarget(parsing: server.uri(transport))), timeout: .seconds(2), options: options))
+        let down = await runner.run(
+            probe(.sipOptions(try SIPTarget(parsing: server.uri(transport))), timeout: .seconds(2), options: options))
         #expect(down.outcome == .down, "\(down.detail)")
     }
 
@@ -70,7 +75,8 @@ import Testing
         let silent = try TestPeer(.silent, udp: true)
         defer { silent.stop() }
         let started = ContinuousClock.now
-        let result = await runner.run(probe(.sipOptions(try SIPTarget(parsing: "sip:\(silent.address)")), timeout: .seconds(2)))
+        let result = await runner.run(
+            probe(.sipOptions(try SIPTarget(parsing: "sip:\(silent.address)")), timeout: .seconds(2)))
         let elapsed = started.duration(to: .now)
         #expect(result.outcome == .down)
         // T1 = 500 ms, doubling: sent at 0, 0.5 and 1.5 s within 2 s.
@@ -80,7 +86,8 @@ import Testing
 
     @Test(arguments: [false, true])
     func malformedSIPResponseIsAClearDownResult(_ udp: Bool) async throws {
-        let garbage = try TestPeer(.reply(Array("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n".utf8)), udp: udp)
+        let garbage = try TestPeer(
+            .reply(Array("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n".utf8)), udp: udp)
         defer { garbage.stop() }
         let uri = "sip:\(garbage.address)" + (udp ? "" : ";transport=tcp")
         let result = await runner.run(probe(.sipOptions(try SIPTarget(parsing: uri))))
@@ -112,7 +119,9 @@ import Testing
         defer { lab.remove() }
         let server = try TLSServer.start(in: lab)
         let result = await runner.run(
-            probe(.tls(try TLSTarget(parsing: server.address, serverName: "localhost")), options: ProbeOptions(caFile: server.caFile)))
+            probe(
+                .tls(try TLSTarget(parsing: server.address, serverName: "localhost")),
+                options: ProbeOptions(caFile: server.caFile)))
         #expect(result.outcome == .up, "\(result.detail)")
         #expect(result.certificate?.subject == "CN=localhost")
         #expect(result.certificate?.issuer == "CN=Standby Lab CA")
@@ -120,7 +129,8 @@ import Testing
         #expect(days > 360 && days < 366)
         #expect(result.detail.contains("expires"), "\(result.detail)")
         // By address: the certificate carries IP:127.0.0.1 too.
-        let byAddress = await runner.run(probe(.tls(try TLSTarget(parsing: server.address)), options: ProbeOptions(caFile: server.caFile)))
+        let byAddress = await runner.run(
+            probe(.tls(try TLSTarget(parsing: server.address)), options: ProbeOptions(caFile: server.caFile)))
         #expect(byAddress.outcome == .up, "\(byAddress.detail)")
         // Without the lab CA the chain is not trusted.
         let untrusted = await runner.run(probe(.tls(try TLSTarget(parsing: server.address))))
@@ -134,7 +144,8 @@ import Testing
         let lab = try LabDirectory()
         defer { lab.remove() }
         let server = try TLSServer.start(in: lab, certificate: .expired)
-        let result = await runner.run(probe(.tls(try TLSTarget(parsing: server.address)), options: ProbeOptions(caFile: server.caFile)))
+        let result = await runner.run(
+            probe(.tls(try TLSTarget(parsing: server.address)), options: ProbeOptions(caFile: server.caFile)))
         #expect(result.outcome == .down)
         #expect(result.detail == "certificate expired on 2020-02-01T00:00:00Z", "\(result.detail)")
         #expect(result.certificate?.subject == "CN=localhost")
@@ -145,19 +156,26 @@ import Testing
         defer { lab.remove() }
         let server = try TLSServer.start(in: lab, certificate: .wrongName)
         let result = await runner.run(
-            probe(.tls(try TLSTarget(parsing: server.address, serverName: "pool01.contoso.com")), options: ProbeOptions(caFile: server.caFile)))
+            probe(
+                .tls(try TLSTarget(parsing: server.address, serverName: "pool01.contoso.com")),
+                options: ProbeOptions(caFile: server.caFile)))
         #expect(result.outcome == .down)
-        #expect(result.detail.hasPrefix("certificate name mismatch: pool01.contoso.com not in CN=wrong.example"), "\(result.detail)")
+        #expect(
+            result.detail.hasPrefix("certificate name mismatch: pool01.contoso.com not in CN=wrong.example"),
+            "\(result.detail)")
     }
 
     @Test func tlsCertificateExpiringSoonIsAWarning() async throws {
         let lab = try LabDirectory()
         defer { lab.remove() }
         let server = try TLSServer.start(in: lab, certificate: .expiringIn(days: 10))
-        let result = await runner.run(probe(.tls(try TLSTarget(parsing: server.address)), options: ProbeOptions(caFile: server.caFile)))
+        let result = await runner.run(
+            probe(.tls(try TLSTarget(parsing: server.address)), options: ProbeOptions(caFile: server.caFile)))
         #expect(result.outcome == .warning, "\(result.detail)")
         #expect(result.outcome.isSuccess)
-        #expect(result.detail.hasPrefix("certificate expires in 9 days") || result.detail.hasPrefix("certificate expires in 10 days"), "\(result.detail)")
+        #expect(
+            result.detail.hasPrefix("certificate expires in 9 days")
+                || result.detail.hasPrefix("certificate expires in 10 days"), "\(result.detail)")
     }
 
     @Test func oneShotCheckRunsEveryProbeInParallel() async throws {
@@ -167,10 +185,18 @@ import Testing
         let silent = try TestPeer(.silent, udp: true)
         defer { silent.stop() }
         var probes = (0..<20).map { index in
-            Probe(name: "sip-\(index)", site: .primary, target: .sipOptions(try! SIPTarget(parsing: server.uri())), timeout: .seconds(1))
+            Probe(
+                name: "sip-\(index)", site: .primary, target: .sipOptions(try! SIPTarget(parsing: server.uri())),
+                timeout: .seconds(1))
         }
-        probes.append(Probe(name: "silent", site: .primary, target: .sipOptions(try SIPTarget(parsing: "sip:\(silent.address)")), timeout: .seconds(1)))
-        probes.append(Probe(name: "dr", site: .secondary, target: .tcp(try HostPort(parsing: "127.0.0.1:\(server.port)")), timeout: .seconds(1)))
+        probes.append(
+            Probe(
+                name: "silent", site: .primary, target: .sipOptions(try SIPTarget(parsing: "sip:\(silent.address)")),
+                timeout: .seconds(1)))
+        probes.append(
+            Probe(
+                name: "dr", site: .secondary, target: .tcp(try HostPort(parsing: "127.0.0.1:\(server.port)")),
+                timeout: .seconds(1)))
         let started = ContinuousClock.now
         let report = await HealthCheck(logger: Logger(label: "test")).run(probes)
         #expect(started.duration(to: .now) < .milliseconds(1500), "ran in sequence?")

@@ -4,7 +4,8 @@ import Testing
 
 @Suite struct TargetParsingTests {
     @Test func hostPortForms() throws {
-        #expect(try HostPort(parsing: "red-sql01.contoso.com:1433") == HostPort(host: "red-sql01.contoso.com", port: 1433))
+        #expect(
+            try HostPort(parsing: "red-sql01.contoso.com:1433") == HostPort(host: "red-sql01.contoso.com", port: 1433))
         #expect(try HostPort(parsing: "[::1]:5061") == HostPort(host: "::1", port: 5061))
         #expect(try HostPort(parsing: "[::1]", defaultPort: 53) == HostPort(host: "::1", port: 53))
         #expect(try HostPort(parsing: "fe80::1", defaultPort: 53) == HostPort(host: "fe80::1", port: 53))
@@ -18,14 +19,18 @@ import Testing
     }
 
     @Test func topologyForms() throws {
-        #expect(try ProbeTarget.parse(kind: "tcp", "red-sql01.contoso.com:1433") == .tcp(HostPort(host: "red-sql01.contoso.com", port: 1433)))
+        #expect(
+            try ProbeTarget.parse(kind: "tcp", "red-sql01.contoso.com:1433")
+                == .tcp(HostPort(host: "red-sql01.contoso.com", port: 1433)))
         guard case .tls(let tls) = try ProbeTarget.parse(kind: "tls", "[2001:db8::5]:443") else {
             Issue.record("not tls")
             return
         }
         #expect(tls.address == HostPort(host: "2001:db8::5", port: 443))
         #expect(tls.expectedName == "2001:db8::5")
-        #expect(try TLSTarget(parsing: "10.0.0.5:443", serverName: "pool01.contoso.com").expectedName == "pool01.contoso.com")
+        #expect(
+            try TLSTarget(parsing: "10.0.0.5:443", serverName: "pool01.contoso.com").expectedName
+                == "pool01.contoso.com")
         guard case .http(let http) = try ProbeTarget.parse(kind: "http", "https://pool01.contoso.com/health") else {
             Issue.record("not http")
             return
@@ -66,7 +71,10 @@ import Testing
         let text = String(decoding: request.encoded(), as: UTF8.self)
         #expect(text.hasPrefix("OPTIONS sip:pool01.contoso.com:5061;transport=tls SIP/2.0\r\n"))
         #expect(text.contains("Via: SIP/2.0/TLS [::1]:40000;rport;branch=z9hG4bK"))
-        for header in ["Max-Forwards: 70", "From: <sip:standby@[::1]>;tag=", "To: <sip:pool01.contoso.com:5061>", "Call-ID: ", "CSeq: 1 OPTIONS", "Contact: <sip:standby@[::1]:40000;transport=tls>", "Content-Length: 0"] {
+        for header in [
+            "Max-Forwards: 70", "From: <sip:standby@[::1]>;tag=", "To: <sip:pool01.contoso.com:5061>", "Call-ID: ",
+            "CSeq: 1 OPTIONS", "Contact: <sip:standby@[::1]:40000;transport=tls>", "Content-Length: 0",
+        ] {
             #expect(text.contains("\r\n" + header), "missing \(header)")
         }
         #expect(text.hasSuffix("\r\n\r\n"))
@@ -87,11 +95,15 @@ import Testing
             Issue.record("expected incomplete")
             return
         }
-        guard case .incomplete = try SIPResponse.parse(Array("SIP/2.0 200 OK\r\nContent-Length: 10\r\n\r\nabc".utf8)) else {
+        guard case .incomplete = try SIPResponse.parse(Array("SIP/2.0 200 OK\r\nContent-Length: 10\r\n\r\nabc".utf8))
+        else {
             Issue.record("expected incomplete body")
             return
         }
-        for garbage in ["HTTP/1.1 400 Bad Request\r\n\r\n", "SIP/2.0 2000 OK\r\n\r\n", "SIP/2.0 200 OK\r\nNoColon\r\n\r\n", "\u{1}\u{2}garbage"] {
+        for garbage in [
+            "HTTP/1.1 400 Bad Request\r\n\r\n", "SIP/2.0 2000 OK\r\n\r\n", "SIP/2.0 200 OK\r\nNoColon\r\n\r\n",
+            "\u{1}\u{2}garbage",
+        ] {
             #expect(throws: ProbeFailure.self, "\(garbage)") { try SIPResponse.parse(Array(garbage.utf8)) }
         }
     }

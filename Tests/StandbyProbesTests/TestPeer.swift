@@ -29,7 +29,7 @@ final class TestPeer: Sendable {
     private let connections = Mutex<[Int32]>([])
     let posts = Mutex<[String]>([])
 
-    init(_ behaviour: Behaviour, udp: Bool = false) throws {
+    init(_ behaviour: Behaviour, udp: Bool = false, port wanted: UInt16 = 0) throws {
         self.udp = udp
         let fd = socket(AF_INET, udp ? Int32(SOCK_DGRAM.rawValue) : Int32(SOCK_STREAM.rawValue), 0)
         self.fd = fd
@@ -37,10 +37,12 @@ final class TestPeer: Sendable {
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
+        address.sin_port = wanted.bigEndian
         inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard bound == 0 else { throw POSIXError(.EADDRINUSE) }
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
@@ -60,7 +62,9 @@ final class TestPeer: Sendable {
     var postCount: Int { posts.withLock { $0.count } }
 
     func stop() {
-        let already = stopped.withLock { value in defer { value = true }; return value }
+        let already = stopped.withLock { value in
+            defer { value = true }; return value
+        }
         guard !already else { return }
         shutdown(fd, Int32(SHUT_RDWR))
         close(fd)
