@@ -42,6 +42,9 @@ public final class StateStore: Sendable {
                 t.column("summary", .text)
             }
         }
+        migrator.registerMigration("v2: failover journal") { db in
+            try FailoverJournal.migrationV2(db)
+        }
         return migrator
     }
 
