@@ -39,13 +39,11 @@ struct FailoverCommand: AsyncParsableCommand {
     @Option(help: "The loss to recover from (see `standby plan --scenario list`).")
     var scenario = "site-loss"
 
-    func validate() throws {
-        if declare.trimmingCharacters(in: .whitespaces).isEmpty {
-            throw ValidationError("--declare needs a reason, like --declare \"Redmond data centre lost power\"")
-        }
-    }
-
     func run() async throws {
+        if declare.trimmingCharacters(in: .whitespaces).isEmpty {
+            throw CommandExit(
+                .badInput, "standby: --declare needs a reason, like --declare \"Redmond data centre lost power\"")
+        }
         try await RunContext.mappingErrors {
             let now = try clock.date()
             let context = try RunContext(site: site)

@@ -24,13 +24,12 @@ struct ResumeCommand: AsyncParsableCommand {
     @Option(help: "Why (with --now).")
     var reason: String?
 
-    func validate() throws {
-        if service != nil && lead == nil {
-            throw ValidationError("--now SERVICE is a decision: say who decides with --lead NAME")
-        }
-    }
-
     func run() async throws {
+        // Checked here rather than in validate(): main's exit-code mapping reads a validate() error
+        // as a failure (1), not bad input (2).
+        if service != nil && lead == nil {
+            throw CommandExit(.badInput, "standby: --now SERVICE is a decision: say who decides with --lead NAME")
+        }
         try await RunContext.mappingErrors {
             let context = try RunContext(site: site)
             try await context.continueRun(now: try clock.date()) { engine in

@@ -35,7 +35,13 @@ public final class ControllerLock: Sendable {
             guard cause == EWOULDBLOCK else {
                 throw FailoverError(.journal, "\(path): cannot lock: \(String(cString: strerror(cause)))")
             }
-            return .failure(HolderError(holder: readHolder(path)))
+            // The holder writes its line just after locking: give it a moment.
+            var holder = readHolder(path)
+            for _ in 0..<50 where holder == nil {
+                usleep(10_000)
+                holder = readHolder(path)
+            }
+            return .failure(HolderError(holder: holder))
         }
         let text = "\(getpid()) \(hostName()) \(ISO8601DateFormatter().string(from: Date()))\n"
         _ = ftruncate(fd, 0)

@@ -227,7 +227,7 @@ public struct FailoverEngine: Sendable {
                 }
                 if !windowOpen && !overrides.contains(service) {
                     blocked.insert(service)
-                    try markWaiting(&steps[index], offPeakText(after: now))
+                    try markWaiting(&steps[index], "waits for " + offPeakText(after: now))
                     continue
                 }
             }
@@ -251,7 +251,7 @@ public struct FailoverEngine: Sendable {
             run.state = .waiting
             run.note =
                 "\(blocked.count) optional service\(blocked.count == 1 ? "" : "s") (\(blocked.sorted().joined(separator: ", "))) "
-                + offPeakText(after: now)
+                + (blocked.count == 1 ? "waits" : "wait") + " for " + offPeakText(after: now)
             try journal.update(run)
             return .waiting(run.note ?? "")
         }
@@ -279,15 +279,17 @@ public struct FailoverEngine: Sendable {
         }
     }
 
-    /// "waits for the off-peak window 22:00-05:00 at dublin; next opens Wed 2026-11-25 22:00 GMT".
+    /// "the off-peak window 22:00-05:00 at dub; next opens Wed 2026-11-25 22:00 GMT": what an
+    /// optional service waits for.
     public func offPeakText(after now: Date) -> String {
         let site = topology.secondary
         guard let opening = site.offPeak.nextOpening(after: now, in: site.timezone) else {
-            return "waits: no off-peak window is configured at \(site.name); run it with `standby resume --now SERVICE`"
+            return
+                "a decision: no off-peak window is configured at \(site.name); run it with `standby resume --now SERVICE`"
         }
         let windows = site.offPeak.map(\.description).joined(separator: ", ")
         return
-            "waits for the off-peak window \(windows) at \(site.name); next opens \(Planner.localTime(opening, in: site.timezone))"
+            "the off-peak window \(windows) at \(site.name); next opens \(Planner.localTime(opening, in: site.timezone))"
     }
 
     private func manualInstruction(_ step: RunStep) -> String {

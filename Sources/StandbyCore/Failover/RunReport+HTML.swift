@@ -11,8 +11,8 @@ extension RunReport {
             <style>
             body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px;color:#1c2733;background:#fff}
             h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px;border-bottom:2px solid #dde3ea}
-            table{border-collapse:collapse;width:100%} td,th{padding:4px 8px;border-bottom:1px solid #e6eaef;text-align:left;vertical-align:top}
-            th{background:#f3f6f9} .num{text-align:right;font-variant-numeric:tabular-nums}
+            table{border-collapse:collapse;width:100%} td,th{white-space:normal;padding:4px 8px;border-bottom:1px solid #e6eaef;text-align:left;vertical-align:top}
+            th{background:#f3f6f9} .num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
             .state{font-weight:600} .succeeded{color:#1a7f37} .failed,.interrupted{color:#c62828} .skipped{color:#6b7785}
             .waiting-confirm,.waiting-off-peak{color:#b26a00} .running{color:#1f5fbf}
             pre{background:#f6f8fa;padding:6px 8px;margin:4px 0;max-height:240px;overflow:auto;font-size:12px}
@@ -26,7 +26,7 @@ extension RunReport {
             """
         page += "<h2>Timeline</h2>\n" + gantt() + "\n"
         page +=
-            "<h2>Stages and steps</h2>\n<table><tr><th>Step</th><th>Kind</th><th>State</th><th>Start</th><th>End</th><th class=\"num\">Duration</th><th>Attempts</th></tr>\n"
+            "<h2>Stages and steps</h2>\n<table><tr><th>Step</th><th>Kind</th><th>State</th><th>Start (UTC)</th><th>End</th><th class=\"num\">Duration</th><th>Attempts</th></tr>\n"
         for stage in stages {
             page +=
                 "<tr><th colspan=\"7\">Stage \(stage.number): \(Self.escape(stage.title)) — \(stage.durationSeconds.map(Self.span) ?? "not finished")</th></tr>\n"
@@ -35,7 +35,7 @@ extension RunReport {
                     "<tr><td>\(Self.escape(step.id))<br><span class=\"meta\">\(Self.escape(step.summary))</span></td>"
                 page += "<td>\(step.kind)</td><td class=\"state \(step.state)\">\(step.state)</td>"
                 page +=
-                    "<td>\(step.startedAt.map(Self.time) ?? "")</td><td>\(step.finishedAt.map(Self.time) ?? "")</td>"
+                    "<td>\(step.startedAt.map(Self.clock) ?? "")</td><td>\(step.finishedAt.map(Self.clock) ?? "")</td>"
                 page +=
                     "<td class=\"num\">\(step.durationSeconds.map(Self.span) ?? "")</td><td class=\"num\">\(step.attempts)</td></tr>\n"
                 var details = ""
@@ -108,7 +108,7 @@ extension RunReport {
         let scale = chartWidth / total
         let height = Double(steps.count + stages.count) * row + 40
         var svg =
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(labelWidth + chartWidth + 20))\" height=\"\(Int(height))\" role=\"img\" aria-label=\"Timeline of run \(Self.escape(run.id))\">\n"
+            "<svg width=\"\(Int(labelWidth + chartWidth + 20))\" height=\"\(Int(height))\" role=\"img\" aria-label=\"Timeline of run \(Self.escape(run.id))\">\n"
         svg += "<rect x=\"0\" y=\"0\" width=\"100%\" height=\"100%\" fill=\"#fbfcfd\"/>\n"
         // Ticks: about eight, on a round number of seconds.
         let step = Self.tickStep(total)
@@ -165,6 +165,15 @@ extension RunReport {
             return candidate
         }
         return 86400 * ((raw / 86400).rounded(.up))
+    }
+
+    /// `16:21:36.195` (UTC), for table cells; the header carries the full date.
+    static func clock(_ date: Date) -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "HH:mm:ss.SSS"
+        return formatter.string(from: date)
     }
 
     static func f(_ value: Double) -> String { String(format: "%.1f", value) }
