@@ -14,8 +14,8 @@ public enum ExitStatus: Int32, Sendable {
     /// A run is waiting, for a confirmation or an off-peak window.
     case waiting = 4
 
-    /// The status and message for an error of one of the modules, or nil for errors this
-    /// mapping does not know (ArgumentParser's own, which it renders itself).
+    /// The status and message for an error of one of our modules, or nil for others
+    /// (ArgumentParser's own, which it renders itself, and unexpected errors).
     static func mapping(_ error: any Error) -> (status: ExitStatus, message: String)? {
         switch error {
         case let error as TopologyError:
@@ -24,11 +24,8 @@ public enum ExitStatus: Int32, Sendable {
             return (.badInput, "standby: \(error.message)")
         case let error as StateError:
             return (.failed, "standby: \(error.description)")
-        case is ValidationError, is CleanExit, is ExitCode:
-            return nil
         default:
-            if String(describing: type(of: error)).hasPrefix("ParserError") { return nil }
-            return (.failed, "standby: \(error)")
+            return nil
         }
     }
 }

@@ -50,15 +50,20 @@ public struct StandbyCommand: AsyncParsableCommand {
             printError(mapped.message)
             return mapped.status
         }
-        // ArgumentParser's own errors: help and version exit 0, usage errors are bad input.
+        // ArgumentParser's own errors: help and version exit 0, usage errors are bad input;
+        // anything else is a failure of the operation.
         let code = exitCode(for: error)
         let message = fullMessage(for: error)
         if code == .success {
             if !message.isEmpty { print(message) }
             return .done
         }
-        printError(message)
-        return .badInput
+        if code == .validationFailure {
+            printError(message)
+            return .badInput
+        }
+        printError("standby: \(error)")
+        return .failed
     }
 }
 

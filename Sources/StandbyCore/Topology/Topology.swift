@@ -108,6 +108,9 @@ public struct Service: Sendable {
     public var reason: String?
     public var description: String?
     public var location: SourceLocation
+    /// Where `depends_on` and `backup_sets` were written, for errors about what they name.
+    public var dependsOnLocation: SourceLocation
+    public var backupSetsLocation: SourceLocation
 }
 
 public struct Step: Sendable {

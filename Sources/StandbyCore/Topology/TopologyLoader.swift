@@ -304,7 +304,9 @@ struct TopologyBuilder {
             name: name, tier: tier, priority: priority, dependsOn: fields.strings("depends_on") ?? [],
             backupSets: fields.strings("backup_sets") ?? [], roles: fields.strings("roles") ?? [], steps: steps,
             drillSteps: drillSteps, failbackSteps: failbackSteps, atSecondary: atSecondary,
-            reason: fields.string("reason"), description: fields.string("description"), location: fields.location)
+            reason: fields.string("reason"), description: fields.string("description"), location: fields.location,
+            dependsOnLocation: fields.location(of: "depends_on"), backupSetsLocation: fields.location(of: "backup_sets")
+        )
     }
 
     static let stepKinds = ["restore", "exec", "http", "probe", "manual"]
@@ -613,13 +615,13 @@ struct TopologyBuilder {
         for service in topology.services {
             for dependency in service.dependsOn where !services.contains(dependency) {
                 reader.error(
-                    at: service.location,
+                    at: service.dependsOnLocation,
                     "service \(service.name) depends on '\(dependency)', which is not a service; known: \(services.sorted().joined(separator: ", "))"
                 )
             }
             for set in service.backupSets where !sets.contains(set) {
                 reader.error(
-                    at: service.location,
+                    at: service.backupSetsLocation,
                     "service \(service.name) names backup set '\(set)', which is not declared in backup_sets")
             }
             for step in service.steps + (service.drillSteps ?? []) + service.failbackSteps {
@@ -657,7 +659,8 @@ struct TopologyBuilder {
                     let members = Set(cycle)
                     if !reported.contains(members) {
                         reported.insert(members)
-                        reader.error(at: service.location, "dependency cycle: \(cycle.joined(separator: " → "))")
+                        reader.error(
+                            at: service.dependsOnLocation, "dependency cycle: \(cycle.joined(separator: " → "))")
                     }
                 } else if state[next] == nil {
                     visit(next, path: path + [name])
