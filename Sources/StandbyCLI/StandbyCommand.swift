@@ -11,7 +11,17 @@ public struct StandbyCommand: AsyncParsableCommand {
             Exit codes: 0 done; 1 the operation failed; 2 bad input; 3 refused for safety; \
             4 a run is waiting (for a confirmation or an off-peak window).
             """,
-        subcommands: [CheckCommand.self, PlanCommand.self])
+        subcommands: [
+            CheckCommand.self, PlanCommand.self,
+            StatusCommand.self,
+            FailoverCommand.self,
+            ResumeCommand.self,
+            ConfirmCommand.self,
+            RetryCommand.self,
+            SkipCommand.self,
+            AbortCommand.self,
+            ReportCommand.self,
+        ])
 
     public init() {}
 

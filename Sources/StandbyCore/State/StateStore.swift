@@ -42,6 +42,9 @@ public final class StateStore: Sendable {
                 t.column("summary", .text)
             }
         }
+        migrator.registerMigration("v2: failover journal") { db in
+            try FailoverJournal.migrationV2(db)
+        }
         migrator.registerMigration("service v1: job times") { db in
             try ServiceJournal.migrationV1(db)
         }
