@@ -12,7 +12,7 @@ public struct StandbyCommand: AsyncParsableCommand {
             4 a run is waiting (for a confirmation or an off-peak window).
             """,
         subcommands: [
-            CheckCommand.self, PlanCommand.self,
+            CheckCommand.self, PlanCommand.self, RunCommand.self,
             StatusCommand.self,
             FailoverCommand.self,
             ResumeCommand.self,
