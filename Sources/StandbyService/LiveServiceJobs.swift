@@ -63,7 +63,9 @@ public final class LiveServiceJobs: ServiceJobs {
         // Outside the primary's off-peak window the source site is busy: cap the rate.
         let windows = topology.primary.offPeak
         let peak = !windows.isEmpty && !windows.contains(Date(), in: topology.primary.timezone)
-        let options = ReplicateOptions(rateLimit: peak ? topology.replication.peakRate : nil, useIndex: !full)
+        // A full uses the published index too: the replicator falls back to reading the whole file when
+        // the index is stale, and a full interrupted by a crash then fetches only what is missing.
+        let options = ReplicateOptions(rateLimit: peak ? topology.replication.peakRate : nil, useIndex: true)
         let report = try await store.replicate(
             set: SetSpec(name: name, sources: urls, keepLast: set.keepLast), options: options)
         return
