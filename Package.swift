@@ -134,7 +134,7 @@ let package = Package(
         .testTarget(
             name: "StandbyServiceTests",
             dependencies: [
-                "StandbyService", "StandbyCore", "StandbyLab",
+                "StandbyService", "StandbyCore", "StandbyReplication", "StandbyLab",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
