@@ -29,7 +29,7 @@ public struct ProbeRunner: Sendable {
         let attempt: Attempt
         switch probe.target {
         case .http(let target):
-            attempt = await httpAttempt(target, deadline: deadline)
+            attempt = await httpAttempt(target, options: probe.options, deadline: deadline)
         default:
             // A little grace so the work's own, more precise timeout message wins the race.
             attempt = await Offload.run(
