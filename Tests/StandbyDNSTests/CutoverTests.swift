@@ -108,6 +108,22 @@ struct CutoverTests {
         #expect(try lab.digBoth() == Lab.expected(Lab.primaryValues))
     }
 
+    @Test("an update the server's policy does not grant is REFUSED, naming the server; nothing changes")
+    func refusedByPolicy() async throws {
+        // The key may change _sip._tcp only; the cutover also touches _sipinternaltls._tcp.
+        let lab = try Lab.start(grant: "name \(Lab.sip).\(Lab.zone). SRV")
+        defer { lab.stop() }
+        let error = try await #require(throws: DNSError.self) {
+            try await lab.cutover(from: Lab.primaryValues, to: Lab.secondaryValues).run()
+        }
+        #expect(error.code == .refused)
+        #expect(error.exitCode == 1)
+        #expect(error.message.contains("REFUSED"))
+        #expect(error.message.contains("update policy"))
+        #expect(error.message.contains(lab.named.address))
+        #expect(try lab.digBoth() == Lab.expected(Lab.primaryValues))
+    }
+
     @Test("a dry run proves the key and the values and changes nothing")
     func dryRun() async throws {
         let lab = try Lab.start()
