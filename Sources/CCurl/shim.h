@@ -18,4 +18,12 @@ static inline CURLcode standby_curl_getinfo_off(CURL *h, CURLINFO i, curl_off_t 
 static inline CURLcode standby_curl_getinfo_double(CURL *h, CURLINFO i, double *v) { return curl_easy_getinfo(h, i, v); }
 static inline CURLcode standby_curl_getinfo_str(CURL *h, CURLINFO i, char **v) { return curl_easy_getinfo(h, i, v); }
 static inline CURLcode standby_curl_getinfo_certinfo(CURL *h, struct curl_certinfo **v) { return curl_easy_getinfo(h, CURLINFO_CERTINFO, v); }
+// Macros Swift does not import, and a certinfo walker.
+static inline CURLcode standby_curl_global_init_all(void) { return curl_global_init(CURL_GLOBAL_ALL); }
+static inline int standby_curl_certinfo_count(const struct curl_certinfo *c) { return c ? c->num_of_certs : 0; }
+static inline struct curl_slist *standby_curl_certinfo_at(const struct curl_certinfo *c, int i) {
+    return (c && i >= 0 && i < c->num_of_certs) ? c->certinfo[i] : NULL;
+}
+static inline long standby_curl_netrc_optional(void) { return CURL_NETRC_OPTIONAL; }
+static inline long standby_curl_ssh_auth_any(void) { return CURLSSH_AUTH_ANY; }
 #endif

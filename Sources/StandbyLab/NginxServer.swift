@@ -1,0 +1,95 @@
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// nginx serving a directory over plain HTTP on a free loopback port: static files with
+/// Content-Length, Last-Modified and Range support, keep-alive for many range requests.
+/// Its pid, logs and temporary files live in the lab directory.
+public final class NginxServer: Sendable {
+    public let port: UInt16
+    /// The directory served at `/`.
+    public let root: String
+    public let process: ServerProcess
+    public let accessLogPath: String
+    /// `http://127.0.0.1:PORT/`
+    public let baseURL: URL
+
+    init(port: UInt16, root: String, process: ServerProcess, accessLogPath: String, baseURL: URL) {
+        self.baseURL = baseURL
+        self.port = port
+        self.root = root
+        self.process = process
+        self.accessLogPath = accessLogPath
+    }
+
+    /// The URL of `relativePath` under the served root.
+    public func url(_ relativePath: String) -> URL {
+        baseURL.appendingPathComponent(relativePath)
+    }
+
+    public func stop() { process.stop() }
+
+    /// Starts nginx serving `root` (default: a `www` directory in the lab), with `extraServer`
+    /// appended inside the server block (locations, auth). Waits until it accepts connections.
+    public static func start(
+        in lab: LabDirectory, serving root: String? = nil, extraServer: String = ""
+    ) throws -> NginxServer {
+        let nginx = try Programs.locate("nginx", package: "nginx-light")
+        let prefix = try lab.directory("nginx")
+        let served = try root ?? lab.directory("www")
+        for temp in ["client", "proxy", "fastcgi", "uwsgi", "scgi"] {
+            _ = try lab.directory("nginx/tmp/\(temp)")
+        }
+        let port = try Ports.free()
+        guard let baseURL = URL(string: "http://127.0.0.1:\(port)/") else {
+            throw LabError(.setupFailed, "no URL for port \(port)")
+        }
+        // Workers of a root master switch to `nobody`, who cannot read a 0700 temp directory.
+        let user = geteuid() == 0 ? "user root;" : ""
+        let accessLog = prefix + "/access.log"
+        let config = """
+            \(user)
+            worker_processes 1;
+            pid \(prefix)/nginx.pid;
+            error_log \(prefix)/error.log info;
+            events { worker_connections 512; }
+            http {
+                default_type application/octet-stream;
+                access_log \(accessLog);
+                client_body_temp_path \(prefix)/tmp/client;
+                proxy_temp_path \(prefix)/tmp/proxy;
+                fastcgi_temp_path \(prefix)/tmp/fastcgi;
+                uwsgi_temp_path \(prefix)/tmp/uwsgi;
+                scgi_temp_path \(prefix)/tmp/scgi;
+                sendfile on;
+                keepalive_requests 1000000;
+                keepalive_timeout 60s;
+                server {
+                    listen 127.0.0.1:\(port);
+                    root \(served);
+                    location / { }
+                    \(extraServer)
+                }
+            }
+            """
+        let configPath = prefix + "/nginx.conf"
+        try Data(config.utf8).write(to: URL(fileURLWithPath: configPath))
+        let process = try ServerProcess.spawn(
+            name: "nginx", executable: nginx,
+            arguments: ["-p", prefix, "-c", configPath, "-e", prefix + "/error.log", "-g", "daemon off;"],
+            logPath: prefix + "/stderr.log")
+        do {
+            try Ports.waitForTCP("127.0.0.1", port, server: "nginx")
+        } catch {
+            let tail = process.logTail() + ((try? String(contentsOfFile: prefix + "/error.log", encoding: .utf8)) ?? "")
+            process.stop()
+            throw LabError(.notReady, "nginx did not start on 127.0.0.1:\(port): \(tail)")
+        }
+        return NginxServer(
+            port: port, root: served, process: process, accessLogPath: accessLog, baseURL: baseURL)
+    }
+}

@@ -1,0 +1,193 @@
+import Foundation
+import GRDB
+import StandbyTransport
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+extension ReplicationStore {
+    /// Keeps the `keepLast` newest versions of `set`, drops the others, and removes the chunks
+    /// no version references any more (packs deleted or rewritten; the space is given back).
+    /// Never runs beside a replicate (same lock) nor while a restore or verify reads.
+    public func applyRetention(set: String, keepLast: Int) async throws -> RetentionReport {
+        let store = self
+        return try await Blocking.run { _ in
+            let lock = try store.lockReplicate("retention of set \(set)")
+            defer { withExtendedLifetime(lock) {} }
+            return try store.catalog {
+                try store.pool.writeWithoutTransaction { db in
+                    try store.recover(db)
+                    guard let report = try store.retainLocked(db, set: set, keepLast: keepLast) else {
+                        throw ReplicationError(
+                            .storeBusy, "a restore or verify is reading the store; retention not applied", set: set)
+                    }
+                    return report
+                }
+            }
+        }
+    }
+
+    /// Garbage collection alone: removes chunks no version references.
+    public func collectGarbage() async throws -> RetentionReport {
+        let store = self
+        return try await Blocking.run { _ in
+            let lock = try store.lockReplicate("garbage collection")
+            defer { withExtendedLifetime(lock) {} }
+            return try store.catalog {
+                try store.pool.writeWithoutTransaction { db in
+                    try store.recover(db)
+                    guard let report = try store.retainLocked(db, set: nil, keepLast: nil) else {
+                        throw ReplicationError(.storeBusy, "a restore or verify is reading the store")
+                    }
+                    return report
+                }
+            }
+        }
+    }
+
+    /// Under the replicate lock. Returns nil when readers hold the store (retention waits for
+    /// a later run rather than pull packs from under a restore).
+    func retainLocked(_ db: Database, set: String?, keepLast: Int?) throws -> RetentionReport? {
+        let readers: StoreLock
+        do {
+            readers = try lockReaders(exclusive: true, "garbage collection")
+        } catch let error as ReplicationError where error.code == .storeBusy {
+            logger.warning("Retention postponed: the store is being read", metadata: ["set": "\(set ?? "-")"])
+            return nil
+        }
+        defer { withExtendedLifetime(readers) {} }
+
+        var dropped: [Int64] = []
+        var droppedNewBytes: Int64 = 0
+        if let set, let keepLast {
+            let rows = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT v.id, v.new_bytes FROM versions v JOIN sets s ON s.id = v.set_id
+                    WHERE s.name = ? AND v.state = 'committed' ORDER BY v.id DESC
+                    """, arguments: [set])
+            for row in rows.dropFirst(max(keepLast, 1)) {
+                dropped.append(row[0])
+                droppedNewBytes += row[1] as Int64
+            }
+            if !dropped.isEmpty {
+                try db.inTransaction {
+                    for id in dropped { try db.execute(sql: "DELETE FROM versions WHERE id = ?", arguments: [id]) }
+                    return .commit
+                }
+                logger.info("Versions dropped by retention", metadata: ["set": "\(set)", "versions": "\(dropped)"])
+            }
+        }
+
+        // Mark: every chunk a committed version references.
+        try db.execute(sql: "CREATE TEMP TABLE IF NOT EXISTS live(id BLOB PRIMARY KEY) WITHOUT ROWID")
+        defer { try? db.execute(sql: "DROP TABLE IF EXISTS temp.live") }
+        try db.inTransaction {
+            try db.execute(sql: "DELETE FROM temp.live")
+            let insert = try db.cachedStatement(sql: "INSERT OR IGNORE INTO temp.live(id) VALUES (?)")
+            try forEachRecipe(db) { _, _, entries in
+                for entry in entries { try insert.execute(arguments: [Data(entry.id.bytes)]) }
+            }
+            return .commit
+        }
+
+        // Sweep, pack by pack: a pack with no live chunk is deleted; one mostly dead is
+        // rewritten with its live chunks; the rest keep their dead chunks for now (still valid,
+        // and still reused by dedup) until they cross the threshold.
+        let packs = try Row.fetchAll(
+            db,
+            sql: """
+                SELECT p.id, p.name, p.size,
+                    COALESCE(SUM(c.length), 0),
+                    COALESCE(SUM(CASE WHEN l.id IS NULL THEN 0 ELSE c.length END), 0),
+                    COALESCE(SUM(CASE WHEN l.id IS NULL THEN 1 ELSE 0 END), 0)
+                FROM packs p LEFT JOIN chunks c ON c.pack = p.id LEFT JOIN temp.live l ON l.id = c.id
+                GROUP BY p.id
+                """)
+        var report = RetentionReport(
+            droppedVersions: dropped, chunksRemoved: 0, packsDeleted: 0, packsRewritten: 0, reclaimedBytes: 0)
+        var deadBytesTotal: Int64 = 0
+        for row in packs {
+            let (packID, name, size): (Int64, String, Int64) = (row[0], row[1], row[2])
+            let (allBytes, liveBytes, deadCount): (Int64, Int64, Int) = (row[3], row[4], row[5])
+            deadBytesTotal += allBytes - liveBytes
+            let path = packDirectory + "/" + name + ".pack"
+            if liveBytes == 0 {
+                let onDisk = FileIO.allocated(path)
+                try db.inTransaction {
+                    try db.execute(sql: "DELETE FROM chunks WHERE pack = ?", arguments: [packID])
+                    try db.execute(sql: "DELETE FROM packs WHERE id = ?", arguments: [packID])
+                    return .commit
+                }
+                unlink(path)
+                report.packsDeleted += 1
+                report.chunksRemoved += deadCount
+                report.reclaimedBytes += onDisk
+            } else if deadCount > 0 && allBytes - liveBytes > size / 2 {
+                let before = FileIO.allocated(path)
+                let after = try rewrite(db, packID: packID, name: name)
+                report.packsRewritten += 1
+                report.chunksRemoved += deadCount
+                report.reclaimedBytes += max(0, before - after)
+            }
+        }
+        if let set, droppedNewBytes > 0 {
+            // The dropped versions' chunks that live on are now the oldest remaining version's.
+            let carried = max(0, droppedNewBytes - deadBytesTotal)
+            try db.execute(
+                sql: """
+                    UPDATE versions SET new_bytes = new_bytes + ? WHERE id = (
+                        SELECT v.id FROM versions v JOIN sets s ON s.id = v.set_id
+                        WHERE s.name = ? AND v.state = 'committed' ORDER BY v.id LIMIT 1)
+                    """, arguments: [carried, set])
+        }
+        if report.reclaimedBytes > 0 || !dropped.isEmpty {
+            logger.info(
+                "Garbage collected",
+                metadata: [
+                    "chunks": "\(report.chunksRemoved)", "packsDeleted": "\(report.packsDeleted)",
+                    "packsRewritten": "\(report.packsRewritten)", "reclaimed": "\(report.reclaimedBytes)",
+                ])
+        }
+        return report
+    }
+
+    /// Copies a pack's live chunks into a new pack, points the catalog at it, deletes the old
+    /// one. A kill in between leaves either the old pack in use and an orphan new one (recovery
+    /// finds nothing new in it and deletes it), or the new one in use and an orphan old one.
+    private func rewrite(_ db: Database, packID: Int64, name: String) throws -> Int64 {
+        let reader = PackReader(directory: packDirectory)
+        let writer = try PackWriter(directory: packDirectory)
+        let live = try Row.fetchAll(
+            db,
+            sql: "SELECT c.id, c.offset, c.length FROM chunks c JOIN temp.live l ON l.id = c.id WHERE c.pack = ?",
+            arguments: [packID])
+        for row in live {
+            let data: Data = row[0]
+            guard let id = ChunkID(bytes: data) else { continue }
+            let bytes = try reader.read(id, at: ChunkLocation(pack: name, offset: row[1], length: row[2]))
+            try bytes.withUnsafeBytes { try writer.append(id, $0) }
+        }
+        try writer.seal()
+        try db.inTransaction {
+            try db.execute(
+                sql: "INSERT INTO packs(name, size, created) VALUES (?, ?, ?)",
+                arguments: [writer.name, writer.size, Date().timeIntervalSince1970])
+            let fresh = db.lastInsertedRowID
+            let update = try db.cachedStatement(sql: "UPDATE chunks SET pack = ?, offset = ? WHERE id = ?")
+            for id in writer.order {
+                guard let location = writer.chunks[id] else { continue }
+                try update.execute(arguments: [fresh, location.offset, Data(id.bytes)])
+            }
+            try db.execute(sql: "DELETE FROM chunks WHERE pack = ?", arguments: [packID])
+            try db.execute(sql: "DELETE FROM packs WHERE id = ?", arguments: [packID])
+            return .commit
+        }
+        reader.forget(name)
+        unlink(packDirectory + "/" + name + ".pack")
+        return FileIO.allocated(writer.finalPath)
+    }
+}

@@ -1,0 +1,244 @@
+import Foundation
+import GRDB
+import Logging
+import StandbyTransport
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// The deduplicating store at the secondary: pack files of chunks under `packs/`, and the
+/// catalog of sets, versions, files and chunks in `catalog.sqlite`.
+///
+/// Locks: `replicate.lock` (exclusive) is held by a replicate and by garbage collection, one
+/// at a time per store; `readers.lock` is shared by restores and verifies and taken exclusive
+/// only while garbage collection deletes packs. Both are flock(2) locks that die with their
+/// process. Every operation runs its blocking work on a thread of its own.
+public final class ReplicationStore: Sendable {
+    public let directory: String
+    let pool: DatabasePool
+    let logger: Logger
+
+    var packDirectory: String { directory + "/packs" }
+    var catalogPath: String { directory + "/" + Catalog.fileName }
+
+    private init(directory: String, pool: DatabasePool, logger: Logger) {
+        self.directory = directory
+        self.pool = pool
+        self.logger = logger
+    }
+
+    /// Opens the store in `directory`, creating it if needed. A store written by a newer
+    /// Standby is refused (`storeTooNew`).
+    public static func open(directory: String, logger: Logger) throws -> ReplicationStore {
+        do {
+            try FileManager.default.createDirectory(atPath: directory + "/packs", withIntermediateDirectories: true)
+        } catch {
+            throw ReplicationError(.storeIO, "cannot create the store directory \(directory): \(error)")
+        }
+        let pool = try Catalog.open(directory: directory)
+        return ReplicationStore(directory: directory, pool: pool, logger: logger)
+    }
+
+    func lockReplicate(_ what: String) throws -> StoreLock {
+        try StoreLock.acquire(directory + "/replicate.lock", exclusive: true, what: what)
+    }
+
+    func lockReaders(exclusive: Bool, _ what: String) throws -> StoreLock {
+        try StoreLock.acquire(directory + "/readers.lock", exclusive: exclusive, wait: .seconds(60), what: what)
+    }
+
+    func catalog<T>(_ body: () throws -> T) throws -> T {
+        try Catalog.wrap(catalogPath, body)
+    }
+
+    // MARK: - Recovery after a kill
+
+    /// Run under the replicate lock before anything else: drops versions a killed run left
+    /// pending (never visible), and adopts the chunks of packs it left behind, re-hashing each
+    /// record, so a re-run does not fetch them again.
+    func recover(_ db: Database) throws {
+        let pending = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM versions WHERE state = 'pending'") ?? 0
+        if pending > 0 {
+            try db.inTransaction {
+                try db.execute(sql: "DELETE FROM versions WHERE state = 'pending'")
+                return .commit
+            }
+            logger.info("Dropped unfinished versions of an interrupted run", metadata: ["count": "\(pending)"])
+        }
+        let known = Set(try String.fetchAll(db, sql: "SELECT name FROM packs"))
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: packDirectory)) ?? []
+        for file in names.sorted() {
+            let path = packDirectory + "/" + file
+            let isTemp = file.hasSuffix(".pack.tmp")
+            guard isTemp || file.hasSuffix(".pack") else { continue }
+            let name = String(file.prefix(while: { $0 != "." }))
+            if !isTemp && known.contains(name) { continue }
+            try adopt(db, path: path, name: name, isTemp: isTemp)
+        }
+    }
+
+    private func adopt(_ db: Database, path: String, name: String, isTemp: Bool) throws {
+        let (records, validLength) = try scanPack(path)
+        var fresh: [(ChunkID, Int64, Int)] = []
+        for record in records where try !chunkExists(db, record.0) {
+            fresh.append(record)
+        }
+        guard !fresh.isEmpty else {
+            unlink(path)
+            return
+        }
+        let finalPath = packDirectory + "/" + name + ".pack"
+        let fd = try FileIO.open(path, O_RDWR)
+        defer { close(fd) }
+        guard ftruncate(fd, off_t(validLength)) == 0 else { throw FileIO.fail("truncate", path) }
+        try FileIO.fsync(fd, path: path)
+        if isTemp { try FileIO.rename(path, finalPath) }
+        try FileIO.syncDirectory(packDirectory)
+        try registerPack(db, name: name, size: validLength, chunks: fresh.map { ($0.0, $0.1, $0.2) })
+        logger.info(
+            "Adopted chunks of an interrupted run",
+            metadata: ["pack": "\(name)", "chunks": "\(fresh.count)", "bytes": "\(validLength)"])
+    }
+
+    // MARK: - Catalog helpers (called inside pool closures)
+
+    func chunkExists(_ db: Database, _ id: ChunkID) throws -> Bool {
+        let statement = try db.cachedStatement(sql: "SELECT 1 FROM chunks WHERE id = ?")
+        return try Int.fetchOne(statement, arguments: [Data(id.bytes)]) != nil
+    }
+
+    func chunkLocation(_ db: Database, _ id: ChunkID) throws -> ChunkLocation? {
+        let statement = try db.cachedStatement(
+            sql: "SELECT p.name, c.offset, c.length FROM chunks c JOIN packs p ON p.id = c.pack WHERE c.id = ?")
+        guard let row = try Row.fetchOne(statement, arguments: [Data(id.bytes)]) else { return nil }
+        return ChunkLocation(pack: row[0], offset: row[1], length: row[2])
+    }
+
+    func registerPack(_ db: Database, name: String, size: Int64, chunks: [(ChunkID, Int64, Int)]) throws {
+        try db.inTransaction {
+            try db.execute(
+                sql: "INSERT INTO packs(name, size, created) VALUES (?, ?, ?)",
+                arguments: [name, size, Date().timeIntervalSince1970])
+            let pack = db.lastInsertedRowID
+            let insert = try db.cachedStatement(
+                sql: "INSERT OR IGNORE INTO chunks(id, pack, offset, length) VALUES (?, ?, ?, ?)")
+            for (id, offset, length) in chunks {
+                try insert.execute(arguments: [Data(id.bytes), pack, offset, length])
+            }
+            return .commit
+        }
+    }
+
+    func recipe(_ db: Database, file: Int64) throws -> [RecipeEntry] {
+        var entries: [RecipeEntry] = []
+        let rows = try Data.fetchCursor(
+            db, sql: "SELECT entries FROM recipes WHERE file_id = ? ORDER BY seq", arguments: [file])
+        while let data = try rows.next() {
+            entries.append(contentsOf: [RecipeEntry].decode(data))
+        }
+        return entries
+    }
+
+    /// Calls `body` with each recipe segment of every committed version (for marking and for
+    /// naming the versions a bad chunk breaks), one segment at a time.
+    func forEachRecipe(
+        _ db: Database, _ body: (_ set: String, _ version: Int64, _ entries: [RecipeEntry]) throws -> Void
+    ) throws {
+        let rows = try Row.fetchCursor(
+            db,
+            sql: """
+                SELECT s.name, v.id, r.entries FROM recipes r
+                JOIN files f ON f.id = r.file_id JOIN versions v ON v.id = f.version_id JOIN sets s ON s.id = v.set_id
+                WHERE v.state = 'committed'
+                """)
+        while let row = try rows.next() {
+            let data: Data = row[2]
+            try body(row[0], row[1], [RecipeEntry].decode(data))
+        }
+    }
+
+    static let versionColumns = """
+        v.id, s.name, v.created, v.captured, v.size, \
+        (SELECT COUNT(*) FROM files f WHERE f.version_id = v.id), v.new_bytes, v.broken, v.verified
+        """
+
+    static func version(_ row: Row) -> SetVersion {
+        let captured: Double? = row[3]
+        let verified: Double? = row[8]
+        return SetVersion(
+            id: row[0], set: row[1], created: Date(timeIntervalSince1970: row[2]),
+            captured: captured.map { Date(timeIntervalSince1970: $0) }, size: row[4], fileCount: row[5],
+            newBytes: row[6], broken: (row[7] as Int) != 0, verified: verified.map { Date(timeIntervalSince1970: $0) })
+    }
+
+    func versions(_ db: Database, set: String) throws -> [SetVersion] {
+        try Row.fetchAll(
+            db,
+            sql: """
+                SELECT \(Self.versionColumns) FROM versions v JOIN sets s ON s.id = v.set_id
+                WHERE s.name = ? AND v.state = 'committed' ORDER BY v.id DESC
+                """, arguments: [set]
+        ).map(Self.version)
+    }
+
+    // MARK: - Queries
+
+    /// The committed versions of `set`, newest first.
+    public func versions(set: String) async throws -> [SetVersion] {
+        let store = self
+        return try await Blocking.run { _ in
+            try store.catalog { try store.pool.read { try store.versions($0, set: set) } }
+        }
+    }
+
+    /// The files of a version.
+    public func files(version: Int64) async throws -> [VersionFile] {
+        let store = self
+        return try await Blocking.run { _ in
+            try store.catalog {
+                try store.pool.read { db in
+                    try Row.fetchAll(
+                        db,
+                        sql: "SELECT name, source, size, mtime, sha256 FROM files WHERE version_id = ? ORDER BY name",
+                        arguments: [version]
+                    ).map { row in
+                        let mtime: Int64? = row[3]
+                        let hash: Data? = row[4]
+                        return VersionFile(
+                            name: row[0], source: row[1], size: row[2],
+                            modificationTime: mtime.map { Date(timeIntervalSince1970: TimeInterval($0)) },
+                            sha256: hash.map { $0.map { String(format: "%02x", $0) }.joined() } ?? "")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Per set: newest verified version, capture time, size, stored bytes, dedup ratio.
+    public func status() async throws -> [SetStatus] {
+        let store = self
+        return try await Blocking.run { _ in
+            try store.catalog {
+                try store.pool.read { db in
+                    try String.fetchAll(db, sql: "SELECT name FROM sets ORDER BY name").map { name in
+                        let versions = try store.versions(db, set: name)
+                        let newest = versions.first(where: { !$0.broken })
+                        return SetStatus(
+                            name: name, newestVerified: newest, versionCount: versions.count, size: newest?.size ?? 0,
+                            storedBytes: versions.reduce(0) { $0 + $1.newBytes },
+                            logicalBytes: versions.reduce(0) { $0 + $1.size })
+                    }
+                }
+            }
+        }
+    }
+
+    /// Bytes the pack files occupy on disk.
+    public func packBytesOnDisk() -> Int64 {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: packDirectory)) ?? []
+        return names.reduce(0) { $0 + FileIO.allocated(packDirectory + "/" + $1) }
+    }
+}

@@ -1,0 +1,565 @@
+import Crypto
+import Foundation
+import GRDB
+import Logging
+import StandbyTransport
+
+extension ReplicationStore {
+    /// Copies the set's sources into the store as one new version, fetching only what the
+    /// store lacks. The version becomes visible only when every file is stored, its whole-file
+    /// hash checked, and its size and modification time unchanged since before the read.
+    /// One replicate per store at a time (`storeBusy` otherwise). Chunks stored before a failure
+    /// or a kill stay, and the next run does not fetch them again.
+    public func replicate(set spec: SetSpec, options: ReplicateOptions = ReplicateOptions()) async throws
+        -> ReplicationReport
+    {
+        let store = self
+        return try await Blocking.run { flag in try store.replicateBlocking(spec, options: options, cancellation: flag)
+        }
+    }
+
+    func replicateBlocking(_ spec: SetSpec, options: ReplicateOptions, cancellation: CancellationFlag?) throws
+        -> ReplicationReport
+    {
+        guard !spec.name.isEmpty, !spec.sources.isEmpty else {
+            throw ReplicationError(.invalidInput, "a set needs a name and at least one source", set: spec.name)
+        }
+        let lock = try lockReplicate("replicate of set \(spec.name)")
+        defer { withExtendedLifetime(lock) {} }
+        var transportOptions = options.transport
+        if let rate = options.rateLimit { transportOptions.maxReceiveRate = rate }
+        let session = try TransferSession(options: transportOptions, logger: logger)
+        session.cancellation = cancellation
+        let replicator = Replicator(store: self, spec: spec, options: options, session: session)
+        return try catalog {
+            try pool.writeWithoutTransaction { db in
+                try recover(db)
+                return try replicator.run(db)
+            }
+        }
+    }
+}
+
+/// One replicate run: owns the transfer session, the pack being written and the recipe of the
+/// file being read. Lives on one thread.
+final class Replicator {
+    struct Source {
+        var name: String
+        var url: URL
+    }
+
+    let store: ReplicationStore
+    let spec: SetSpec
+    let options: ReplicateOptions
+    let session: TransferSession
+    let logger: Logger
+    let parameters = ChunkerParameters.standard
+    let started = ContinuousClock.now
+
+    private var writer: PackWriter?
+    private let reader: PackReader
+    private var newBytes: Int64 = 0
+    private var processed: Int64 = 0
+    private var total: Int64 = 0
+    private var lastProgress = ContinuousClock.now - .seconds(1)
+    private var currentFile = ""
+    private var phase = ReplicationProgress.Phase.checking
+    private var filesByIndex = 0
+    private var filesRead = 0
+    // The recipe of the file being read, written to the catalog in segments as it grows.
+    private var recipeFile: Int64 = 0
+    private var recipeSeq = 0
+    private var recipeBuffer: [RecipeEntry] = []
+    private var recipeCount = 0
+    static let recipeSegment = 4096
+
+    init(store: ReplicationStore, spec: SetSpec, options: ReplicateOptions, session: TransferSession) {
+        self.store = store
+        self.spec = spec
+        self.options = options
+        self.session = session
+        self.logger = store.logger
+        self.reader = PackReader(directory: store.packDirectory)
+    }
+
+    var set: String { spec.name }
+
+    func run(_ db: Database) throws -> ReplicationReport {
+        let sources = try expandSources()
+        var before: [RemoteFileInfo] = []
+        for source in sources {
+            currentFile = source.name
+            let info = try stat(source.url)
+            guard info.size != nil else {
+                throw ReplicationError(
+                    .sourceUnreadable, "the server does not tell the size of \(redacted(source.url))", set: set,
+                    host: source.url.host)
+            }
+            before.append(info)
+        }
+        total = before.reduce(0) { $0 + ($1.size ?? 0) }
+        let versionID = try beginVersion(db)
+        do {
+            for (source, info) in zip(sources, before) {
+                try replicateFile(db, source: source, info: info, version: versionID)
+            }
+            phase = .committing
+            reportProgress(force: true)
+            try sealWriter(db)
+            let captured = before.compactMap(\.modificationTime).max()
+            let now = Date().timeIntervalSince1970
+            try db.inTransaction {
+                try db.execute(
+                    sql: """
+                        UPDATE versions SET state = 'committed', size = ?, captured = ?, new_bytes = ?,
+                            fetched_bytes = ?, verified = ? WHERE id = ?
+                        """,
+                    arguments: [total, captured.map(Double.init), newBytes, session.stats.totalBytes, now, versionID])
+                return .commit
+            }
+        } catch {
+            // Keep what was fetched (the next run skips it); the version never becomes visible.
+            try? sealWriter(db)
+            try? db.execute(sql: "DELETE FROM versions WHERE id = ?", arguments: [versionID])
+            throw error
+        }
+        logger.info(
+            "Set replicated",
+            metadata: [
+                "set": "\(set)", "version": "\(versionID)", "bytes": "\(total)", "new": "\(newBytes)",
+                "received": "\(session.stats.totalBytes)",
+            ])
+        var dropped: [Int64] = []
+        var reclaimed: Int64 = 0
+        if let keep = spec.keepLast {
+            if let retention = try store.retainLocked(db, set: set, keepLast: keep) {
+                dropped = retention.droppedVersions
+                reclaimed = retention.reclaimedBytes
+            }
+        }
+        let version = try Row.fetchOne(
+            db,
+            sql:
+                "SELECT \(ReplicationStore.versionColumns) FROM versions v JOIN sets s ON s.id = v.set_id WHERE v.id = ?",
+            arguments: [versionID]
+        ).map(ReplicationStore.version)
+        guard let version else {
+            throw ReplicationError(.catalog, "version \(versionID) vanished after its commit", set: set)
+        }
+        return ReplicationReport(
+            version: version, bytesReceived: session.stats.totalBytes, requests: session.stats.requests,
+            filesByIndex: filesByIndex, filesRead: filesRead, elapsed: ContinuousClock.now - started,
+            droppedVersions: dropped, reclaimedBytes: reclaimed)
+    }
+
+    // MARK: - Sources
+
+    /// file:// directories stand for every regular file under them (a file share); any other
+    /// source is one file named by its last path component.
+    func expandSources() throws -> [Source] {
+        var result: [Source] = []
+        for url in spec.sources {
+            var isDirectory: ObjCBool = false
+            if url.isFileURL, FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory),
+                isDirectory.boolValue
+            {
+                let root = url.standardizedFileURL.path
+                for file in try Publisher.regularFiles(under: root) {
+                    let relative = String(file.dropFirst(root.count + 1))
+                    result.append(Source(name: url.lastPathComponent + "/" + relative, url: URL(fileURLWithPath: file)))
+                }
+            } else {
+                result.append(Source(name: url.lastPathComponent, url: url))
+            }
+        }
+        var seen: Set<String> = []
+        for source in result where !seen.insert(source.name).inserted {
+            throw ReplicationError(
+                .invalidInput, "two sources are both named \(source.name); a set's files need distinct names",
+                set: set)
+        }
+        guard !result.isEmpty else {
+            throw ReplicationError(.invalidInput, "the set's sources hold no files", set: set)
+        }
+        return result
+    }
+
+    func redacted(_ url: URL) -> String { Redaction.redacted(url) }
+
+    func stat(_ url: URL) throws -> RemoteFileInfo {
+        do {
+            return try session.stat(url)
+        } catch let error as TransportError {
+            throw ReplicationError.source(error, set: set)
+        }
+    }
+
+    // MARK: - Versions and files
+
+    private func beginVersion(_ db: Database) throws -> Int64 {
+        try db.inTransaction {
+            try db.execute(
+                sql: "INSERT OR IGNORE INTO sets(name, created) VALUES (?, ?)",
+                arguments: [set, Date().timeIntervalSince1970])
+            try db.execute(
+                sql: """
+                    INSERT INTO versions(set_id, state, created) SELECT id, 'pending', ? FROM sets WHERE name = ?
+                    """, arguments: [Date().timeIntervalSince1970, set])
+            return .commit
+        }
+        return db.lastInsertedRowID
+    }
+
+    private func replicateFile(_ db: Database, source: Source, info: RemoteFileInfo, version: Int64) throws {
+        currentFile = source.name
+        try db.execute(
+            sql: "INSERT INTO files(version_id, name, source, size, mtime) VALUES (?, ?, ?, ?, ?)",
+            arguments: [version, source.name, redacted(source.url), info.size, info.modificationTime])
+        let fileID = db.lastInsertedRowID
+        let base = processed
+        var outcome: (sha: [UInt8], chunks: Int)?
+        if options.useIndex {
+            startRecipe(fileID)
+            outcome = try replicateByIndex(db, source: source, info: info)
+            if outcome == nil {
+                try db.execute(sql: "DELETE FROM recipes WHERE file_id = ?", arguments: [fileID])
+                processed = base
+            } else {
+                filesByIndex += 1
+            }
+        }
+        if outcome == nil {
+            startRecipe(fileID)
+            outcome = try replicateWhole(db, source: source, info: info)
+            filesRead += 1
+        }
+        guard let outcome else { return }
+        let after = try stat(source.url)
+        guard after == info else {
+            throw ReplicationError(
+                .sourceChanged,
+                "\(redacted(source.url)) changed while it was read (size \(info.size ?? -1) → \(after.size ?? -1), mtime \(info.modificationTime ?? -1) → \(after.modificationTime ?? -1)); nothing was committed, run replicate again",
+                set: set, host: source.url.host)
+        }
+        try db.execute(
+            sql: "UPDATE files SET sha256 = ?, chunks = ? WHERE id = ?",
+            arguments: [Data(outcome.sha), outcome.chunks, fileID])
+    }
+
+    // MARK: - Whole-file read
+
+    private func replicateWhole(_ db: Database, source: Source, info: RemoteFileInfo) throws -> ([UInt8], Int) {
+        phase = .fetching
+        var chunker = StreamChunker(parameters: parameters)
+        var hasher = SHA256()
+        var received: Int64 = 0
+        let base = processed
+        do {
+            try session.get(source.url) { bytes in
+                hasher.update(bufferPointer: bytes)
+                received += Int64(bytes.count)
+                try chunker.feed(bytes) { chunk in try self.keep(db, chunk) }
+                processed = base + received
+                reportProgress()
+            }
+        } catch let error as TransportError {
+            throw ReplicationError.source(error, set: set)
+        }
+        try chunker.finish { chunk in try keep(db, chunk) }
+        if let size = info.size, received != size {
+            let code: ReplicationError.Code = received < size ? .sourceTruncated : .sourceChanged
+            throw ReplicationError(
+                code, "\(redacted(source.url)) gave \(received) bytes, but its size was \(size)", set: set,
+                host: source.url.host)
+        }
+        try flushRecipe(db)
+        return (Array(hasher.finalize()), recipeCount)
+    }
+
+    /// Stores a chunk unless the store has it, and appends it to the file's recipe.
+    private func keep(_ db: Database, _ chunk: UnsafeRawBufferPointer) throws {
+        let id = ChunkID.of(chunk)
+        try keep(db, id, chunk)
+    }
+
+    private func keep(_ db: Database, _ id: ChunkID, _ chunk: UnsafeRawBufferPointer) throws {
+        if !(try has(db, id)) {
+            let pack = try openWriter()
+            try pack.append(id, chunk)
+            newBytes += Int64(chunk.count)
+            if pack.size >= PackFormat.targetSize { try sealWriter(db) }
+        }
+        try appendRecipe(db, RecipeEntry(id: id, length: chunk.count))
+    }
+
+    private func has(_ db: Database, _ id: ChunkID) throws -> Bool {
+        if writer?.chunks[id] != nil { return true }
+        return try store.chunkExists(db, id)
+    }
+
+    private func openWriter() throws -> PackWriter {
+        if let writer { return writer }
+        let fresh = try PackWriter(directory: store.packDirectory)
+        writer = fresh
+        return fresh
+    }
+
+    /// Seals the open pack and records its chunks: from here on they are stored for good.
+    private func sealWriter(_ db: Database) throws {
+        guard let pack = writer else { return }
+        writer = nil
+        guard !pack.order.isEmpty else {
+            pack.abandon()
+            unlink(pack.tempPath)
+            return
+        }
+        try pack.seal()
+        try store.registerPack(
+            db, name: pack.name, size: pack.size,
+            chunks: pack.order.compactMap { id in pack.chunks[id].map { (id, $0.offset, $0.length) } })
+    }
+
+    // MARK: - Recipes
+
+    private func startRecipe(_ file: Int64) {
+        recipeFile = file
+        recipeSeq = 0
+        recipeCount = 0
+        recipeBuffer.removeAll(keepingCapacity: true)
+    }
+
+    private func appendRecipe(_ db: Database, _ entry: RecipeEntry) throws {
+        recipeBuffer.append(entry)
+        recipeCount += 1
+        if recipeBuffer.count >= Self.recipeSegment { try flushRecipe(db) }
+    }
+
+    private func flushRecipe(_ db: Database) throws {
+        guard !recipeBuffer.isEmpty else { return }
+        let statement = try db.cachedStatement(sql: "INSERT INTO recipes(file_id, seq, entries) VALUES (?, ?, ?)")
+        try statement.execute(arguments: [recipeFile, recipeSeq, recipeBuffer.encoded()])
+        recipeSeq += 1
+        recipeBuffer.removeAll(keepingCapacity: true)
+    }
+
+    // MARK: - Delta transfer with a published index
+
+    /// Fetches the index and then only the chunks the store lacks. Returns nil (read the whole
+    /// file instead) when there is no usable index: none published, stale (size or mtime differ),
+    /// corrupt, made with other chunk sizes, or when the fetched bytes do not match it.
+    private func replicateByIndex(_ db: Database, source: Source, info: RemoteFileInfo) throws -> ([UInt8], Int)? {
+        guard let size = info.size, let mtime = info.modificationTime else { return nil }
+        // Without a previous version every group is fetched, but only missing chunks are: a run
+        // after a kill in the middle of the first copy does not fetch again what was stored.
+        let previous = try previousRecipe(db, name: source.name) ?? []
+        let indexURL = ChunkIndexLocation.index(of: source.url)
+        phase = .readingIndex
+        do {
+            return try deltaTransfer(
+                db, source: source, indexURL: indexURL, size: size, mtime: mtime, previous: previous)
+        } catch let error as TransportError where error.code == .notFound {
+            logger.debug("No chunk index published", metadata: ["set": "\(set)", "index": "\(error.url)"])
+            return nil
+        } catch let error as TransportError where error.code != .cancelled {
+            logger.info(
+                "Chunk index unusable, reading the whole file",
+                metadata: ["set": "\(set)", "index": "\(error.url)", "reason": "\(error.message)"])
+            return nil
+        } catch let problem as IndexProblem {
+            logger.warning(
+                "Chunk index unusable, reading the whole file",
+                metadata: ["set": "\(set)", "index": "\(redacted(indexURL))", "reason": "\(problem.reason)"])
+            return nil
+        }
+    }
+
+    struct IndexProblem: Error {
+        var reason: String
+    }
+
+    private func previousRecipe(_ db: Database, name: String) throws -> [RecipeEntry]? {
+        let file = try Int64.fetchOne(
+            db,
+            sql: """
+                SELECT f.id FROM files f JOIN versions v ON v.id = f.version_id JOIN sets s ON s.id = v.set_id
+                WHERE s.name = ? AND f.name = ? AND v.state = 'committed' AND v.broken = 0
+                ORDER BY v.id DESC LIMIT 1
+                """, arguments: [set, name])
+        guard let file else { return nil }
+        return try store.recipe(db, file: file)
+    }
+
+    private func deltaTransfer(
+        _ db: Database, source: Source, indexURL: URL, size: Int64, mtime: Int64, previous: [RecipeEntry]
+    ) throws -> ([UInt8], Int)? {
+        let indexSize = try session.stat(indexURL).size ?? 0
+        guard indexSize >= Int64(ChunkIndexHeader.size) else { throw IndexProblem(reason: "index too short") }
+        let head = try session.fetch(
+            indexURL, range: ByteRange(offset: 0, length: min(indexSize, 256 << 10)), maxBytes: 256 << 10)
+        guard let header = ChunkIndexHeader.decode(Array(head)) else {
+            throw IndexProblem(reason: "index header corrupt")
+        }
+        guard header.fileSize == size, header.modificationTime == mtime else {
+            throw IndexProblem(
+                reason: "index is stale (it describes size \(header.fileSize), mtime \(header.modificationTime))")
+        }
+        guard header.parameters == parameters else {
+            throw IndexProblem(reason: "index made with chunk sizes \(header.parameters), the store uses \(parameters)")
+        }
+        let expectedSize =
+            Int64(ChunkIndexHeader.size + header.topLevelLength) + Int64(header.chunkCount)
+            * Int64(RecipeEntry.size)
+        guard indexSize == expectedSize else { throw IndexProblem(reason: "index length does not match its header") }
+        var topBytes = Array(head.dropFirst(ChunkIndexHeader.size).prefix(header.topLevelLength))
+        if topBytes.count < header.topLevelLength {
+            let rest = try session.fetch(
+                indexURL,
+                range: ByteRange(
+                    offset: Int64(ChunkIndexHeader.size + topBytes.count),
+                    length: Int64(header.topLevelLength - topBytes.count)), maxBytes: header.topLevelLength)
+            topBytes.append(contentsOf: rest)
+        }
+        guard let top = ChunkIndexTop.parse(header: header, top: topBytes) else {
+            throw IndexProblem(reason: "index top level corrupt")
+        }
+
+        // The groups of the previous version: their entries need not be fetched.
+        var known: [GroupKey: Range<Int>] = [:]
+        Grouping.groups(previous) { slice in known[GroupKey.of(slice)] = slice.startIndex..<slice.endIndex }
+
+        phase = .fetching
+        var hasher = SHA256()
+        var offset: Int64 = 0
+        let base = processed
+        let window = 1024
+        var g = 0
+        var stored: [UInt8] = []
+        while g < top.groups.count {
+            let end = min(g + window, top.groups.count)
+            // Entries of the window's groups: known ones from the previous recipe, the others
+            // fetched in runs of adjacent groups.
+            var entries: [(entry: RecipeEntry, present: Bool)] = []
+            var fetched: [Int: [RecipeEntry]] = [:]
+            var i = g
+            while i < end {
+                guard known[top.groups[i].key] == nil else {
+                    i += 1
+                    continue
+                }
+                var j = i
+                var count = 0
+                while j < end && known[top.groups[j].key] == nil && j - i < 256 {
+                    count += top.groups[j].chunkCount
+                    j += 1
+                }
+                let data = try session.fetch(
+                    indexURL,
+                    range: ByteRange(offset: top.secondLevelOffsets[i], length: Int64(count * RecipeEntry.size)),
+                    maxBytes: count * RecipeEntry.size)
+                let decoded = [RecipeEntry].decode(data)
+                var at = 0
+                for k in i..<j {
+                    let slice = decoded[at..<(at + top.groups[k].chunkCount)]
+                    guard GroupKey.of(slice) == top.groups[k].key else {
+                        throw IndexProblem(reason: "index entries of group \(k) corrupt")
+                    }
+                    fetched[k] = Array(slice)
+                    at += top.groups[k].chunkCount
+                }
+                i = j
+            }
+            for k in g..<end {
+                if let range = known[top.groups[k].key] {
+                    for entry in previous[range] { entries.append((entry, true)) }
+                } else if let list = fetched[k] {
+                    for entry in list { entries.append((entry, try has(db, entry.id))) }
+                }
+            }
+
+            // Walk the chunks in file order: stored ones are read back for the whole-file
+            // hash, runs of missing ones fetched as one range each.
+            var c = 0
+            while c < entries.count {
+                let (entry, present) = entries[c]
+                let stillPresent = try present || has(db, entry.id)
+                if stillPresent {
+                    try readStored(db, entry.id, into: &stored)
+                    guard stored.count == entry.length else {
+                        throw ReplicationError(
+                            .corruptPack,
+                            "chunk \(entry.id) has \(stored.count) bytes in the store, the index says \(entry.length)",
+                            set: set)
+                    }
+                    stored.withUnsafeBytes { hasher.update(bufferPointer: $0) }
+                    try appendRecipe(db, entry)
+                    offset += Int64(entry.length)
+                    c += 1
+                } else {
+                    var stop = c
+                    var length = 0
+                    while stop < entries.count && !entries[stop].present && length < 8 << 20 {
+                        length += entries[stop].entry.length
+                        stop += 1
+                    }
+                    var buffer: [UInt8] = []
+                    buffer.reserveCapacity(length)
+                    do {
+                        try session.get(source.url, range: ByteRange(offset: offset, length: Int64(length))) {
+                            buffer.append(contentsOf: $0)
+                        }
+                    } catch let error as TransportError {
+                        throw ReplicationError.source(error, set: set)
+                    }
+                    var at = 0
+                    try buffer.withUnsafeBytes { raw in
+                        for k in c..<stop {
+                            let entry = entries[k].entry
+                            let chunk = UnsafeRawBufferPointer(rebasing: raw[at..<(at + entry.length)])
+                            guard ChunkID.of(chunk) == entry.id else {
+                                throw IndexProblem(
+                                    reason: "bytes at offset \(offset + Int64(at)) do not match the index")
+                            }
+                            hasher.update(bufferPointer: chunk)
+                            try keep(db, entry.id, chunk)
+                            at += entry.length
+                        }
+                    }
+                    offset += Int64(length)
+                    c = stop
+                }
+                processed = base + offset
+                reportProgress()
+            }
+            g = end
+        }
+        guard offset == size, Array(hasher.finalize()) == header.fileSHA256 else {
+            throw IndexProblem(reason: "the file rebuilt from the index does not match its SHA-256")
+        }
+        try flushRecipe(db)
+        return (header.fileSHA256, recipeCount)
+    }
+
+    /// A stored chunk's bytes (from the open pack or a sealed one), not re-hashed: the
+    /// whole-file hash covers them.
+    private func readStored(_ db: Database, _ id: ChunkID, into out: inout [UInt8]) throws {
+        if let writer, try writer.read(id, into: &out) { return }
+        guard let location = try store.chunkLocation(db, id) else {
+            throw ReplicationError(
+                .corruptPack, "chunk \(id) is in the catalog's recipes but not in the store", set: set)
+        }
+        out = try reader.read(id, at: location, verify: false)
+    }
+
+    // MARK: - Progress
+
+    private func reportProgress(force: Bool = false) {
+        guard let progress = options.progress else { return }
+        let now = ContinuousClock.now
+        guard force || now - lastProgress >= .milliseconds(200) else { return }
+        lastProgress = now
+        progress(
+            ReplicationProgress(
+                set: set, file: currentFile, phase: phase, processedBytes: processed, totalBytes: total,
+                receivedBytes: session.stats.totalBytes, elapsed: now - started))
+    }
+}

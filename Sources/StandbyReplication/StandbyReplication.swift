@@ -1,2 +1,0 @@
-// StandbyReplication: see the module sketch in README.md.
-enum StandbyReplicationModule {}

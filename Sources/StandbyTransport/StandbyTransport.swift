@@ -1,2 +1,0 @@
-// StandbyTransport: see the module sketch in README.md.
-enum StandbyTransportModule {}

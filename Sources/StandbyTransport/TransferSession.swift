@@ -1,0 +1,521 @@
+import CCurl
+import Foundation
+import Logging
+import Synchronization
+
+/// libcurl's global state, initialised once per process before the first handle.
+enum CurlGlobal {
+    static let ready: Bool = standby_curl_global_init_all() == CURLE_OK
+}
+
+/// Set from another thread to stop a running transfer at its next progress callback.
+public final class CancellationFlag: Sendable {
+    private let flag = Atomic<Bool>(false)
+
+    public init() {}
+
+    public func cancel() { flag.store(true, ordering: .relaxed) }
+    public var isCancelled: Bool { flag.load(ordering: .relaxed) }
+}
+
+/// One libcurl easy handle, reused for every transfer it makes so that connections (HTTP
+/// keep-alive, one SSH session) are reused between the byte ranges of a delta transfer.
+///
+/// Every call blocks the calling thread: use it from a dedicated thread (`Blocking.run`),
+/// never from a task on the cooperative pool. It is not `Sendable`: one thread at a time.
+public final class TransferSession {
+    public let options: TransportOptions
+    public private(set) var stats = TransferStats()
+    /// Checked during transfers; cancelling it aborts the current transfer with `cancelled`.
+    public var cancellation: CancellationFlag?
+    /// Called during transfers with the progress of the current one (about once a second, and
+    /// whenever data arrives).
+    public var progress: ((TransferProgress) -> Void)?
+
+    private let handle: UnsafeMutableRawPointer
+    private let errorBuffer: UnsafeMutablePointer<CChar>
+    private let logger: Logger
+
+    public init(options: TransportOptions = TransportOptions(), logger: Logger) throws {
+        guard CurlGlobal.ready, let handle = curl_easy_init() else {
+            throw TransportError(
+                .failed, url: "", host: "", message: "libcurl could not be initialised (curl_easy_init failed)")
+        }
+        self.handle = handle
+        self.errorBuffer = .allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
+        self.errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
+        self.options = options
+        self.logger = logger
+    }
+
+    deinit {
+        curl_easy_cleanup(handle)
+        errorBuffer.deallocate()
+    }
+
+    // MARK: - Operations
+
+    /// Size and modification time of `url` without reading its body (HTTP HEAD; a stat for
+    /// file://, sftp:// and ftp://).
+    public func stat(_ url: URL) throws -> RemoteFileInfo {
+        let state = CallbackState(url: url)
+        try prepare(url, state: state)
+        set(CURLOPT_NOBODY, 1)
+        set(CURLOPT_FILETIME, 1)
+        set(CURLOPT_FAILONERROR, 1)
+        try perform(url, state: state)
+        var length: curl_off_t = -1
+        var filetime: curl_off_t = -1
+        _ = standby_curl_getinfo_off(handle, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length)
+        _ = standby_curl_getinfo_off(handle, CURLINFO_FILETIME_T, &filetime)
+        return RemoteFileInfo(
+            size: length >= 0 ? Int64(length) : nil, modificationTime: filetime >= 0 ? Int64(filetime) : nil)
+    }
+
+    /// Streams the body of `url` (or of `range` of it) to `sink` as it arrives, without
+    /// keeping it in memory. Returns the bytes delivered. A range answered with the whole file
+    /// (a server that ignores Range) is cut to the range here; a body shorter than announced or
+    /// than the range is a `truncated` error. An error thrown by `sink` stops the transfer and
+    /// is rethrown as is.
+    @discardableResult
+    public func get(
+        _ url: URL, range: ByteRange? = nil, sink: (UnsafeRawBufferPointer) throws -> Void
+    ) throws -> Int64 {
+        try withoutActuallyEscaping(sink) { sink in
+            let state = CallbackState(url: url)
+            state.sink = sink
+            state.range = range
+            try prepare(url, state: state)
+            set(CURLOPT_FAILONERROR, 1)
+            if let range {
+                guard range.length > 0 else { return 0 }
+                set(CURLOPT_RANGE, "\(range.offset)-\(range.end - 1)")
+            }
+            try perform(url, state: state)
+            let delivered = state.delivered
+            if let range, delivered < range.length {
+                throw error(
+                    .truncated, url,
+                    "the source ended after \(delivered) of the \(range.length) bytes asked for at offset \(range.offset)"
+                )
+            }
+            if range == nil {
+                var length: curl_off_t = -1
+                _ = standby_curl_getinfo_off(handle, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length)
+                if length >= 0 && delivered < Int64(length) {
+                    throw error(.truncated, url, "the source ended after \(delivered) of \(length) bytes")
+                }
+            }
+            return delivered
+        }
+    }
+
+    /// Reads a small body (an index, a manifest) into memory; more than `maxBytes` is `tooLarge`.
+    public func fetch(_ url: URL, range: ByteRange? = nil, maxBytes: Int) throws -> Data {
+        var data = Data()
+        try get(url, range: range) { chunk in
+            guard data.count + chunk.count <= maxBytes else {
+                throw self.error(.tooLarge, url, "the body is larger than \(maxBytes) bytes")
+            }
+            data.append(contentsOf: chunk)
+        }
+        return data
+    }
+
+    /// One HTTP request: any method, headers, an optional body. Any HTTP status is an answer,
+    /// not an error; connection failures and timeouts are errors.
+    public func request(_ request: HTTPRequest) throws -> HTTPResponse {
+        let url = request.url
+        let state = CallbackState(url: url)
+        state.collectBody = true
+        state.maxBody = request.maxResponseBytes
+        try prepare(url, state: state)
+        set(CURLOPT_TIMEOUT_MS, Int(request.timeout.milliseconds))
+        if request.followRedirects {
+            set(CURLOPT_FOLLOWLOCATION, 1)
+            set(CURLOPT_MAXREDIRS, 5)
+        }
+        let method = request.method.uppercased()
+        if method == "HEAD" {
+            set(CURLOPT_NOBODY, 1)
+        } else if method != "GET" || request.body != nil {
+            set(CURLOPT_CUSTOMREQUEST, method)
+        }
+        if let body = request.body {
+            set(CURLOPT_POSTFIELDSIZE_LARGE, Int64(body.count))
+            if body.isEmpty {
+                set(CURLOPT_COPYPOSTFIELDS, "")
+            } else {
+                body.withUnsafeBytes { raw in
+                    // COPYPOSTFIELDS copies POSTFIELDSIZE bytes now: the body may hold NULs.
+                    _ = standby_curl_setopt_ptr(
+                        handle, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: raw.baseAddress))
+                }
+            }
+        }
+        var list: UnsafeMutablePointer<curl_slist>? = nil
+        for header in request.headers {
+            list = curl_slist_append(list, "\(header.name): \(header.value)")
+        }
+        if let body = request.body, !body.isEmpty,
+            !request.headers.contains(where: { $0.name.lowercased() == "expect" })
+        {
+            // No "Expect: 100-continue" round trip for small webhook bodies.
+            list = curl_slist_append(list, "Expect:")
+        }
+        defer { curl_slist_free_all(list) }
+        if list != nil { _ = standby_curl_setopt_slist(handle, CURLOPT_HTTPHEADER, list) }
+        if options.tls.collectCertificates { set(CURLOPT_CERTINFO, 1) }
+
+        try perform(url, state: state)
+        var status = 0
+        _ = standby_curl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
+        return HTTPResponse(
+            status: status, headers: state.headers, body: state.body, timings: timings(),
+            certificates: options.tls.collectCertificates ? certificates() : [])
+    }
+
+    // MARK: - Setup
+
+    private func set(_ option: CURLoption, _ value: Int) {
+        _ = standby_curl_setopt_long(handle, option, value)
+    }
+
+    private func set(_ option: CURLoption, _ value: Int64) {
+        _ = standby_curl_setopt_off(handle, option, curl_off_t(value))
+    }
+
+    private func set(_ option: CURLoption, _ value: String) {
+        _ = standby_curl_setopt_str(handle, option, value)
+    }
+
+    /// Resets the handle (keeping its connections and caches) and sets what every transfer has:
+    /// timeouts, protocols, credentials, callbacks.
+    private func prepare(_ url: URL, state: CallbackState) throws {
+        curl_easy_reset(handle)
+        errorBuffer[0] = 0
+        _ = standby_curl_setopt_ptr(handle, CURLOPT_ERRORBUFFER, errorBuffer)
+        set(CURLOPT_URL, url.absoluteString)
+        set(CURLOPT_NOSIGNAL, 1)
+        set(CURLOPT_PROTOCOLS_STR, "file,http,https,sftp,scp,ftp,ftps,smb,smbs")
+        set(CURLOPT_REDIR_PROTOCOLS_STR, "http,https")
+        set(CURLOPT_CONNECTTIMEOUT_MS, Int(options.connectTimeout.milliseconds))
+        set(CURLOPT_LOW_SPEED_LIMIT, options.lowSpeedLimit)
+        set(CURLOPT_LOW_SPEED_TIME, max(1, Int(options.lowSpeedTime.seconds.rounded(.up))))
+        if let total = options.totalTimeout { set(CURLOPT_TIMEOUT_MS, Int(total.milliseconds)) }
+        if let rate = options.maxReceiveRate, rate > 0 { set(CURLOPT_MAX_RECV_SPEED_LARGE, rate) }
+        set(CURLOPT_USERAGENT, options.userAgent)
+        set(CURLOPT_TCP_KEEPALIVE, 1)
+
+        if let credentials = options.credentials {
+            set(CURLOPT_USERNAME, credentials.user)
+            set(CURLOPT_PASSWORD, credentials.password)
+        } else if options.useNetrc {
+            set(CURLOPT_NETRC, standby_curl_netrc_optional())
+        }
+
+        let ssh = options.ssh
+        set(CURLOPT_SSH_AUTH_TYPES, standby_curl_ssh_auth_any())
+        if let key = ssh.privateKeyFile { set(CURLOPT_SSH_PRIVATE_KEYFILE, key) }
+        if let key = ssh.publicKeyFile { set(CURLOPT_SSH_PUBLIC_KEYFILE, key) }
+        if let passphrase = ssh.keyPassphrase { set(CURLOPT_KEYPASSWD, passphrase) }
+        if let fingerprint = ssh.hostKeySHA256 {
+            let bare = fingerprint.hasPrefix("SHA256:") ? String(fingerprint.dropFirst(7)) : fingerprint
+            set(CURLOPT_SSH_HOST_PUBLIC_KEY_SHA256, bare)
+        }
+        if let knownHosts = ssh.knownHostsFile {
+            set(CURLOPT_SSH_KNOWNHOSTS, knownHosts)
+        } else if ssh.hostKeySHA256 == nil, let home = ProcessInfo.processInfo.environment["HOME"] {
+            let standard = home + "/.ssh/known_hosts"
+            if FileManager.default.fileExists(atPath: standard) { set(CURLOPT_SSH_KNOWNHOSTS, standard) }
+        }
+
+        let tls = options.tls
+        if let ca = tls.caFile { set(CURLOPT_CAINFO, ca) }
+        set(CURLOPT_SSL_VERIFYPEER, tls.verifyPeer ? 1 : 0)
+        set(CURLOPT_SSL_VERIFYHOST, tls.verifyHost ? 2 : 0)
+        if let cert = tls.clientCertificateFile { set(CURLOPT_SSLCERT, cert) }
+        if let key = tls.clientKeyFile { set(CURLOPT_SSLKEY, key) }
+
+        state.cancellation = cancellation
+        state.progress = progress
+        let context = Unmanaged.passUnretained(state).toOpaque()
+        _ = standby_curl_setopt_write(handle, writeCallback)
+        _ = standby_curl_setopt_ptr(handle, CURLOPT_WRITEDATA, context)
+        _ = standby_curl_setopt_header(handle, headerCallback)
+        _ = standby_curl_setopt_ptr(handle, CURLOPT_HEADERDATA, context)
+        _ = standby_curl_setopt_xferinfo(handle, progressCallback)
+        _ = standby_curl_setopt_ptr(handle, CURLOPT_XFERINFODATA, context)
+        set(CURLOPT_NOPROGRESS, 0)
+    }
+
+    // MARK: - Running and errors
+
+    private func perform(_ url: URL, state: CallbackState) throws {
+        let started = ContinuousClock.now
+        let result = withExtendedLifetime(state) { curl_easy_perform(handle) }
+        var bodyBytes: curl_off_t = 0
+        var headerBytes = 0
+        _ = standby_curl_getinfo_off(handle, CURLINFO_SIZE_DOWNLOAD_T, &bodyBytes)
+        _ = standby_curl_getinfo_long(handle, CURLINFO_HEADER_SIZE, &headerBytes)
+        stats.bodyBytes += Int64(bodyBytes)
+        stats.headerBytes += Int64(headerBytes)
+        stats.requests += 1
+        logger.trace(
+            "Transfer done",
+            metadata: [
+                "url": "\(Redaction.redacted(url))", "curl": "\(result.rawValue)", "bytes": "\(bodyBytes)",
+                "elapsed": "\(ContinuousClock.now - started)",
+            ])
+        if result == CURLE_OK { return }
+        if let sinkError = state.sinkError { throw sinkError }
+        if result == CURLE_WRITE_ERROR && state.finishedEarly { return }
+        throw mapError(result, url: url, state: state)
+    }
+
+    private func mapError(_ result: CURLcode, url: URL, state: CallbackState) -> TransportError {
+        let detail = String(cString: errorBuffer)
+        let curlText = detail.isEmpty ? String(cString: curl_easy_strerror(result)) : detail
+        var httpCode = 0
+        _ = standby_curl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &httpCode)
+        var osErrno = 0
+        _ = standby_curl_getinfo_long(handle, CURLINFO_OS_ERRNO, &osErrno)
+        let code: TransportError.Code
+        var message: String
+        switch result {
+        case CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY:
+            code = .unreachableHost
+            message = "the host name does not resolve"
+        case CURLE_COULDNT_CONNECT:
+            if osErrno == Int(ECONNREFUSED) {
+                code = .connectionRefused
+                message = "connection refused (nothing listening on the port)"
+            } else {
+                code = .unreachableHost
+                message = "the host cannot be reached"
+            }
+        case CURLE_OPERATION_TIMEDOUT:
+            code = .timeout
+            message = "the transfer timed out"
+        case CURLE_LOGIN_DENIED, CURLE_REMOTE_ACCESS_DENIED, CURLE_AUTH_ERROR:
+            code = .loginDenied
+            message = "the server refused the login"
+        case CURLE_REMOTE_FILE_NOT_FOUND:
+            code = .notFound
+            message = "no such file on the server"
+        case CURLE_FILE_COULDNT_READ_FILE:
+            if url.isFileURL && !FileManager.default.fileExists(atPath: url.path) {
+                code = .notFound
+                message = "no such file"
+            } else {
+                code = .loginDenied
+                message = "the file cannot be read (permission denied?)"
+            }
+        case CURLE_HTTP_RETURNED_ERROR:
+            switch httpCode {
+            case 404, 410:
+                code = .notFound
+                message = "HTTP \(httpCode): no such file on the server"
+            case 401, 403, 407:
+                code = .loginDenied
+                message = "HTTP \(httpCode): the server refused the login"
+            case 416:
+                code = .rangeNotSatisfiable
+                message = "HTTP 416: the server cannot serve the byte range"
+            default:
+                code = .httpStatus
+                message = "HTTP \(httpCode) from the server"
+            }
+        case CURLE_RANGE_ERROR:
+            code = .rangeNotSatisfiable
+            message = "the server cannot serve the byte range"
+        case CURLE_PARTIAL_FILE, CURLE_RECV_ERROR, CURLE_GOT_NOTHING:
+            code = .truncated
+            message = "the transfer ended early after \(state.delivered) bytes"
+        case CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CERTPROBLEM,
+            CURLE_SSL_CIPHER, CURLE_SSL_CACERT_BADFILE, CURLE_SSL_ISSUER_ERROR, CURLE_SSL_PINNEDPUBKEYNOTMATCH,
+            CURLE_SSL_INVALIDCERTSTATUS, CURLE_SSL_CRL_BADFILE, CURLE_SSL_ENGINE_NOTFOUND,
+            CURLE_SSL_ENGINE_SETFAILED, CURLE_SSL_SHUTDOWN_FAILED, CURLE_SSL_CLIENTCERT:
+            code = .tls
+            message = "TLS failed"
+        case CURLE_UNSUPPORTED_PROTOCOL, CURLE_URL_MALFORMAT:
+            code = .badURL
+            message = "the URL is malformed or its scheme is not supported"
+        case CURLE_ABORTED_BY_CALLBACK:
+            code = .cancelled
+            message = "the transfer was cancelled"
+        case CURLE_SSH:
+            if curlText.localizedCaseInsensitiveContains("hostkey")
+                || curlText.localizedCaseInsensitiveContains("host key")
+            {
+                code = .tls
+                message = "the SSH host key does not match the one pinned"
+            } else {
+                code = .failed
+                message = "SSH failed"
+            }
+        default:
+            code = .failed
+            message = "transfer failed"
+        }
+        let secrets = [options.credentials?.password, url.password, options.ssh.keyPassphrase].compactMap { $0 }
+        message += ": " + Redaction.scrub(curlText, secrets: secrets)
+        return TransportError(
+            code, url: Redaction.redacted(url), host: url.host ?? "localhost", message: message,
+            curlCode: Int(result.rawValue), httpStatus: httpCode > 0 ? httpCode : nil)
+    }
+
+    func error(_ code: TransportError.Code, _ url: URL, _ message: String) -> TransportError {
+        TransportError(code, url: Redaction.redacted(url), host: url.host ?? "localhost", message: message)
+    }
+
+    private func timings() -> TransferTimings {
+        func read(_ info: CURLINFO) -> Duration {
+            var micros: curl_off_t = 0
+            _ = standby_curl_getinfo_off(handle, info, &micros)
+            return .microseconds(Int64(micros))
+        }
+        var t = TransferTimings()
+        t.nameLookup = read(CURLINFO_NAMELOOKUP_TIME_T)
+        t.connect = read(CURLINFO_CONNECT_TIME_T)
+        t.appConnect = read(CURLINFO_APPCONNECT_TIME_T)
+        t.firstByte = read(CURLINFO_STARTTRANSFER_TIME_T)
+        t.total = read(CURLINFO_TOTAL_TIME_T)
+        return t
+    }
+
+    private func certificates() -> [[String: String]] {
+        var info: UnsafeMutablePointer<curl_certinfo>? = nil
+        guard standby_curl_getinfo_certinfo(handle, &info) == CURLE_OK, let info else { return [] }
+        var chain: [[String: String]] = []
+        for index in 0..<standby_curl_certinfo_count(info) {
+            var fields: [String: String] = [:]
+            var item = standby_curl_certinfo_at(info, index)
+            while let node = item {
+                if let raw = node.pointee.data {
+                    let line = String(cString: raw)
+                    if let colon = line.firstIndex(of: ":") {
+                        fields[String(line[..<colon])] = String(line[line.index(after: colon)...])
+                    }
+                }
+                item = node.pointee.next
+            }
+            chain.append(fields)
+        }
+        return chain
+    }
+}
+
+/// What the C callbacks of one transfer reach through their user-data pointer.
+final class CallbackState {
+    let url: URL
+    var sink: ((UnsafeRawBufferPointer) throws -> Void)?
+    var sinkError: (any Error)?
+    var range: ByteRange?
+    var delivered: Int64 = 0
+    /// Bytes of the body to drop before delivering (a server that answered a range with 200).
+    var skip: Int64 = 0
+    var finishedEarly = false
+    var status = 0
+    var headers: [(name: String, value: String)] = []
+    var collectBody = false
+    var body = Data()
+    var maxBody = Int.max
+    var cancellation: CancellationFlag?
+    var progress: ((TransferProgress) -> Void)?
+
+    init(url: URL) { self.url = url }
+
+    func write(_ bytes: UnsafeRawBufferPointer) -> Int {
+        var slice = bytes[...]
+        if skip > 0 {
+            let dropped = Int(min(skip, Int64(slice.count)))
+            slice = slice.dropFirst(dropped)
+            skip -= Int64(dropped)
+        }
+        if let range {
+            let room = range.length - delivered
+            if room <= 0 {
+                finishedEarly = true
+                return 0
+            }
+            if Int64(slice.count) > room { slice = slice.prefix(Int(room)) }
+        }
+        if slice.isEmpty { return bytes.count }
+        let part = UnsafeRawBufferPointer(rebasing: slice)
+        if collectBody {
+            guard body.count + part.count <= maxBody else {
+                sinkError = TransportError(
+                    .tooLarge, url: Redaction.redacted(url), host: url.host ?? "localhost",
+                    message: "the response body is larger than \(maxBody) bytes")
+                return 0
+            }
+            body.append(contentsOf: part)
+        }
+        if let sink {
+            do {
+                try sink(part)
+            } catch {
+                sinkError = error
+                return 0
+            }
+        }
+        delivered += Int64(part.count)
+        if let range, delivered >= range.length, slice.count < bytes.count {
+            finishedEarly = true
+            return 0
+        }
+        return bytes.count
+    }
+
+    func header(_ line: String) {
+        let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
+        if trimmed.hasPrefix("HTTP/") {
+            // A new response (after a redirect or a 100 Continue): start over.
+            let parts = trimmed.split(separator: " ", maxSplits: 2)
+            status = parts.count > 1 ? Int(parts[1]) ?? 0 : 0
+            headers = []
+            skip = 0
+            if status == 200, let range, range.offset > 0 {
+                // The server ignored Range and sends the whole file: cut the range out here.
+                skip = range.offset
+            }
+            return
+        }
+        guard let colon = trimmed.firstIndex(of: ":") else { return }
+        let name = String(trimmed[..<colon])
+        let value = trimmed[trimmed.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        headers.append((name: name, value: value))
+    }
+}
+
+private let writeCallback: @convention(c) (UnsafeMutablePointer<CChar>?, Int, Int, UnsafeMutableRawPointer?) -> Int = {
+    pointer, size, count, context in
+    guard let context else { return 0 }
+    let state = Unmanaged<CallbackState>.fromOpaque(context).takeUnretainedValue()
+    guard let pointer else { return size * count }
+    return state.write(UnsafeRawBufferPointer(start: pointer, count: size * count))
+}
+
+private let headerCallback: @convention(c) (UnsafeMutablePointer<CChar>?, Int, Int, UnsafeMutableRawPointer?) -> Int = {
+    pointer, size, count, context in
+    guard let context, let pointer else { return size * count }
+    let state = Unmanaged<CallbackState>.fromOpaque(context).takeUnretainedValue()
+    let line = String(
+        decoding: UnsafeRawBufferPointer(start: pointer, count: size * count), as: UTF8.self)
+    state.header(line)
+    return size * count
+}
+
+private let progressCallback:
+    @convention(c) (UnsafeMutableRawPointer?, curl_off_t, curl_off_t, curl_off_t, curl_off_t) -> Int32 = {
+        context, downloadTotal, downloadNow, _, uploadNow in
+        guard let context else { return 0 }
+        let state = Unmanaged<CallbackState>.fromOpaque(context).takeUnretainedValue()
+        if state.cancellation?.isCancelled == true { return 1 }
+        state.progress?(
+            TransferProgress(
+                received: Int64(downloadNow), expected: downloadTotal > 0 ? Int64(downloadTotal) : nil,
+                sent: Int64(uploadNow)))
+        return 0
+    }

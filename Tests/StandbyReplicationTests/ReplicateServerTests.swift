@@ -1,0 +1,220 @@
+import Foundation
+import StandbyLab
+import StandbyReplication
+import StandbyTransport
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Replication from real servers on loopback: nginx (HTTP with Range) and sshd (sftp).
+@Suite(.tags(.server)) struct ReplicateServerTests {
+    /// Day 1 and day 2 of a database backup served by nginx.
+    struct Day {
+        let fixture: StoreFixture
+        let nginx: NginxServer
+        let path: String
+        var url: URL { nginx.url("db.bak") }
+        var spec: SetSpec { SetSpec(name: "sql", sources: [url]) }
+
+        init(pages: Int) throws {
+            fixture = try StoreFixture()
+            nginx = try NginxServer.start(in: fixture.lab)
+            path = nginx.root + "/db.bak"
+            try writeDatabase(path, pages: pages)
+        }
+
+        func stop() {
+            nginx.stop()
+            fixture.remove()
+        }
+
+        func restoredMatches() async throws -> Bool {
+            let out = fixture.lab.file("out-\(UInt32.random(in: 0...UInt32.max))")
+            _ = try await fixture.store.restore(set: "sql", to: out)
+            return try contents(out + "/db.bak") == contents(path)
+        }
+    }
+
+    @Test func deltaWithAPublishedIndexFetchesOnlyMissingRanges() async throws {
+        let day = try Day(pages: 2048)  // 16 MiB
+        defer { day.stop() }
+        _ = try await Publisher.publish(paths: [day.path], logger: testLogger)
+        let first = try await day.fixture.store.replicate(set: day.spec)
+        #expect(first.filesByIndex == 1)
+        #expect(first.bytesReceived >= 2048 * 8192)
+        #expect(first.bytesReceived < 2048 * 8192 * 11 / 10)
+
+        try rewritePages(day.path, count: 20, seed: 99, mtime: 1_700_086_400)  // 1% of pages
+        let published = try await Publisher.publish(paths: [day.path], logger: testLogger)
+        #expect(published.first?.chunkCount ?? 0 > 1000)
+        let second = try await day.fixture.store.replicate(set: day.spec)
+        #expect(second.filesByIndex == 1)
+        #expect(second.filesRead == 0)
+        // 20 rewritten pages cost a few chunks each, plus the index: far below the 16 MiB file,
+        // and at least the rewritten bytes.
+        #expect(second.bytesReceived >= 20 * 8192)
+        #expect(second.bytesReceived < 2048 * 8192 / 20, "received \(second.bytesReceived)")
+        #expect(second.version.newBytes < 20 * 8192 * 4)
+        #expect(try await day.restoredMatches())
+        let log = try String(contentsOfFile: day.nginx.accessLogPath, encoding: .utf8)
+        #expect(log.components(separatedBy: "\" 206 ").count > 20)
+    }
+
+    @Test func staleIndexFallsBackToAFullRead() async throws {
+        let day = try Day(pages: 512)
+        defer { day.stop() }
+        _ = try await Publisher.publish(paths: [day.path], logger: testLogger)
+        _ = try await day.fixture.store.replicate(set: day.spec)
+        // The backup is rewritten but nobody publishes a new index.
+        try rewritePages(day.path, count: 5, seed: 3, mtime: 1_700_086_400)
+        let second = try await day.fixture.store.replicate(set: day.spec)
+        #expect(second.filesRead == 1)
+        #expect(second.filesByIndex == 0)
+        #expect(try await day.restoredMatches())
+    }
+
+    @Test func corruptIndexFallsBackToAFullRead() async throws {
+        let day = try Day(pages: 512)
+        defer { day.stop() }
+        _ = try await day.fixture.store.replicate(set: day.spec)
+        try rewritePages(day.path, count: 5, seed: 3, mtime: 1_700_086_400)
+        let published = try #require(try await Publisher.publish(paths: [day.path], logger: testLogger).first)
+        // Damage one byte of the second level (entries of some group).
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: published.indexPath))
+        let size = try handle.seekToEnd()
+        try handle.seek(toOffset: size - 100)
+        try handle.write(contentsOf: Data([0xEE, 0xEE]))
+        try handle.close()
+        let second = try await day.fixture.store.replicate(set: day.spec)
+        #expect(second.filesRead == 1)
+        #expect(try await day.restoredMatches())
+    }
+
+    @Test func indexWhoseContentLiesFallsBack() async throws {
+        let day = try Day(pages: 512)
+        defer { day.stop() }
+        _ = try await day.fixture.store.replicate(set: day.spec)
+        try rewritePages(day.path, count: 5, seed: 3, mtime: 1_700_086_400)
+        _ = try await Publisher.publish(paths: [day.path], logger: testLogger)
+        // The same pages change again, keeping size and mtime: the index matches the file's stat
+        // but not the bytes it fetches. Chunk hashes catch it.
+        try rewritePages(day.path, count: 5, seed: 3, mtime: 1_700_086_400, contentSeed: 77)
+        let second = try await day.fixture.store.replicate(set: day.spec)
+        #expect(second.filesRead == 1)
+        #expect(try await day.restoredMatches())
+    }
+
+    @Test func missingFileIs404NamingSetAndHost() async throws {
+        let fixture = try StoreFixture()
+        defer { fixture.remove() }
+        let nginx = try NginxServer.start(in: fixture.lab)
+        defer { nginx.stop() }
+        let error = await #expect(throws: ReplicationError.self) {
+            try await fixture.store.replicate(set: SetSpec(name: "sql", sources: [nginx.url("gone.bak")]))
+        }
+        #expect(error?.code == .notFound)
+        #expect(error?.set == "sql")
+        #expect(error?.host == "127.0.0.1")
+        #expect(error?.description.contains("404") == true)
+        #expect(try await fixture.store.versions(set: "sql").isEmpty)
+    }
+
+    @Test func refusedConnectionNamesSetAndHost() async throws {
+        let fixture = try StoreFixture()
+        defer { fixture.remove() }
+        let port = try Ports.free()
+        let url = try #require(URL(string: "http://backup:secret@127.0.0.1:\(port)/db.bak"))
+        let error = await #expect(throws: ReplicationError.self) {
+            try await fixture.store.replicate(set: SetSpec(name: "sql", sources: [url]))
+        }
+        #expect(error?.code == .connectionRefused)
+        #expect(error?.description.contains("set sql: 127.0.0.1") == true)
+        #expect(error?.description.contains("secret") == false)
+    }
+
+    @Test func killedMidwayRunDoesNotFetchAgainWhatItStored() async throws {
+        let day = try Day(pages: 4096)  // 32 MiB
+        defer { day.stop() }
+        _ = try await Publisher.publish(paths: [day.path], logger: testLogger)
+        var transport = TransportOptions()
+        transport.maxReceiveRate = 8 << 20
+        let halfway = AsyncStream<Void>.makeStream()
+        let once = Once()
+        let options = ReplicateOptions(
+            transport: transport,
+            progress: { progress in
+                if progress.processedBytes > 12 << 20, once.first() { halfway.continuation.yield() }
+            })
+        let store = day.fixture.store
+        let spec = day.spec
+        let run = Task { try await store.replicate(set: spec, options: options) }
+        var iterator = halfway.stream.makeAsyncIterator()
+        _ = await iterator.next()
+        run.cancel()
+        let error = await #expect(throws: ReplicationError.self) { try await run.value }
+        #expect(error?.code == .cancelled)
+        #expect(try await store.versions(set: "sql").isEmpty)
+
+        let again = try await store.replicate(set: spec)
+        // Only what the first run had not stored crosses the wire again.
+        #expect(again.bytesReceived < 4096 * 8192 * 3 / 4, "received \(again.bytesReceived)")
+        #expect(try await day.restoredMatches())
+    }
+
+    @Test func sftpReplicateAndRestore() async throws {
+        let fixture = try StoreFixture()
+        defer { fixture.remove() }
+        let sshd = try SSHServer.start(in: fixture.lab)
+        defer { sshd.stop() }
+        let source = fixture.lab.file("remote.bak")
+        try writeDatabase(source, pages: 512)
+        _ = try await Publisher.publish(paths: [source], logger: testLogger)
+        var transport = TransportOptions()
+        transport.ssh = SSHOptions(
+            privateKeyFile: sshd.userPrivateKeyPath, publicKeyFile: sshd.userPublicKeyPath,
+            knownHostsFile: sshd.knownHostsPath)
+        let url = try #require(sshd.sftpURL(source))
+        let spec = SetSpec(name: "sql", sources: [url])
+        let first = try await fixture.store.replicate(set: spec, options: ReplicateOptions(transport: transport))
+        #expect(first.version.size == 512 * 8192)
+        try rewritePages(source, count: 5, seed: 8, mtime: 1_700_086_400)
+        _ = try await Publisher.publish(paths: [source], logger: testLogger)
+        let second = try await fixture.store.replicate(set: spec, options: ReplicateOptions(transport: transport))
+        #expect(second.filesByIndex == 1)
+        #expect(second.bytesReceived < 512 * 8192 / 5)
+        let out = fixture.lab.file("out")
+        _ = try await fixture.store.restore(set: "sql", to: out)
+        #expect(try contents(out + "/remote.bak") == contents(source))
+    }
+
+    @Test func sftpRefusedLoginNamesSetAndHost() async throws {
+        let fixture = try StoreFixture()
+        defer { fixture.remove() }
+        let sshd = try SSHServer.start(in: fixture.lab)
+        defer { sshd.stop() }
+        let source = fixture.lab.file("remote.bak")
+        try writeDatabase(source, pages: 4)
+        var transport = TransportOptions()
+        transport.ssh = SSHOptions(
+            privateKeyFile: sshd.strangerPrivateKeyPath, publicKeyFile: sshd.strangerPublicKeyPath,
+            knownHostsFile: sshd.knownHostsPath)
+        let url = try #require(sshd.sftpURL(source))
+        let error = await #expect(throws: ReplicationError.self) {
+            try await fixture.store.replicate(
+                set: SetSpec(name: "sql", sources: [url]), options: ReplicateOptions(transport: transport))
+        }
+        #expect(error?.code == .loginDenied)
+        #expect(error?.set == "sql")
+        #expect(error?.host == "127.0.0.1")
+    }
+
+    @Test func rateLimitCapsTheTransfer() async throws {
+        let day = try Day(pages: 768)  // 6 MiB
+        defer { day.stop() }
+        let started = ContinuousClock.now
+        _ = try await day.fixture.store.replicate(set: day.spec, options: ReplicateOptions(rateLimit: 3 << 20))
+        #expect(ContinuousClock.now - started >= .seconds(1))
+    }
+}

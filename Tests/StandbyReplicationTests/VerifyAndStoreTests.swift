@@ -1,0 +1,148 @@
+import Foundation
+import GRDB
+import StandbyLab
+import StandbyReplication
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+@Suite struct VerifyAndStoreTests {
+    /// Flips one byte in the middle of the biggest pack.
+    func corruptAPack(_ storePath: String) throws -> String {
+        let packs = try FileManager.default.contentsOfDirectory(atPath: storePath + "/packs").filter {
+            $0.hasSuffix(".pack")
+        }
+        let pack = try #require(packs.first)
+        let path = storePath + "/packs/" + pack
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: path))
+        let size = try handle.seekToEnd()
+        try handle.seek(toOffset: size / 2)
+        let byte = try #require(try handle.read(upToCount: 1)).first ?? 0
+        try handle.seek(toOffset: size / 2)
+        try handle.write(contentsOf: Data([byte ^ 0xFF]))
+        try handle.close()
+        return pack
+    }
+
+    @Test func verifyFindsAFlippedByteAndNamesTheVersions() async throws {
+        let fixture = try StoreFixture()
+        defer { fixture.remove() }
+        let source = fixture.lab.file("db.bak")
+        try writeDatabase(source, pages: 256)
+        let spec = SetSpec(name: "sql", sources: [URL(fileURLWithPath: source)])
+        let v1 = try await fixture.store.replicate(set: spec)
+        let v2 = try await fixture.store.replicate(set: spec)  // same content: shares every chunk
+        #expect(try await fixture.store.verify(readData: true).isClean)
+
+        _ = try corruptAPack(fixture.storePath)
+        let quick = try await fixture.store.verify()  // catalog and pack sizes only
+        #expect(quick.isClean)
+        let report = try await fixture.store.verify(readData: true)
+        #expect(report.problems.count == 1)
+        #expect(report.problems.first?.kind == .corrupt)
+        #expect(
+            report.brokenVersions == [
+                VersionRef(set: "sql", version: v1.version.id), VersionRef(set: "sql", version: v2.version.id),
+            ])
+
+        // Broken versions are not restorable and not counted as verified.
+        let error = await #expect(throws: ReplicationError.self) {
+            try await fixture.store.restore(set: "sql", version: v2.version.id, to: fixture.lab.file("out"))
+        }
+        #expect(error?.code == .corruptPack)
+        #expect(!FileManager.default.fileExists(atPath: fixture.lab.file("out/db.bak")))
+        #expect(try await fixture.store.status().first?.newestVerified == nil)
+
+        // The next replicate stores the damaged chunk again; the new version is whole.
+        let v3 = try await fixture.store.replicate(set: spec)
+        #expect(v3.version.newBytes > 0)
+        _ = try await fixture.store.restore(set: "sql", to: fixture.lab.file("out3"))
+        #expect(try contents(fixture.lab.file("out3/db.bak")) == contents(source))
+        // Old versions referenced the same chunk id: with it stored again, they are whole too.
+        let after = try await fixture.store.verify(readData: true)
+        #expect(after.isClean)
+        #expect(try await fixture.store.status().first?.newestVerified?.id == v3.version.id)
+    }
+
+    @Test func missingPackIsReported() async throws {
+        let fixture = try StoreFixture()
+        defer { fixture.remove() }
+        let source = fixture.lab.file("db.bak")
+        try writeDatabase(source, pages: 64)
+        let v1 = try await fixture.store.replicate(set: SetSpec(name: "sql", sources: [URL(fileURLWithPath: source)]))
+        for pack in try FileManager.default.contentsOfDirectory(atPath: fixture.storePath + "/packs") {
+            unlink(fixture.storePath + "/packs/" + pack)
+        }
+        let report = try await fixture.store.verify()
+        #expect(!report.isClean)
+        #expect(report.problems.allSatisfy { $0.kind == .missing })
+        #expect(report.brokenVersions == [VersionRef(set: "sql", version: v1.version.id)])
+    }
+
+    @Test func samplingReadsAShareOfChunks() async throws {
+        let fixture = try StoreFixture()
+        defer { fixture.remove() }
+        let source = fixture.lab.file("db.bak")
+        try writeDatabase(source, pages: 1024)
+        _ = try await fixture.store.replicate(set: SetSpec(name: "sql", sources: [URL(fileURLWithPath: source)]))
+        let report = try await fixture.store.verify(readData: true, samplePercent: 10)
+        #expect(report.chunksRead > 0)
+        #expect(report.chunksRead < report.chunksChecked / 2)
+    }
+
+    @Test func storeWrittenByANewerStandbyIsRefused() async throws {
+        let fixture = try StoreFixture()
+        defer { fixture.remove() }
+        let queue = try DatabaseQueue(path: fixture.storePath + "/catalog.sqlite")
+        try await queue.write { db in
+            try db.execute(sql: "UPDATE meta SET value = '99' WHERE key = 'format'")
+        }
+        let error = #expect(throws: ReplicationError.self) {
+            _ = try ReplicationStore.open(directory: fixture.storePath, logger: testLogger)
+        }
+        #expect(error?.code == .storeTooNew)
+        #expect(error?.description.contains(fixture.storePath) == true)
+    }
+
+    @Test func storeWithAnUnknownMigrationIsRefused() async throws {
+        let fixture = try StoreFixture()
+        defer { fixture.remove() }
+        let queue = try DatabaseQueue(path: fixture.storePath + "/catalog.sqlite")
+        try await queue.write { db in
+            try db.execute(sql: "INSERT INTO grdb_migrations(identifier) VALUES ('v9: from the future')")
+        }
+        let error = #expect(throws: ReplicationError.self) {
+            _ = try ReplicationStore.open(directory: fixture.storePath, logger: testLogger)
+        }
+        #expect(error?.code == .storeTooNew)
+    }
+
+    @Test func leftoverPackOfAKilledRunIsAdopted() async throws {
+        let fixture = try StoreFixture()
+        defer { fixture.remove() }
+        let source = fixture.lab.file("db.bak")
+        try writeDatabase(source, pages: 256)
+        let spec = SetSpec(name: "sql", sources: [URL(fileURLWithPath: source)])
+        _ = try await fixture.store.replicate(set: spec)
+        // What a run killed before sealing leaves: its pack still under the temporary name,
+        // with a torn record at the end, and the catalog knowing nothing of it.
+        let packs = fixture.storePath + "/packs"
+        let pack = try #require(try FileManager.default.contentsOfDirectory(atPath: packs).first)
+        let other = fixture.lab.file("other")
+        let otherStore = try ReplicationStore.open(directory: other, logger: testLogger)
+        _ = try await otherStore.replicate(set: spec)
+        let sealed = try #require(try FileManager.default.contentsOfDirectory(atPath: other + "/packs").first)
+        var bytes = try contents(other + "/packs/" + sealed)
+        bytes.append(contentsOf: [7, 7, 7])
+        try FileManager.default.removeItem(atPath: packs + "/" + pack)
+        let fresh = try ReplicationStore.open(directory: fixture.lab.file("fresh"), logger: testLogger)
+        try bytes.write(to: URL(fileURLWithPath: fixture.lab.file("fresh/packs/0123456789abcdef.pack.tmp")))
+        let report = try await fresh.replicate(set: spec)
+        #expect(report.version.newBytes == 0)  // every chunk came from the adopted pack
+        _ = try await fresh.restore(set: "sql", to: fixture.lab.file("out"))
+        #expect(try contents(fixture.lab.file("out/db.bak")) == contents(source))
+        #expect(try await fresh.verify(readData: true).isClean)
+    }
+}
