@@ -39,11 +39,13 @@ public final class NamedServer: Sendable {
 
     /// Starts named for `zone` with an SOA (serial 1), an NS record and `records` (zone-file lines,
     /// names relative to the zone: `"_sip._tcp 300 IN SRV 0 0 443 sip.example.test."`).
+    /// `grant` is the rule of the key's `update-policy` grant (default: any name in the zone).
     /// `notify` lists the loopback ports of secondaries to NOTIFY on every change.
     public static func start(
         in lab: LabDirectory, zone: String, records: [String], keyName: String = "failover-key",
-        algorithm: String = "hmac-sha256", notify: [UInt16] = [], host: String = "127.0.0.1", port: UInt16? = nil,
-        notifyHost: String? = nil, readyTimeout: Duration = .seconds(20)
+        algorithm: String = "hmac-sha256", grant: String = "zonesub ANY", notify: [UInt16] = [],
+        host: String = "127.0.0.1", port: UInt16? = nil, notifyHost: String? = nil,
+        readyTimeout: Duration = .seconds(20)
     ) throws -> NamedServer {
         let named = try Programs.locate("named", package: "bind9")
         let keygen = try Programs.locate("tsig-keygen", package: "bind9")
@@ -99,7 +101,7 @@ public final class NamedServer: Sendable {
                 type primary;
                 file "\(zoneFile)";
                 journal "\(zoneFile).jnl";
-                update-policy { grant \(keyName) zonesub ANY; };
+                update-policy { grant \(keyName) \(grant); };
             };
 
             """
