@@ -244,4 +244,28 @@ import Testing
         #expect(result.outcome == .down, "\(result.detail)")
         #expect(elapsed >= .milliseconds(700) && elapsed < .milliseconds(1100), "\(elapsed)")
     }
+
+    /// Blocking work must not starve the process: 150 attempts stuck in poll at once still each
+    /// answer at their timeout (it once took 12 s when the work ran on a Dispatch queue).
+    @Test func manySilentPeersAllAnswerAtTheirTimeout() async throws {
+        let silentUDP = try TestPeer(.silent, udp: true)
+        let silentTCP = try TestPeer(.silent)
+        defer {
+            silentUDP.stop()
+            silentTCP.stop()
+        }
+        let uris = [
+            "sip:\(silentUDP.address)", "sip:\(silentTCP.address);transport=tcp",
+            "sip:\(silentTCP.address);transport=tls",
+        ]
+        let probes = try (0..<150).map { index in
+            Probe(
+                name: "p\(index)", site: .primary, target: .sipOptions(try SIPTarget(parsing: uris[index % 3])),
+                timeout: .seconds(1))
+        }
+        let started = ContinuousClock.now
+        let results = await HealthCheck(logger: Logger(label: "test"), maximumInFlight: 150).results(of: probes)
+        #expect(started.duration(to: .now) < .milliseconds(1500))
+        #expect(results.allSatisfy { $0.outcome == .down && $0.latency < .milliseconds(1200) })
+    }
 }
