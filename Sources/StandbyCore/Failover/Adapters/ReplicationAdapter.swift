@@ -15,8 +15,8 @@ public struct ReplicationAdapter: BackupCatalog, Restorer {
         self.logger = logger
     }
 
-    func store() throws -> ReplicationStore {
-        guard FileManager.default.fileExists(atPath: storeDirectory) else {
+    func store(create: Bool = false) throws -> ReplicationStore {
+        guard create || FileManager.default.fileExists(atPath: storeDirectory) else {
             throw FailoverError(
                 .refused, "the replication store \(storeDirectory) does not exist; nothing was replicated yet")
         }
@@ -37,7 +37,7 @@ public struct ReplicationAdapter: BackupCatalog, Restorer {
     }
 
     public func finalPass(sets: [String]) async throws {
-        let store = try store()
+        let store = try store(create: true)
         for name in sets {
             guard let set = topology.backupSet(named: name) else { continue }
             let urls = set.sources.compactMap { URL(string: $0) }
