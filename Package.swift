@@ -32,6 +32,9 @@ let package = Package(
         .systemLibrary(
             name: "CLDNS", path: "Sources/CLDNS", pkgConfig: "ldns",
             providers: [.apt(["libldns-dev"])]),
+        .systemLibrary(
+            name: "CTLS", path: "Sources/CTLS", pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]),
 
         // Leaf modules: they take plain values, never the topology.
         .target(
@@ -45,7 +48,8 @@ let package = Package(
         .target(
             name: "StandbyProbes",
             dependencies: [
-                "StandbyTransport", "StandbyDNS",
+                "StandbyTransport", "StandbyDNS", "CTLS",
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),

@@ -1,9 +1,72 @@
 import ArgumentParser
+import Foundation
 
+/// The root command. It parses, runs the subcommand, and alone turns errors into text on
+/// stderr and the exit codes of the command-line contract.
 public struct StandbyCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "standby",
-        abstract: "Secondary-site failover controller for unified-communications deployments.")
+        abstract: "Secondary-site failover controller for unified-communications deployments.",
+        discussion: """
+            Exit codes: 0 done; 1 the operation failed; 2 bad input; 3 refused for safety; \
+            4 a run is waiting (for a confirmation or an off-peak window).
+            """,
+        subcommands: [
+            CheckCommand.self, PlanCommand.self,
+            StatusCommand.self,
+            FailoverCommand.self,
+            ResumeCommand.self,
+            ConfirmCommand.self,
+            RetryCommand.self,
+            SkipCommand.self,
+            AbortCommand.self,
+            ReportCommand.self,
+        ])
 
     public init() {}
+
+    /// Runs the command line and exits with the contract's code.
+    public static func runMain() async -> Never {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+            Foundation.exit(ExitStatus.done.rawValue)
+        } catch {
+            Foundation.exit(report(error).rawValue)
+        }
+    }
+
+    /// Prints `error` the way a user should read it and returns the exit status it stands for.
+    static func report(_ error: any Error) -> ExitStatus {
+        if let exit = error as? CommandExit {
+            if let message = exit.message, !message.isEmpty { printError(message) }
+            return exit.status
+        }
+        if let mapped = ExitStatus.mapping(error) {
+            printError(mapped.message)
+            return mapped.status
+        }
+        // ArgumentParser's own errors: help and version exit 0, usage errors are bad input;
+        // anything else is a failure of the operation.
+        let code = exitCode(for: error)
+        let message = fullMessage(for: error)
+        if code == .success {
+            if !message.isEmpty { print(message) }
+            return .done
+        }
+        if code == .validationFailure {
+            printError(message)
+            return .badInput
+        }
+        printError("standby: \(error)")
+        return .failed
+    }
+}
+
+func printError(_ message: String) {
+    FileHandle.standardError.write(Data((message.hasSuffix("\n") ? message : message + "\n").utf8))
 }

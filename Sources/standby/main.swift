@@ -1,3 +1,3 @@
 import StandbyCLI
 
-StandbyCommand.main()
+await StandbyCommand.runMain()

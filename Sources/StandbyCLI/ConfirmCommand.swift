@@ -1,0 +1,30 @@
+import ArgumentParser
+import Foundation
+import StandbyCore
+
+struct ConfirmCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "confirm",
+        abstract: "Confirm that a manual step is done; the run continues.")
+
+    @OptionGroup var site: SiteOptions
+    @OptionGroup var clock: RunClockOptions
+
+    @Argument(help: "The manual step, SERVICE/STEP as `standby status` shows it.")
+    var step: String
+
+    @Option(help: "Your name, as listed in policy.incident_leads.")
+    var lead: String
+
+    @Option(help: "What was done, for the record.")
+    var note: String?
+
+    func run() async throws {
+        try await RunContext.mappingErrors {
+            let context = try RunContext(site: site)
+            try await context.continueRun(now: try clock.date()) { engine in
+                try engine.confirm(stepId: step, lead: lead, note: note)
+            }
+        }
+    }
+}

@@ -1,0 +1,93 @@
+import ArgumentParser
+import Foundation
+import StandbyCore
+
+struct PlanCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plan",
+        abstract: "Show the failover as it would run, stage by stage.")
+
+    @OptionGroup var site: SiteOptions
+    @OptionGroup var output: OutputOptions
+    @OptionGroup var clock: ClockOptions
+
+    @Option(help: "The loss to plan for: site-loss (default) or a partial loss; `--scenario list` lists them.")
+    var scenario = "site-loss"
+
+    func run() async throws {
+        let topology = try site.loadTopology()
+        if scenario == "list" {
+            for s in topology.scenarios {
+                print("\(s.name.padded(to: 30)) \(s.summary)")
+            }
+            return
+        }
+        let plan = try Planner(topology: topology, now: try clock.date()).plan(scenario: scenario)
+        if output.json {
+            try JSON.print(plan)
+        } else {
+            print(PlanText.render(plan, topology: topology))
+        }
+    }
+}
+
+enum PlanText {
+    static func render(_ plan: FailoverPlan, topology: Topology) -> String {
+        var lines: [String] = []
+        lines.append("Failover plan for \(plan.deployment): \(plan.scenario) (\(plan.scenarioSummary))")
+        lines.append(
+            "From \(topology.primary.name) (\(topology.primary.pool)) to \(topology.secondary.name) (\(topology.secondary.pool))"
+        )
+        for stage in plan.stages {
+            lines.append("")
+            var header = "Stage \(stage.number): \(stage.title)"
+            if stage.waitsForOffPeak {
+                let windows = topology.secondary.offPeak.map(\.description).joined(separator: ", ")
+                if let local = stage.opensAtLocal {
+                    header += " — waits for the off-peak window \(windows); next opens \(local)"
+                } else {
+                    header += " — no off-peak window is configured: run with `standby resume --now SERVICE`"
+                }
+            } else {
+                header += " — runs at once"
+            }
+            lines.append(header)
+            if stage.kind == .dns {
+                for change in stage.dnsChanges {
+                    lines.append("  \(change.name) \(change.type) (ttl \(change.ttl))")
+                    lines.append("      \(change.from.joined(separator: ", ")) → \(change.to.joined(separator: ", "))")
+                }
+                lines.append("  verified on: \(topology.dns?.servers.joined(separator: ", ") ?? "")")
+                continue
+            }
+            if stage.services.isEmpty { lines.append("  (nothing)") }
+            for (index, service) in stage.services.enumerated() {
+                let sets = service.backupSets.isEmpty ? "" : "; sets: \(service.backupSets.joined(separator: ", "))"
+                lines.append("  \(index + 1). \(service.name) [\(service.order)\(sets)]")
+                for step in service.steps {
+                    var extras: [String] = []
+                    if let timeout = step.timeout { extras.append("timeout \(timeout)") }
+                    if step.retries > 0 { extras.append("\(step.retries) retries") }
+                    if step.idempotent { extras.append("idempotent") }
+                    let suffix = extras.isEmpty ? "" : "  (\(extras.joined(separator: ", ")))"
+                    lines.append("       \(step.id.padded(to: 30)) \(step.summary)\(suffix)")
+                }
+            }
+        }
+        if !plan.notRestored.isEmpty {
+            lines.append("")
+            lines.append("Not restored at the secondary:")
+            for item in plan.notRestored {
+                lines.append("  \(item.service): \(item.reason)")
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+extension String {
+    /// Pads to `width` for aligned columns; a longer text keeps its length (it is never cut).
+    func padded(to width: Int) -> String {
+        count >= width ? self : self + String(repeating: " ", count: width - count)
+    }
+}

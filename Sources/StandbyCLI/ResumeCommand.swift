@@ -1,0 +1,41 @@
+import ArgumentParser
+import Foundation
+import StandbyCore
+
+struct ResumeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "resume",
+        abstract: "Continue the active run: whatever is due now (after a crash, a confirmation, an off-peak window).",
+        discussion: """
+            A step found running after a crash runs again only if it is idempotent; otherwise the run \
+            halts (exit 1) until `standby retry` or `standby skip`, because its side effect may have \
+            happened. Exit 0 done; 1 halted; 3 another controller is executing; 4 still waiting.
+            """)
+
+    @OptionGroup var site: SiteOptions
+    @OptionGroup var clock: RunClockOptions
+
+    @Option(name: .customLong("now"), help: "Run this optional service at once, outside the off-peak window.")
+    var service: String?
+
+    @Option(help: "Your name (needed with --now: running a service now is a decision).")
+    var lead: String?
+
+    @Option(help: "Why (with --now).")
+    var reason: String?
+
+    func run() async throws {
+        // Checked here rather than in validate(): main's exit-code mapping reads a validate() error
+        // as a failure (1), not bad input (2).
+        if service != nil && lead == nil {
+            throw CommandExit(.badInput, "standby: --now SERVICE is a decision: say who decides with --lead NAME")
+        }
+        try await RunContext.mappingErrors {
+            let context = try RunContext(site: site)
+            try await context.continueRun(now: try clock.date()) { engine in
+                guard let service, let lead else { return nil }
+                return try engine.runNow(service: service, lead: lead, reason: reason)
+            }
+        }
+    }
+}

@@ -1,0 +1,30 @@
+import ArgumentParser
+import Foundation
+import StandbyCore
+
+struct SkipCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "skip",
+        abstract: "Skip a step, or every unfinished step of a service, with a reason; the run continues.")
+
+    @OptionGroup var site: SiteOptions
+    @OptionGroup var clock: RunClockOptions
+
+    @Argument(help: "SERVICE/STEP, or SERVICE for all its unfinished steps.")
+    var target: String
+
+    @Option(help: "Why it is skipped; recorded.")
+    var reason: String
+
+    @Option(help: "Your name, as listed in policy.incident_leads.")
+    var lead: String
+
+    func run() async throws {
+        try await RunContext.mappingErrors {
+            let context = try RunContext(site: site)
+            try await context.continueRun(now: try clock.date()) { engine in
+                try engine.skip(target: target, lead: lead, reason: reason)
+            }
+        }
+    }
+}

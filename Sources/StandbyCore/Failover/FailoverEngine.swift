@@ -1,0 +1,511 @@
+import Foundation
+import Logging
+
+/// Declares and executes staged failovers against the journal. The caller holds the controller
+/// lock (`ControllerLock`) around `execute` and every decision, so one process at a time moves a
+/// run forward; readers (`status`, `report`) need no lock.
+public struct FailoverEngine: Sendable {
+    public var topology: Topology
+    public var journal: FailoverJournal
+    public var modules: FailoverModules
+    public var stateDirectory: StateDirectory
+    public var logger: Logger
+    public var killPoints: KillPoints
+    /// One line per step start and end, for the command's output.
+    public var progress: @Sendable (String) -> Void
+
+    public init(
+        topology: Topology, journal: FailoverJournal, modules: FailoverModules, stateDirectory: StateDirectory,
+        logger: Logger, killPoints: KillPoints = KillPoints(), progress: @escaping @Sendable (String) -> Void = { _ in }
+    ) {
+        self.topology = topology
+        self.journal = journal
+        self.modules = modules
+        self.stateDirectory = stateDirectory
+        self.logger = logger
+        self.killPoints = killPoints
+        self.progress = progress
+    }
+
+    /// How far `execute` got.
+    public enum Outcome: Sendable, Equatable {
+        /// Every step succeeded or was skipped.
+        case done
+        /// Waiting for a confirmation or an off-peak window; the text says which and until when.
+        case waiting(String)
+        /// A step failed or was interrupted: `retry` or `skip` it.
+        case halted(stepId: String, message: String, output: String)
+        case aborted
+    }
+
+    // MARK: Leads
+
+    /// Refuses a name that is not in `policy.incident_leads`.
+    public func checkLead(_ lead: String) throws {
+        guard topology.policy.incidentLeads.contains(lead) else {
+            throw FailoverError(
+                .refused,
+                "refused: '\(lead)' is not an incident lead of \(topology.deployment) (policy.incident_leads: \(topology.policy.incidentLeads.joined(separator: ", ")))"
+            )
+        }
+    }
+
+    // MARK: Preflight and declaration
+
+    public struct SetStatus: Sendable, Codable {
+        public var name: String
+        /// A set a core service needs: without a verified version, the failover is refused.
+        public var core: Bool
+        public var version: String?
+        public var capturedAt: Date?
+        /// now − capture time: the data the failover will lose.
+        public var lossWindowSeconds: Double?
+        public var problem: String?
+    }
+
+    public struct Preflight: Sendable, Codable {
+        public var plan: FailoverPlan
+        public var evidence: [HealthLine]
+        public var sets: [SetStatus]
+        /// Why the failover must not start; empty when it may.
+        public var refusals: [String]
+    }
+
+    public func preflight(scenario: String, now: Date, planned: Bool) async throws -> Preflight {
+        let plan = try Planner(topology: topology, now: now).plan(scenario: scenario)
+        let evidence = await modules.health.primaryEvidence(topology)
+        var coreSets = Set<String>()
+        var allSets: [String] = []
+        for stage in plan.stages {
+            for service in stage.services {
+                var names = service.backupSets
+                for step in topology.service(named: service.name)?.steps ?? [] {
+                    if case .restore(let set, _) = step.action { names.append(set) }
+                }
+                for name in names {
+                    if !allSets.contains(name) { allSets.append(name) }
+                    if stage.kind == .core { coreSets.insert(name) }
+                }
+            }
+        }
+        if planned, !allSets.isEmpty {
+            try await modules.catalog.finalPass(sets: allSets)
+        }
+        var sets: [SetStatus] = []
+        var refusals: [String] = []
+        for name in allSets {
+            var status = SetStatus(
+                name: name, core: coreSets.contains(name), version: nil, capturedAt: nil, lossWindowSeconds: nil,
+                problem: nil)
+            do {
+                if let version = try await modules.catalog.newestVerified(set: name) {
+                    status.version = version.version
+                    status.capturedAt = version.capturedAt
+                    status.lossWindowSeconds = now.timeIntervalSince(version.capturedAt)
+                } else {
+                    status.problem = "no verified version in the store"
+                }
+            } catch {
+                status.problem = "\(error)"
+            }
+            if status.core, let problem = status.problem {
+                refusals.append("core backup set \(name): \(problem)")
+            }
+            sets.append(status)
+        }
+        return Preflight(plan: plan, evidence: evidence, sets: sets, refusals: refusals)
+    }
+
+    public static func newRunId(deployment: String, now: Date) -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyyMMdd-HHmmss"
+        let suffix = String(UInt16.random(in: 0...UInt16.max), radix: 16)
+        return "\(formatter.string(from: now))-\(suffix)"
+    }
+
+    /// Persists the run with every step of every stage, in plan order, before anything executes.
+    public func declare(
+        runId: String, preflight: Preflight, reason: String, lead: String, planned: Bool, declaredAt: Date
+    ) throws -> FailoverRun {
+        let planText = String(decoding: try JSONEncoder.journal.encode(preflight.plan), as: UTF8.self)
+        let run = FailoverRun(
+            id: runId, deployment: topology.deployment, scenario: preflight.plan.scenario, direction: "failover",
+            reason: reason, lead: lead, planned: planned, state: .running, declaredAt: declaredAt, finishedAt: nil,
+            plan: planText, dnsReplaced: nil, note: nil)
+        var steps: [RunStep] = []
+        for stage in preflight.plan.stages {
+            func add(service: String, stepId: String, kind: String, summary: String, idempotent: Bool, retries: Int) {
+                steps.append(
+                    RunStep(
+                        runId: runId, seq: steps.count + 1, stage: stage.number, stageKind: stage.kind.rawValue,
+                        service: service, stepId: stepId, kind: kind, summary: summary, idempotent: idempotent,
+                        retries: retries, state: .pending, attempts: 0, startedAt: nil, finishedAt: nil,
+                        waitingFor: nil, output: nil, error: nil, result: nil, pid: nil))
+            }
+            if stage.kind == .dns {
+                let summary = stage.dnsChanges.map { "\($0.name) \($0.type)" }.joined(separator: ", ")
+                add(
+                    service: "dns", stepId: "dns/cutover", kind: "dns", summary: "cut over \(summary)",
+                    // A compare-and-swap: after a crash it runs again and finds the records moved.
+                    idempotent: true, retries: 0)
+            }
+            for service in stage.services {
+                for step in service.steps {
+                    add(
+                        service: service.name, stepId: step.id, kind: step.kind, summary: step.summary,
+                        idempotent: step.idempotent, retries: step.retries)
+                }
+            }
+        }
+        let sets = preflight.sets.map {
+            RunSet(
+                runId: runId, name: $0.name, core: $0.core, version: $0.version, capturedAt: $0.capturedAt,
+                lossWindowSeconds: $0.lossWindowSeconds, problem: $0.problem)
+        }
+        let decision = RunDecision(
+            id: nil, runId: runId, at: declaredAt, kind: "declare", lead: lead, reason: reason, target: nil)
+        try journal.declare(run: run, steps: steps, sets: sets, decision: decision)
+        logger.info("Failover declared", metadata: ["run": "\(runId)", "lead": "\(lead)", "steps": "\(steps.count)"])
+        return run
+    }
+
+    // MARK: Execution
+
+    /// Moves the run as far as it can go now: `now` decides the off-peak windows.
+    public func execute(runId: String, now: Date) async throws -> Outcome {
+        guard var run = try journal.run(id: runId) else {
+            throw FailoverError(.badInput, "no run \(runId) in \(journal.store.path)")
+        }
+        if run.state == .aborted { return .aborted }
+        if run.state == .done { return .done }
+        var steps = try journal.steps(runId: runId)
+
+        // A step found running was cut short by a controller that died: run it again only if it
+        // says it may; otherwise its side effect may or may not have happened and a person decides.
+        for index in steps.indices where steps[index].state == .running {
+            if steps[index].idempotent {
+                steps[index].state = .pending
+                steps[index].error = "interrupted (the controller stopped); idempotent, so it runs again"
+                progress("\(steps[index].stepId): interrupted by a stopped controller; idempotent, running it again")
+            } else {
+                steps[index].state = .interrupted
+                steps[index].finishedAt = Date()
+                let pid = steps[index].pid.map { " (its process was pid \($0))" } ?? ""
+                steps[index].error =
+                    "the controller stopped while this step was running\(pid); it is not idempotent, so whether its side effect happened is unknown: check, then `standby retry` or `standby skip`"
+            }
+            try journal.update(steps[index])
+        }
+        if let stuck = steps.first(where: { $0.state == .failed || $0.state == .interrupted }) {
+            return try halt(&run, stuck)
+        }
+        if run.state != .running {
+            run.state = .running
+            run.note = nil
+            try journal.update(run)
+        }
+
+        let overrides = Set(try journal.decisions(runId: runId).filter { $0.kind == "override" }.compactMap(\.target))
+        let windowOpen = topology.secondary.offPeak.contains(now, in: topology.secondary.timezone)
+        var blocked = Set<String>()
+        var restored = Self.restoredPaths(steps)
+
+        for index in steps.indices {
+            if steps[index].state.isFinished { continue }
+            let service = steps[index].service
+            if steps[index].stageKind == FailoverPlan.Stage.Kind.optional.rawValue {
+                if blocked.contains(service) { continue }
+                let unfinishedDependency = (topology.service(named: service)?.dependsOn ?? []).first { dependency in
+                    blocked.contains(dependency)
+                        || steps.contains { $0.service == dependency && !$0.state.isFinished }
+                }
+                if let dependency = unfinishedDependency {
+                    blocked.insert(service)
+                    try markWaiting(&steps[index], "waits for \(dependency) (depends_on)")
+                    continue
+                }
+                if !windowOpen && !overrides.contains(service) {
+                    blocked.insert(service)
+                    try markWaiting(&steps[index], "waits for " + offPeakText(after: now))
+                    continue
+                }
+            }
+            if steps[index].kind == "manual" {
+                if steps[index].state != .waitingConfirm {
+                    steps[index].state = .waitingConfirm
+                    steps[index].startedAt = steps[index].startedAt ?? Date()
+                    steps[index].waitingFor = manualInstruction(steps[index])
+                    try journal.update(steps[index])
+                }
+                progress("\(steps[index].stepId): waiting for `standby confirm`: \(steps[index].waitingFor ?? "")")
+                run.state = .waiting
+                run.note = "waiting for `standby confirm \(steps[index].stepId)`: \(steps[index].waitingFor ?? "")"
+                try journal.update(run)
+                return .waiting(run.note ?? "")
+            }
+            let succeeded = try await perform(&steps[index], run: &run, restored: &restored)
+            if !succeeded { return try halt(&run, steps[index]) }
+        }
+        if !blocked.isEmpty {
+            run.state = .waiting
+            run.note =
+                "\(blocked.count) optional service\(blocked.count == 1 ? "" : "s") (\(blocked.sorted().joined(separator: ", "))) "
+                + (blocked.count == 1 ? "waits" : "wait") + " for " + offPeakText(after: now)
+            try journal.update(run)
+            return .waiting(run.note ?? "")
+        }
+        run.state = .done
+        run.finishedAt = Date()
+        run.note = nil
+        try journal.update(run)
+        try journal.releaseLease(deployment: run.deployment, runId: run.id)
+        logger.info("Failover done", metadata: ["run": "\(run.id)"])
+        return .done
+    }
+
+    private func halt(_ run: inout FailoverRun, _ step: RunStep) throws -> Outcome {
+        run.state = .halted
+        run.note = "\(step.stepId) \(step.state.rawValue): \(step.error ?? "")"
+        try journal.update(run)
+        return .halted(stepId: step.stepId, message: step.error ?? step.state.rawValue, output: step.output ?? "")
+    }
+
+    private func markWaiting(_ step: inout RunStep, _ text: String) throws {
+        if step.state != .waitingOffPeak || step.waitingFor != text {
+            step.state = .waitingOffPeak
+            step.waitingFor = text
+            try journal.update(step)
+        }
+    }
+
+    /// "the off-peak window 22:00-05:00 at dub; next opens Wed 2026-11-25 22:00 GMT": what an
+    /// optional service waits for.
+    public func offPeakText(after now: Date) -> String {
+        let site = topology.secondary
+        guard let opening = site.offPeak.nextOpening(after: now, in: site.timezone) else {
+            return
+                "a decision: no off-peak window is configured at \(site.name); run it with `standby resume --now SERVICE`"
+        }
+        let windows = site.offPeak.map(\.description).joined(separator: ", ")
+        return
+            "the off-peak window \(windows) at \(site.name); next opens \(Planner.localTime(opening, in: site.timezone))"
+    }
+
+    private func manualInstruction(_ step: RunStep) -> String {
+        if let definition = definition(of: step), case .manual(let instruction, let owner) = definition.action {
+            return instruction + (owner.map { " (owner: \($0))" } ?? "")
+        }
+        return step.summary
+    }
+
+    func definition(of step: RunStep) -> Step? {
+        let name = step.stepId.split(separator: "/", maxSplits: 1).last.map(String.init) ?? step.stepId
+        return topology.service(named: step.service)?.steps.first { $0.name == name }
+    }
+
+    static func restoredPaths(_ steps: [RunStep]) -> [String: String] {
+        var paths: [String: String] = [:]
+        for step in steps where step.kind == "restore" && step.state == .succeeded {
+            if let text = step.result,
+                let result = try? JSONDecoder.journal.decode(RestoreResult.self, from: Data(text.utf8))
+            {
+                paths[result.set] = result.path
+            }
+        }
+        return paths
+    }
+
+    /// What a restore step records: the version restored and where, for `{{restored.SET}}` and the report.
+    public struct RestoreResult: Sendable, Codable {
+        public var set: String
+        public var version: String
+        public var capturedAt: Date?
+        public var path: String
+    }
+
+    struct StepFailure: Error {
+        var message: String
+        var output: String
+    }
+
+    struct StepSuccess {
+        var output: String
+        var result: String?
+    }
+
+    /// Runs one step with its retries; each attempt is committed `running` before its side effect
+    /// and its end after. Returns whether it succeeded.
+    private func perform(_ step: inout RunStep, run: inout FailoverRun, restored: inout [String: String]) async throws
+        -> Bool
+    {
+        let definition = self.definition(of: step)
+        let delay = definition?.retryDelay ?? TimeSpan(seconds: 5)
+        var attempt = 0
+        while true {
+            if attempt > 0 {
+                let wait = TimeSpan(milliseconds: delay.milliseconds << min(attempt - 1, 16))
+                progress("\(step.stepId): attempt \(attempt) failed; retrying in \(wait)")
+                try await Task.sleep(for: wait.duration)
+            }
+            attempt += 1
+            step.state = .running
+            step.attempts += 1
+            step.startedAt = step.startedAt ?? Date()
+            step.finishedAt = nil
+            step.pid = nil
+            step.waitingFor = nil
+            try journal.update(step)
+            progress("\(step.stepId): started (\(step.summary))")
+            killPoints.check(step.stepId, "before")
+            let outcome: Result<StepSuccess, StepFailure>
+            do {
+                outcome = .success(try await sideEffect(step, definition: definition, run: &run, restored: restored))
+            } catch let failure as StepFailure {
+                outcome = .failure(failure)
+            } catch {
+                outcome = .failure(StepFailure(message: "\(error)", output: ""))
+            }
+            killPoints.check(step.stepId, "after")
+            switch outcome {
+            case .success(let success):
+                step.state = .succeeded
+                step.finishedAt = Date()
+                step.output = success.output
+                step.result = success.result
+                step.error = nil
+                try journal.update(step)
+                if step.kind == "restore", let text = success.result,
+                    let result = try? JSONDecoder.journal.decode(RestoreResult.self, from: Data(text.utf8))
+                {
+                    restored[result.set] = result.path
+                }
+                progress("\(step.stepId): succeeded in \(Self.seconds(step.duration))")
+                killPoints.check(step.stepId, "committed")
+                return true
+            case .failure(let failure):
+                step.output = failure.output
+                step.error = "attempt \(attempt) of \(step.retries + 1): \(failure.message)"
+                if attempt > step.retries {
+                    step.state = .failed
+                    step.finishedAt = Date()
+                    try journal.update(step)
+                    progress("\(step.stepId): failed: \(failure.message)")
+                    killPoints.check(step.stepId, "committed")
+                    return false
+                }
+                step.state = .pending
+                try journal.update(step)
+            }
+        }
+    }
+
+    static func seconds(_ interval: TimeInterval?) -> String {
+        guard let interval else { return "-" }
+        return String(format: "%.2fs", interval)
+    }
+
+    private func sideEffect(
+        _ step: RunStep, definition: Step?, run: inout FailoverRun, restored: [String: String]
+    ) async throws -> StepSuccess {
+        let variables = StepVariables(
+            topology: topology, runId: run.id, stateDirectory: stateDirectory.path, restored: restored)
+        if step.kind == "dns" {
+            guard let dns = topology.dns else {
+                throw StepFailure(message: "the topology has no dns section any more", output: "")
+            }
+            let changes = run.decodedPlan()?.stages.first { $0.kind == .dns }?.dnsChanges ?? []
+            let result = try await modules.dns.cutover(dns, changes: changes, baseDirectory: topology.directory)
+            let replaced = String(decoding: try JSONEncoder.journal.encode(result.replaced), as: UTF8.self)
+            run.dnsReplaced = replaced
+            try journal.update(run)
+            return StepSuccess(
+                output: result.log + "\nverified on: \(result.verifiedOn.joined(separator: ", "))",
+                result: String(decoding: try JSONEncoder.journal.encode(result), as: UTF8.self))
+        }
+        guard let definition else {
+            throw StepFailure(
+                message: "step \(step.stepId) is no longer in \(topology.file); fix the file or `standby skip` it",
+                output: "")
+        }
+        let timeout = definition.timeout?.duration
+        switch definition.action {
+        case .exec(let arguments, let shell, let environment, let workingDirectory):
+            let what = "step \(step.stepId)"
+            let args = try arguments.map { try variables.substitute($0, in: what) }
+            var env: [String: String] = [:]
+            for (key, value) in environment { env[key] = try variables.substitute(value, in: what) }
+            let cwd = try workingDirectory.map { topology.resolve(path: try variables.substitute($0, in: what)) }
+            let logDirectory = stateDirectory.file("runs/\(run.id)")
+            try FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
+            let log = (logDirectory as NSString).appendingPathComponent(
+                step.stepId.replacingOccurrences(of: "/", with: ".") + ".log")
+            let exec = ExecStep(
+                arguments: args, shell: shell, environment: env, workingDirectory: cwd, timeout: timeout, logFile: log)
+            let journal = self.journal
+            let stepCopy = step
+            let outcome = try await exec.run { pid in
+                var running = stepCopy
+                running.pid = pid
+                try? journal.update(running)
+            }
+            // Secrets reach programs through the environment; they never reach the journal.
+            let tail = Self.redact(outcome.tail, secrets: Array(env.values))
+            guard outcome.succeeded else { throw StepFailure(message: outcome.status, output: tail) }
+            return StepSuccess(output: tail, result: outcome.status)
+        case .restore(let set, let to):
+            let directory = topology.resolve(path: try variables.substitute(to, in: "step \(step.stepId)"))
+            let recorded = try journal.sets(runId: run.id).first { $0.name == set }
+            var version = recorded?.version
+            var capturedAt = recorded?.capturedAt
+            if version == nil, let newest = try await modules.catalog.newestVerified(set: set) {
+                version = newest.version
+                capturedAt = newest.capturedAt
+            }
+            guard let version else {
+                throw StepFailure(message: "backup set \(set) has no verified version in the store", output: "")
+            }
+            let path = try await modules.restorer.restore(set: set, version: version, to: directory)
+            let result = RestoreResult(set: set, version: version, capturedAt: capturedAt, path: path)
+            return StepSuccess(
+                output: "restored \(set) version \(version) to \(path)",
+                result: String(decoding: try JSONEncoder.journal.encode(result), as: UTF8.self))
+        case .http(let url, let method, let body, let headers, let expect):
+            let what = "step \(step.stepId)"
+            let target = try variables.substitute(url, in: what)
+            var sent: [String: String] = [:]
+            for (key, value) in headers { sent[key] = try variables.substitute(value, in: what) }
+            let reply = try await modules.http.call(
+                method: method, url: target, headers: sent,
+                body: try body.map { try variables.substitute($0, in: what) },
+                timeout: timeout ?? .seconds(60))
+            let text = Self.redact(
+                "\(method) \(target) → \(reply.status)\n" + String(reply.body.suffix(ExecStep.tailLimit)),
+                secrets: Array(sent.values))
+            guard expect.contains(reply.status) else {
+                throw StepFailure(
+                    message:
+                        "\(method) \(target) answered \(reply.status), expected \(expect.map(String.init).joined(separator: "/"))",
+                    output: text)
+            }
+            return StepSuccess(output: text, result: "\(reply.status)")
+        case .probe(let name):
+            guard let probe = topology.probe(named: name) else {
+                throw StepFailure(message: "no probe \(name) in health.probes", output: "")
+            }
+            let evidence = try await modules.probes.waitUntilPassing(probe, timeout: timeout ?? .seconds(300))
+            return StepSuccess(output: evidence, result: nil)
+        case .manual:
+            throw StepFailure(message: "a manual step runs only through `standby confirm`", output: "")
+        }
+    }
+
+    static func redact(_ text: String, secrets: [String]) -> String {
+        var text = text
+        for secret in secrets where secret.count >= 4 {
+            text = text.replacingOccurrences(of: secret, with: "***")
+        }
+        return text
+    }
+}

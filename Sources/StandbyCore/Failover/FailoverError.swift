@@ -1,0 +1,28 @@
+import Foundation
+
+/// The one error type of the failover engine: a code a caller can switch on, and a message that
+/// names the run, step, set or file and the cause.
+public struct FailoverError: Error, Sendable, CustomStringConvertible {
+    public enum Code: String, Sendable, Codable {
+        /// Refused for safety: another run holds the lease, a lead not in policy, no verified copy.
+        case refused
+        /// The command names a run, step or service the journal does not know, or the wrong state.
+        case badInput
+        /// A module the engine calls through a protocol is not wired in this build.
+        case notWired
+        /// A step's side effect failed.
+        case stepFailed
+        /// The journal could not be read or written.
+        case journal
+    }
+
+    public var code: Code
+    public var message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { message }
+}

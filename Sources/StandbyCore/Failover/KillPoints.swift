@@ -1,0 +1,31 @@
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// A test hook: `STANDBY_KILL_AT=STEP_ID:POINT[,STEP_ID:POINT...]` makes the controller SIGKILL
+/// itself at that point of the journal, so tests can prove a crash at every step boundary loses
+/// nothing and repeats nothing. Points:
+/// - `before`: the step is committed `running`, its side effect has not started;
+/// - `after`: the side effect is done, its result not yet committed (the step reads `running`);
+/// - `committed`: the step's end is committed, the next step not yet started.
+/// Unset in production; it has no other effect.
+public struct KillPoints: Sendable {
+    public var points: Set<String>
+
+    public init(points: Set<String> = []) { self.points = points }
+
+    public init(environment: [String: String]) {
+        points = Set(
+            (environment["STANDBY_KILL_AT"] ?? "").split(separator: ",").map {
+                $0.trimmingCharacters(in: .whitespaces)
+            })
+    }
+
+    func check(_ stepId: String, _ point: String) {
+        if points.contains("\(stepId):\(point)") { kill(getpid(), SIGKILL) }
+    }
+}

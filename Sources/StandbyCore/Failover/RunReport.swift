@@ -1,0 +1,179 @@
+import Foundation
+
+/// A run as `standby report` renders it: the timeline per stage and step (the measured RTO), the
+/// data-loss window per set (the measured RPO), every decision with who and why, output tails.
+public struct RunReport: Sendable, Codable {
+    public var run: RunSummary
+    public var stages: [StageTimeline]
+    public var sets: [SetWindow]
+    public var decisions: [Decision]
+    public var notRestored: [FailoverPlan.NotRestored]
+    public var dnsReplaced: [ReplacedRecord]
+    /// Declaration to the end of the last core or DNS step: clients can work again.
+    public var recoverySeconds: Double?
+
+    public struct RunSummary: Sendable, Codable {
+        public var id: String
+        public var deployment: String
+        public var scenario: String
+        public var reason: String
+        public var lead: String
+        public var planned: Bool
+        public var state: String
+        public var declaredAt: Date
+        public var finishedAt: Date?
+        public var elapsedSeconds: Double
+        public var note: String?
+    }
+
+    public struct StageTimeline: Sendable, Codable {
+        public var number: Int
+        public var kind: String
+        public var title: String
+        public var startedAt: Date?
+        public var finishedAt: Date?
+        public var durationSeconds: Double?
+        public var steps: [StepTimeline]
+    }
+
+    public struct StepTimeline: Sendable, Codable {
+        public var id: String
+        public var service: String
+        public var kind: String
+        public var summary: String
+        public var state: String
+        public var attempts: Int
+        public var startedAt: Date?
+        public var finishedAt: Date?
+        public var durationSeconds: Double?
+        public var waitingFor: String?
+        public var error: String?
+        public var outputTail: String?
+    }
+
+    public struct SetWindow: Sendable, Codable {
+        public var name: String
+        public var core: Bool
+        public var version: String?
+        public var capturedAt: Date?
+        /// Declaration − capture time of the version restored (or to be restored).
+        public var lossWindowSeconds: Double?
+        public var restoredTo: String?
+        public var problem: String?
+    }
+
+    public struct Decision: Sendable, Codable {
+        public var at: Date
+        public var kind: String
+        public var lead: String
+        public var reason: String
+        public var target: String?
+    }
+
+    /// Lines of output kept per step in the report.
+    public static let tailLines = 20
+
+    public init(run: FailoverRun, steps: [RunStep], sets: [RunSet], decisions: [RunDecision], now: Date) {
+        let plan = run.decodedPlan()
+        let end = run.finishedAt ?? now
+        self.run = RunSummary(
+            id: run.id, deployment: run.deployment, scenario: run.scenario, reason: run.reason, lead: run.lead,
+            planned: run.planned, state: run.state.rawValue, declaredAt: run.declaredAt, finishedAt: run.finishedAt,
+            elapsedSeconds: end.timeIntervalSince(run.declaredAt), note: run.note)
+        var stages: [StageTimeline] = []
+        for number in Set(steps.map(\.stage)).sorted() {
+            let inStage = steps.filter { $0.stage == number }
+            let planned = plan?.stages.first { $0.number == number }
+            let starts = inStage.compactMap(\.startedAt)
+            let ends = inStage.compactMap(\.finishedAt)
+            let finished = inStage.allSatisfy { $0.state.isFinished }
+            let start = starts.min()
+            let finish = finished ? ends.max() : nil
+            stages.append(
+                StageTimeline(
+                    number: number, kind: inStage.first?.stageKind ?? "", title: planned?.title ?? "Stage \(number)",
+                    startedAt: start, finishedAt: finish,
+                    durationSeconds: start.flatMap { s in finish.map { $0.timeIntervalSince(s) } },
+                    steps: inStage.map { step in
+                        StepTimeline(
+                            id: step.stepId, service: step.service, kind: step.kind, summary: step.summary,
+                            state: step.state.rawValue, attempts: step.attempts, startedAt: step.startedAt,
+                            finishedAt: step.finishedAt, durationSeconds: step.duration, waitingFor: step.waitingFor,
+                            error: step.error, outputTail: step.output.map { Self.tail($0, lines: Self.tailLines) })
+                    }))
+        }
+        self.stages = stages
+        let restored = steps.filter { $0.kind == "restore" && $0.state == .succeeded }.compactMap { step in
+            step.result.flatMap {
+                try? JSONDecoder.journal.decode(FailoverEngine.RestoreResult.self, from: Data($0.utf8))
+            }
+        }
+        self.sets = sets.map { set in
+            let copy = restored.first { $0.set == set.name }
+            let capturedAt = copy?.capturedAt ?? set.capturedAt
+            return SetWindow(
+                name: set.name, core: set.core, version: copy?.version ?? set.version, capturedAt: capturedAt,
+                lossWindowSeconds: capturedAt.map { run.declaredAt.timeIntervalSince($0) } ?? set.lossWindowSeconds,
+                restoredTo: copy?.path, problem: set.problem)
+        }
+        self.decisions = decisions.map {
+            Decision(at: $0.at, kind: $0.kind, lead: $0.lead, reason: $0.reason, target: $0.target)
+        }
+        self.notRestored = plan?.notRestored ?? []
+        self.dnsReplaced =
+            run.dnsReplaced.flatMap { try? JSONDecoder.journal.decode([ReplacedRecord].self, from: Data($0.utf8)) }
+            ?? []
+        let recovery = steps.filter { $0.stageKind != FailoverPlan.Stage.Kind.optional.rawValue }
+        if recovery.allSatisfy({ $0.state.isFinished }), let last = recovery.compactMap(\.finishedAt).max() {
+            recoverySeconds = last.timeIntervalSince(run.declaredAt)
+        } else {
+            recoverySeconds = nil
+        }
+    }
+
+    static func tail(_ text: String, lines: Int) -> String {
+        let all = text.split(separator: "\n", omittingEmptySubsequences: false)
+        let trimmed = all.last == "" ? all.dropLast() : all[...]
+        return trimmed.suffix(lines).joined(separator: "\n")
+    }
+}
+
+/// Where a run stands, for `standby status`.
+public struct RunStatus: Sendable, Codable {
+    public var id: String
+    public var state: String
+    public var lead: String
+    public var reason: String
+    public var declaredAt: Date
+    public var elapsedSeconds: Double
+    /// The stage the run is in (the first with an unfinished step), or nil when done.
+    public var stage: Int?
+    public var stageTitle: String?
+    /// The step executing, waiting or halted.
+    public var currentStep: String?
+    public var currentStepState: String?
+    public var waitingFor: String?
+    public var note: String?
+    public var stepsDone: Int
+    public var stepsTotal: Int
+
+    public init(run: FailoverRun, steps: [RunStep], now: Date) {
+        id = run.id
+        state = run.state.rawValue
+        lead = run.lead
+        reason = run.reason
+        declaredAt = run.declaredAt
+        elapsedSeconds = (run.finishedAt ?? now).timeIntervalSince(run.declaredAt)
+        let current =
+            steps.first { [.running, .failed, .interrupted, .waitingConfirm].contains($0.state) }
+            ?? steps.first { !$0.state.isFinished }
+        stage = current?.stage
+        stageTitle = current.flatMap { step in run.decodedPlan()?.stages.first { $0.number == step.stage }?.title }
+        currentStep = current?.stepId
+        currentStepState = current?.state.rawValue
+        waitingFor = current?.waitingFor ?? current?.error
+        note = run.note
+        stepsDone = steps.filter { $0.state.isFinished }.count
+        stepsTotal = steps.count
+    }
+}

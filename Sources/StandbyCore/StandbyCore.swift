@@ -1,2 +1,0 @@
-// StandbyCore: see the module sketch in README.md.
-enum StandbyCoreModule {}

@@ -1,0 +1,735 @@
+import Foundation
+import Yams
+
+/// Every problem of a topology file, each with its position. Loading fails with this when any
+/// error was found; nothing partial is returned.
+public struct TopologyError: Error, Sendable, CustomStringConvertible {
+    public var file: String
+    public var diagnostics: [Diagnostic]
+
+    public var description: String { diagnostics.map(\.description).joined(separator: "\n") }
+}
+
+/// Reads `site.yaml` into a `Topology`, validating types, names, references and dependency
+/// cycles, and reporting every error of the file at once.
+public enum TopologyLoader {
+    /// `path` is a deployment directory or its site.yaml.
+    public static func load(
+        _ path: String, environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws -> Topology {
+        var isDirectory: ObjCBool = false
+        let file =
+            FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue
+            ? (path as NSString).appendingPathComponent("site.yaml") : path
+        guard let data = FileManager.default.contents(atPath: file) else {
+            let message =
+                FileManager.default.fileExists(atPath: file)
+                ? "cannot read the file (permissions?)"
+                : "no such file (give a deployment directory holding site.yaml, or the file itself)"
+            throw TopologyError(file: file, diagnostics: [Diagnostic(file: file, line: 1, column: 1, message: message)])
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw TopologyError(
+                file: file,
+                diagnostics: [Diagnostic(file: file, line: 1, column: 1, message: "the file is not UTF-8 text")])
+        }
+        return try parse(text, file: file, environment: environment)
+    }
+
+    public static func parse(_ text: String, file: String, environment: [String: String] = [:]) throws -> Topology {
+        let node: Node?
+        do {
+            node = try Yams.compose(yaml: text)
+        } catch let error as YamlError {
+            throw TopologyError(file: file, diagnostics: [yamlDiagnostic(error, file: file)])
+        }
+        let reader = YAMLReader(file: file, environment: environment)
+        guard let node else {
+            reader.error(
+                nil as Node?,
+                "the file is empty; expected a mapping with deployment, sites, backup_sets, services, dns, health, policy"
+            )
+            throw TopologyError(file: file, diagnostics: reader.diagnostics)
+        }
+        var builder = TopologyBuilder(reader: reader, file: file)
+        let topology = builder.build(node)
+        if let topology, reader.diagnostics.isEmpty { return topology }
+        let sorted = reader.diagnostics.sorted { ($0.line, $0.column) < ($1.line, $1.column) }
+        throw TopologyError(file: file, diagnostics: sorted)
+    }
+
+    static func yamlDiagnostic(_ error: YamlError, file: String) -> Diagnostic {
+        switch error {
+        case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
+            .composer(let context, let problem, let mark, _):
+            let prefix = context.map { "\($0.text) at \($0.mark.line):\($0.mark.column): " } ?? ""
+            return Diagnostic(
+                file: file, line: mark.line, column: mark.column, message: "broken YAML: \(prefix)\(problem)")
+        case .duplicatedKeysInMapping(let duplicates, let context):
+            return Diagnostic(
+                file: file, line: context.mark.line, column: context.mark.column,
+                message: "duplicate key \(duplicates.joined(separator: ", ")) in a mapping")
+        default:
+            return Diagnostic(file: file, line: 1, column: 1, message: "broken YAML: \(error)")
+        }
+    }
+}
+
+/// The walk over the tree; one method per section of the file.
+struct TopologyBuilder {
+    let reader: YAMLReader
+    let file: String
+
+    static let topKeys = [
+        "deployment", "domain", "sites", "replication", "backup_sets", "services", "dns", "health", "policy",
+        "scenarios",
+    ]
+
+    mutating func build(_ root: Node) -> Topology? {
+        guard let top = reader.mapping(root, "the file", allowed: Self.topKeys) else { return nil }
+        let deployment = top.string("deployment", required: true, expected: "the deployment's name")
+        if let deployment, !deployment.isValidName {
+            reader.error(
+                top.node("deployment"), "deployment '\(deployment)' may hold only letters, digits, '-', '_' and '.'")
+        }
+        let domain = top.string("domain", required: true, expected: "the SIP domain, like contoso.com")
+
+        var primary: Site?
+        var secondary: Site?
+        if let sites = reader.mapping(top.node("sites"), "sites", allowed: ["primary", "secondary"]) {
+            primary = site(sites.node("primary"), role: .primary)
+            secondary = site(sites.node("secondary"), role: .secondary)
+            if !sites.has("primary") { sites.missing("primary", "the site that is lost") }
+            if !sites.has("secondary") { sites.missing("secondary", "the site that takes over") }
+        } else if !top.has("sites") {
+            top.missing("sites", "primary and secondary")
+        }
+
+        var replication = ReplicationSettings(peakRate: nil)
+        if let fields = reader.mapping(top.node("replication"), "replication", allowed: ["peak_rate"]) {
+            if let text = fields.string("peak_rate") {
+                if let rate = Self.parseRate(text) {
+                    replication.peakRate = rate
+                } else {
+                    reader.error(
+                        fields.node("peak_rate"),
+                        "replication.peak_rate: '\(text)' is not a rate; expected like 20MB/s, 512KiB/s or 100Mbit/s")
+                }
+            }
+        }
+
+        let backupSets = reader.sequence(top.node("backup_sets"), "backup_sets").enumerated().compactMap {
+            backupSet($1, index: $0)
+        }
+        let services = reader.sequence(top.node("services"), "services").enumerated().compactMap {
+            service($1, index: $0)
+        }
+        let dns = top.node("dns").flatMap { dnsSettings($0) }
+        let health = healthSettings(top.node("health"))
+        let policy = policySettings(top.node("policy"))
+        let scenarios =
+            Scenario.builtIn + reader.sequence(top.node("scenarios"), "scenarios").compactMap { scenario($0) }
+
+        checkUnique(backupSets.map { ($0.name, $0.location) }, "backup set")
+        checkUnique(services.map { ($0.name, $0.location) }, "service")
+        checkUnique(health.probes.map { ($0.name, $0.location) }, "probe")
+        checkUnique(scenarios.map { ($0.name, SourceLocation.unknown) }, "scenario")
+
+        guard let deployment, let domain, let primary, let secondary else { return nil }
+        let topology = Topology(
+            deployment: deployment, domain: domain, primary: primary, secondary: secondary,
+            replication: replication, backupSets: backupSets, services: services, dns: dns, health: health,
+            policy: policy, scenarios: scenarios, file: file,
+            directory: (file as NSString).deletingLastPathComponent.isEmpty
+                ? "." : (file as NSString).deletingLastPathComponent)
+        checkReferences(topology)
+        checkCycles(services)
+        return topology
+    }
+
+    // MARK: Sections
+
+    func site(_ node: Node?, role: SiteRole) -> Site? {
+        let what = "sites.\(role.rawValue)"
+        let keys =
+            role == .primary
+            ? ["name", "timezone", "pool", "off_peak", "edition"]
+            : ["name", "timezone", "pool", "off_peak", "edition", "store", "standby_servers"]
+        guard let fields = reader.mapping(node, what, allowed: keys) else { return nil }
+        let name = fields.string("name", required: true, expected: "the site's name")
+        let zoneName = fields.string("timezone", required: true, expected: "an IANA time zone like Europe/Dublin")
+        var timezone: TimeZone?
+        if let zoneName {
+            timezone = TimeZone(identifier: zoneName)
+            if timezone == nil {
+                reader.error(
+                    fields.node("timezone"),
+                    "\(what).timezone: '\(zoneName)' is not a known time zone; expected an IANA name like Europe/Dublin or America/Los_Angeles"
+                )
+            }
+        }
+        let pool = fields.string("pool", required: true, expected: "the pool's FQDN")
+        let edition = fields.oneOf("edition", Site.Edition.self) ?? .enterprise
+        let offPeak = windows(fields, "off_peak")
+        let store = fields.string("store")
+        let servers = reader.sequence(fields.node("standby_servers"), "\(what).standby_servers").compactMap {
+            standbyServer($0)
+        }
+        checkUnique(servers.map { ($0.host, $0.location) }, "standby server")
+        guard let name, let timezone, let pool else { return nil }
+        return Site(
+            name: name, timezone: timezone, pool: pool, offPeak: offPeak, store: store, standbyServers: servers,
+            edition: edition, location: fields.location)
+    }
+
+    func windows(_ fields: Fields, _ key: String) -> [TimeWindow] {
+        guard let texts = fields.strings(key) else { return [] }
+        let nodes: [Node?] = {
+            if case .sequence(let items)? = fields.node(key) { return Array(items) }
+            return [fields.node(key)]
+        }()
+        var out: [TimeWindow] = []
+        for (index, text) in texts.enumerated() {
+            if let window = TimeWindow.parse(text) {
+                out.append(window)
+            } else {
+                reader.error(
+                    nodes[safe: index] ?? fields.node(key),
+                    "\(fields.what).\(key): '\(text)' is not a window; expected HH:MM-HH:MM like 22:00-05:00 (a window may cross midnight)"
+                )
+            }
+        }
+        return out
+    }
+
+    func standbyServer(_ node: Node) -> StandbyServer? {
+        guard let fields = reader.mapping(node, "standby server", allowed: ["host", "roles", "volumes"]) else {
+            return nil
+        }
+        let host = fields.string("host", required: true, expected: "the server's host name")
+        let roles = fields.strings("roles", required: true) ?? []
+        var volumes: StandbyServer.Volumes?
+        if let v = reader.mapping(
+            fields.node("volumes"), "standby server \(host ?? "?").volumes", allowed: ["data", "log"])
+        {
+            if let data = v.string("data", required: true, expected: "the volume of the .mdf data files"),
+                let log = v.string("log", required: true, expected: "the volume of the .ldf log files")
+            {
+                volumes = .init(data: data, log: log)
+            }
+        }
+        guard let host else { return nil }
+        return StandbyServer(host: host, roles: roles, volumes: volumes, location: fields.location)
+    }
+
+    func backupSet(_ node: Node, index: Int) -> BackupSet? {
+        guard
+            let fields = reader.mapping(
+                node, "backup_sets[\(index)]",
+                allowed: ["name", "kind", "source", "schedule", "rpo", "keep", "failback_source", "description"])
+        else { return nil }
+        let name = fields.string("name", required: true, expected: "the set's name")
+        if let name, !name.isValidName {
+            reader.error(
+                fields.node("name"), "backup set name '\(name)' may hold only letters, digits, '-', '_' and '.'")
+        }
+        let kind = fields.oneOf("kind", BackupSet.Kind.self, required: true)
+        let sources = fields.strings("source", required: true) ?? []
+        for (i, source) in sources.enumerated() {
+            checkURL(source, node: Self.item(fields.node("source"), i), what: "backup set \(name ?? "?") source")
+        }
+        let failback = fields.strings("failback_source") ?? []
+        for (i, source) in failback.enumerated() {
+            checkURL(
+                source, node: Self.item(fields.node("failback_source"), i),
+                what: "backup set \(name ?? "?") failback_source")
+        }
+        var schedule = BackupSet.Schedule(every: nil, fullDailyAt: nil)
+        if let s = reader.mapping(
+            fields.node("schedule"), "backup set \(name ?? "?").schedule", allowed: ["every", "full_daily_at"])
+        {
+            schedule.every = s.span("every")
+            schedule.fullDailyAt = s.clock("full_daily_at")
+        }
+        let rpo = fields.span("rpo", required: true)
+        var keepLast = 7
+        if let k = reader.mapping(fields.node("keep"), "backup set \(name ?? "?").keep", allowed: ["last"]) {
+            keepLast = k.int("last", required: true, range: 1...10_000) ?? keepLast
+        }
+        guard let name, let kind, !sources.isEmpty, let rpo else { return nil }
+        return BackupSet(
+            name: name, kind: kind, sources: sources, schedule: schedule, rpo: rpo, keepLast: keepLast,
+            failbackSource: failback, description: fields.string("description"), location: fields.location)
+    }
+
+    func checkURL(_ text: String, node: Node?, what: String) {
+        let schemes = ["file", "smb", "sftp", "https", "http", "ftp", "ftps"]
+        guard let url = URL(string: text), let scheme = url.scheme?.lowercased(), schemes.contains(scheme) else {
+            reader.error(node, "\(what): '\(text)' is not a URL with a scheme of \(schemes.joined(separator: ", "))")
+            return
+        }
+        if scheme != "file" && (url.host ?? "").isEmpty {
+            reader.error(node, "\(what): '\(text)' names no host")
+        }
+        if url.password != nil {
+            reader.error(
+                node,
+                "\(what): '\(text)' carries a password; credentials come from ~/.netrc or the environment, never the topology"
+            )
+        }
+    }
+
+    func service(_ node: Node, index: Int) -> Service? {
+        guard
+            let fields = reader.mapping(
+                node, "services[\(index)]",
+                allowed: [
+                    "name", "tier", "priority", "depends_on", "backup_sets", "roles", "steps", "drill_steps",
+                    "failback_steps", "at_secondary", "reason", "description",
+                ])
+        else { return nil }
+        let name = fields.string("name", required: true, expected: "the service's name")
+        if let name, !name.isValidName {
+            reader.error(fields.node("name"), "service name '\(name)' may hold only letters, digits, '-', '_' and '.'")
+        }
+        let label = "service \(name ?? "services[\(index)]")"
+        let tier = fields.oneOf("tier", Service.Tier.self, required: true)
+        let priority = fields.int("priority", range: 0...1000) ?? 100
+        let steps = stepList(fields.node("steps"), service: label)
+        let drillSteps = fields.has("drill_steps") ? stepList(fields.node("drill_steps"), service: label) : nil
+        let failbackSteps = stepList(fields.node("failback_steps"), service: label)
+        let atSecondary = fields.bool("at_secondary") ?? true
+        guard let name, let tier else { return nil }
+        return Service(
+            name: name, tier: tier, priority: priority, dependsOn: fields.strings("depends_on") ?? [],
+            backupSets: fields.strings("backup_sets") ?? [], roles: fields.strings("roles") ?? [], steps: steps,
+            drillSteps: drillSteps, failbackSteps: failbackSteps, atSecondary: atSecondary,
+            reason: fields.string("reason"), description: fields.string("description"), location: fields.location,
+            dependsOnLocation: fields.location(of: "depends_on"), backupSetsLocation: fields.location(of: "backup_sets")
+        )
+    }
+
+    static let stepKinds = ["restore", "exec", "http", "probe", "manual"]
+    static let stepCommon = ["name", "timeout", "retries", "retry_delay", "idempotent", "drill"]
+
+    func stepList(_ node: Node?, service: String) -> [Step] {
+        var steps: [Step] = []
+        for (index, item) in reader.sequence(node, "\(service) steps").enumerated() {
+            if let step = self.step(item, index: index, service: service) { steps.append(step) }
+        }
+        var seen: [String: SourceLocation] = [:]
+        for step in steps {
+            if seen[step.name] != nil {
+                reader.error(at: step.location, "\(service): two steps are named '\(step.name)'")
+            }
+            seen[step.name] = step.location
+        }
+        return steps
+    }
+
+    func step(_ node: Node, index: Int, service: String) -> Step? {
+        let what = "\(service) step \(index + 1)"
+        guard case .mapping(let mapping) = node else {
+            reader.error(node, "\(what) must be a mapping with one of \(Self.stepKinds.joined(separator: ", "))")
+            return nil
+        }
+        let kinds = mapping.keys.compactMap(\.scalar?.string).filter { Self.stepKinds.contains($0) }
+        guard kinds.count == 1, let kind = kinds.first else {
+            reader.error(
+                node,
+                "\(what) must have exactly one of \(Self.stepKinds.joined(separator: ", ")), found \(kinds.isEmpty ? "none" : kinds.joined(separator: ", "))"
+            )
+            return nil
+        }
+        let specific: [String] =
+            switch kind {
+            case "restore": ["to"]
+            case "exec": ["shell", "env", "cwd"]
+            case "http": ["method", "body", "headers", "expect"]
+            case "manual": ["owner"]
+            default: []
+            }
+        guard let fields = reader.mapping(node, what, allowed: [kind] + specific + Self.stepCommon) else { return nil }
+        let action: Step.Action?
+        switch kind {
+        case "restore":
+            let set = fields.string("restore", required: true, expected: "a backup set name")
+            let to = fields.string("to", required: true, expected: "the directory to restore into")
+            action = set.flatMap { s in to.map { .restore(set: s, to: $0) } }
+        case "exec":
+            let arguments = fields.strings("exec", required: true) ?? []
+            if arguments.isEmpty {
+                reader.error(
+                    fields.node("exec"),
+                    "\(what): exec needs a program and its arguments, like [sqlcmd, -i, restore.sql]")
+            }
+            action =
+                arguments.isEmpty
+                ? nil
+                : .exec(
+                    arguments: arguments, shell: fields.bool("shell") ?? false,
+                    environment: fields.stringMap("env") ?? [:],
+                    workingDirectory: fields.string("cwd"))
+        case "http":
+            let url = fields.string("http", required: true, expected: "a URL")
+            if let url { checkURL(url, node: fields.node("http"), what: what) }
+            var expect = [200]
+            if let texts = fields.strings("expect") {
+                let codes = texts.compactMap(Int.init).filter { (100...599).contains($0) }
+                if codes.count != texts.count || codes.isEmpty {
+                    reader.error(
+                        fields.node("expect"), "\(what).expect must be HTTP status codes like 200 or [200, 204]")
+                } else {
+                    expect = codes
+                }
+            }
+            action = url.map {
+                .http(
+                    url: $0, method: (fields.string("method") ?? "POST").uppercased(), body: fields.string("body"),
+                    headers: fields.stringMap("headers") ?? [:], expectStatus: expect)
+            }
+        case "probe":
+            action = fields.string("probe", required: true, expected: "a probe name from health.probes").map {
+                .probe(name: $0)
+            }
+        default:
+            action = fields.string("manual", required: true, expected: "what the person must do").map {
+                .manual(instruction: $0, owner: fields.string("owner"))
+            }
+        }
+        let name = fields.string("name") ?? Self.defaultStepName(action, index: index)
+        if !name.isValidName {
+            reader.error(
+                fields.node("name"), "\(what): step name '\(name)' may hold only letters, digits, '-', '_' and '.'")
+        }
+        guard let action else { return nil }
+        return Step(
+            name: name, action: action, timeout: fields.span("timeout"),
+            retries: fields.int("retries", range: 0...100) ?? 0,
+            retryDelay: fields.span("retry_delay") ?? TimeSpan(seconds: 5),
+            idempotent: fields.bool("idempotent") ?? false,
+            drill: fields.bool("drill") ?? false, location: fields.location)
+    }
+
+    /// Unnamed steps get a name that says what they do, so `standby skip core/restore-rtc-db` reads well.
+    static func defaultStepName(_ action: Step.Action?, index: Int) -> String {
+        switch action {
+        case .restore(let set, _)?: "restore-\(set)"
+        case .probe(let name)?: "probe-\(name)"
+        default: "\(index + 1)"
+        }
+    }
+
+    func dnsSettings(_ node: Node) -> DNSSettings? {
+        guard
+            let fields = reader.mapping(
+                node, "dns", allowed: ["zone", "servers", "key", "records", "drill_zone", "verify_timeout"])
+        else { return nil }
+        let zone = fields.string("zone", required: true, expected: "the zone holding the SRV records")
+        let servers = fields.strings("servers", required: true) ?? []
+        for (i, server) in servers.enumerated() where !Self.isServerAddress(server) {
+            reader.error(
+                Self.item(fields.node("servers"), i),
+                "dns.servers: '\(server)' is not an address; expected HOST, HOST:PORT or [IPv6]:PORT")
+        }
+        if fields.has("servers") && servers.isEmpty {
+            reader.error(fields.node("servers"), "dns.servers must name every authoritative server of the zone")
+        }
+        let key = fields.string("key", required: true, expected: "the path of a BIND key file with the TSIG key")
+        var records: [DNSRecord] = []
+        for (index, item) in reader.sequence(fields.node("records"), "dns.records").enumerated() {
+            guard
+                let r = reader.mapping(
+                    item, "dns.records[\(index)]", allowed: ["name", "type", "ttl", "primary", "secondary"])
+            else { continue }
+            let name = r.string("name", required: true, expected: "the owner name, like _sipinternaltls._tcp")
+            let type = (r.string("type") ?? "SRV").uppercased()
+            if !["SRV", "A", "AAAA", "CNAME", "TXT", "NAPTR"].contains(type) {
+                reader.error(
+                    r.node("type"),
+                    "dns.records[\(index)].type: '\(type)' is not supported; expected SRV, A, AAAA, CNAME, TXT or NAPTR"
+                )
+            }
+            let ttl = r.int("ttl", range: 0...604_800) ?? 300
+            let primary = r.strings("primary", required: true) ?? []
+            let secondary = r.strings("secondary", required: true) ?? []
+            if type == "SRV" {
+                for (which, values) in [("primary", primary), ("secondary", secondary)] {
+                    for value in values where !Self.isSRVData(value) {
+                        reader.error(
+                            r.node(which),
+                            "dns.records[\(index)].\(which): '\(value)' is not SRV data; expected 'PRIORITY WEIGHT PORT TARGET.' like '0 0 5061 pool01.contoso.com.'"
+                        )
+                    }
+                }
+            }
+            if !primary.isEmpty, Set(primary) == Set(secondary) {
+                reader.error(
+                    at: r.location,
+                    "dns.records[\(index)]: primary and secondary values are the same; a cutover would change nothing")
+            }
+            if let name {
+                records.append(
+                    DNSRecord(
+                        name: name, type: type, ttl: ttl, primary: primary, secondary: secondary, location: r.location))
+            }
+        }
+        checkUnique(records.map { ("\($0.name) \($0.type)", $0.location) }, "DNS record")
+        guard let zone, let key else { return nil }
+        return DNSSettings(
+            zone: zone, servers: servers, key: key, records: records, drillZone: fields.string("drill_zone"),
+            verifyTimeout: fields.span("verify_timeout") ?? TimeSpan(seconds: 60), location: fields.location)
+    }
+
+    func healthSettings(_ node: Node?) -> HealthSettings {
+        var settings = HealthSettings(
+            interval: TimeSpan(seconds: 10), fall: 3, rise: 2, timeout: TimeSpan(seconds: 5), keepHistory: .days(30),
+            webhooks: [], probes: [])
+        guard
+            let fields = reader.mapping(
+                node, "health", allowed: ["interval", "fall", "rise", "timeout", "keep_history", "webhooks", "probes"])
+        else { return settings }
+        settings.interval = fields.span("interval") ?? settings.interval
+        settings.fall = fields.int("fall", range: 1...100) ?? settings.fall
+        settings.rise = fields.int("rise", range: 1...100) ?? settings.rise
+        settings.timeout = fields.span("timeout") ?? settings.timeout
+        settings.keepHistory = fields.span("keep_history") ?? settings.keepHistory
+        settings.webhooks = fields.strings("webhooks") ?? []
+        for (i, hook) in settings.webhooks.enumerated() {
+            checkURL(hook, node: Self.item(fields.node("webhooks"), i), what: "health.webhooks")
+        }
+        settings.probes = reader.sequence(fields.node("probes"), "health.probes").enumerated().compactMap {
+            probe($1, index: $0)
+        }
+        return settings
+    }
+
+    static let probeKinds = ["tcp", "tls", "http", "sip_options", "dns"]
+
+    func probe(_ node: Node, index: Int) -> ProbeSpec? {
+        let what = "health.probes[\(index)]"
+        guard
+            let fields = reader.mapping(
+                node, what,
+                allowed: ["name", "site", "timeout", "server_name", "expect", "body_match", "accept"] + Self.probeKinds)
+        else { return nil }
+        let name = fields.string("name", required: true, expected: "the probe's name")
+        let site = fields.oneOf("site", SiteRole.self) ?? .primary
+        let kinds = Self.probeKinds.filter { fields.has($0) }
+        guard kinds.count == 1, let kind = kinds.first else {
+            reader.error(
+                node,
+                "\(what) must have exactly one of \(Self.probeKinds.joined(separator: ", ")), found \(kinds.isEmpty ? "none" : kinds.joined(separator: ", "))"
+            )
+            return nil
+        }
+        var check: ProbeSpec.Check?
+        switch kind {
+        case "tcp", "tls":
+            if let target = fields.string(kind, required: true) {
+                if !Self.isServerAddress(target, requirePort: true) {
+                    reader.error(
+                        fields.node(kind), "\(what).\(kind): '\(target)' is not HOST:PORT (IPv6 as [ADDR]:PORT)")
+                } else {
+                    check =
+                        kind == "tcp"
+                        ? .tcp(target: target) : .tls(target: target, serverName: fields.string("server_name"))
+                }
+            }
+        case "http":
+            if let url = fields.string("http", required: true) {
+                checkURL(url, node: fields.node("http"), what: what)
+                let expect = (fields.strings("expect") ?? ["200"]).compactMap(Int.init)
+                check = .http(
+                    url: url, expectStatus: expect.isEmpty ? [200] : expect, bodyMatch: fields.string("body_match"))
+            }
+        case "sip_options":
+            if let uri = fields.string("sip_options", required: true) {
+                if !uri.lowercased().hasPrefix("sip:") && !uri.lowercased().hasPrefix("sips:") {
+                    reader.error(
+                        fields.node("sip_options"),
+                        "\(what).sip_options: '\(uri)' is not a SIP URI; expected like sip:pool01.contoso.com:5061;transport=tls"
+                    )
+                } else {
+                    let accept = (fields.strings("accept") ?? ["200"]).compactMap(Int.init)
+                    check = .sipOptions(uri: uri, acceptStatus: accept.isEmpty ? [200] : accept)
+                }
+            }
+        default:
+            if let d = reader.mapping(fields.node("dns"), "\(what).dns", allowed: ["server", "name", "type"]),
+                let server = d.string("server", required: true, expected: "HOST or HOST:PORT"),
+                let name = d.string("name", required: true, expected: "the name to ask for")
+            {
+                if !Self.isServerAddress(server) {
+                    reader.error(d.node("server"), "\(what).dns.server: '\(server)' is not HOST or HOST:PORT")
+                }
+                check = .dns(server: server, name: name, type: (d.string("type") ?? "SOA").uppercased())
+            }
+        }
+        guard let name, let check else { return nil }
+        return ProbeSpec(
+            name: name, site: site, check: check, timeout: fields.span("timeout"), location: fields.location)
+    }
+
+    func policySettings(_ node: Node?) -> Policy {
+        var policy = Policy(
+            incidentLeads: [], drillEvery: .days(90), reviewEvery: .days(180), lastReview: nil, lastDrill: nil)
+        guard
+            let fields = reader.mapping(
+                node, "policy", allowed: ["incident_leads", "drill_every", "review_every", "last_review", "last_drill"])
+        else { return policy }
+        policy.incidentLeads = fields.strings("incident_leads") ?? []
+        policy.drillEvery = fields.span("drill_every") ?? policy.drillEvery
+        policy.reviewEvery = fields.span("review_every") ?? policy.reviewEvery
+        policy.lastReview = fields.date("last_review")
+        policy.lastDrill = fields.date("last_drill")
+        return policy
+    }
+
+    func scenario(_ node: Node) -> Scenario? {
+        guard let fields = reader.mapping(node, "scenario", allowed: ["name", "summary", "roles"]) else { return nil }
+        guard let name = fields.string("name", required: true, expected: "the scenario's name"),
+            let roles = fields.strings("roles", required: true)
+        else { return nil }
+        return Scenario(
+            name: name, summary: fields.string("summary") ?? name, roles: Set(roles), movesToSecondary: false)
+    }
+
+    // MARK: Cross-references
+
+    func checkUnique(_ items: [(String, SourceLocation)], _ what: String) {
+        var seen: [String: SourceLocation] = [:]
+        for (name, location) in items {
+            if let first = seen[name] {
+                reader.error(at: location, "duplicate \(what) '\(name)' (first declared at line \(first.line))")
+            } else {
+                seen[name] = location
+            }
+        }
+    }
+
+    func checkReferences(_ topology: Topology) {
+        let sets = Set(topology.backupSets.map(\.name))
+        let services = Set(topology.services.map(\.name))
+        let probes = Set(topology.health.probes.map(\.name))
+        for service in topology.services {
+            for dependency in service.dependsOn where !services.contains(dependency) {
+                reader.error(
+                    at: service.dependsOnLocation,
+                    "service \(service.name) depends on '\(dependency)', which is not a service; known: \(services.sorted().joined(separator: ", "))"
+                )
+            }
+            for set in service.backupSets where !sets.contains(set) {
+                reader.error(
+                    at: service.backupSetsLocation,
+                    "service \(service.name) names backup set '\(set)', which is not declared in backup_sets")
+            }
+            for step in service.steps + (service.drillSteps ?? []) + service.failbackSteps {
+                switch step.action {
+                case .restore(let set, _) where !sets.contains(set):
+                    reader.error(
+                        at: step.location,
+                        "service \(service.name) step \(step.name) restores '\(set)', which is not declared in backup_sets"
+                    )
+                case .probe(let name) where !probes.contains(name):
+                    reader.error(
+                        at: step.location,
+                        "service \(service.name) step \(step.name) waits for probe '\(name)', which is not declared in health.probes"
+                    )
+                default: break
+                }
+            }
+        }
+        if topology.primary.pool.lowercased() == topology.secondary.pool.lowercased() {
+            // Reported as a readiness finding with its fix; not a load error.
+        }
+    }
+
+    /// Reports each dependency cycle once, naming the services in order.
+    func checkCycles(_ services: [Service]) {
+        let byName = Dictionary(services.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        var state: [String: Int] = [:]  // 1 visiting, 2 done
+        var reported = Set<Set<String>>()
+        func visit(_ name: String, path: [String]) {
+            guard let service = byName[name] else { return }
+            state[name] = 1
+            for next in service.dependsOn where byName[next] != nil {
+                if state[next] == 1 {
+                    let cycle = Array(path.drop(while: { $0 != next })) + [name, next]
+                    let members = Set(cycle)
+                    if !reported.contains(members) {
+                        reported.insert(members)
+                        reader.error(
+                            at: service.dependsOnLocation, "dependency cycle: \(cycle.joined(separator: " → "))")
+                    }
+                } else if state[next] == nil {
+                    visit(next, path: path + [name])
+                }
+            }
+            state[name] = 2
+        }
+        for service in services where state[service.name] == nil { visit(service.name, path: []) }
+    }
+
+    // MARK: Small parsers
+
+    static func item(_ node: Node?, _ index: Int) -> Node? {
+        if case .sequence(let items)? = node, index < items.count { return items[index] }
+        return node
+    }
+
+    static func isServerAddress(_ text: String, requirePort: Bool = false) -> Bool {
+        var host = text
+        var port: String?
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]") else { return false }
+            host = String(text[text.index(after: text.startIndex)..<close])
+            let rest = text[text.index(after: close)...]
+            if !rest.isEmpty {
+                guard rest.hasPrefix(":") else { return false }
+                port = String(rest.dropFirst())
+            }
+        } else if let colon = text.lastIndex(of: ":") {
+            host = String(text[..<colon])
+            port = String(text[text.index(after: colon)...])
+            if host.contains(":") { return false }
+        }
+        if requirePort && port == nil { return false }
+        if let port, UInt16(port) == nil || port == "0" { return false }
+        return !host.isEmpty && !host.contains(" ")
+    }
+
+    static func isSRVData(_ text: String) -> Bool {
+        let parts = text.split(separator: " ", omittingEmptySubsequences: true)
+        guard parts.count == 4, UInt16(parts[0]) != nil, UInt16(parts[1]) != nil, UInt16(parts[2]) != nil else {
+            return false
+        }
+        return parts[3].hasSuffix(".")
+    }
+
+    /// `20MB/s`, `512KiB/s`, `100Mbit/s` → bytes per second.
+    static func parseRate(_ text: String) -> Int64? {
+        var t = text.replacingOccurrences(of: " ", with: "")
+        guard t.hasSuffix("/s") else { return nil }
+        t.removeLast(2)
+        let digits = t.prefix { $0.isNumber || $0 == "." }
+        guard let value = Double(digits), value > 0 else { return nil }
+        let unit = t.dropFirst(digits.count)
+        let factors: [String: Double] = [
+            "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "KiB": 1024, "MiB": 1_048_576, "GiB": 1_073_741_824,
+            "kbit": 125, "Kbit": 125, "Mbit": 125_000, "Gbit": 125_000_000,
+        ]
+        guard let factor = factors[String(unit)] else { return nil }
+        return Int64(value * factor)
+    }
+}
+
+extension String {
+    var isValidName: Bool {
+        !isEmpty && allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." }
+    }
+}
+
+extension Array {
+    subscript(safe index: Int) -> Element? { indices.contains(index) ? self[index] : nil }
+}

@@ -1,2 +1,0 @@
-// StandbyDNS: see the module sketch in README.md.
-enum StandbyDNSModule {}

@@ -1,0 +1,193 @@
+import Foundation
+import Logging
+
+/// How the watcher probes, remembers and alerts.
+public struct WatchConfiguration: Sendable {
+    public var interval: Duration
+    public var hysteresis: Hysteresis
+    /// Webhook URLs that receive a JSON `HealthAlert` once per verdict transition.
+    public var webhooks: [String]
+    /// Named in every alert (the deployment).
+    public var source: String
+    /// Attempts per webhook and alert beyond the first, `alertRetryDelay` apart and doubling.
+    public var alertRetries: Int
+    public var alertRetryDelay: Duration
+    /// Results older than this are pruned.
+    public var keepResults: Duration
+    /// Probe transitions older than this are pruned (the newest verdict of each site always stays).
+    public var keepTransitions: Duration
+
+    public init(
+        interval: Duration = .seconds(10), hysteresis: Hysteresis, webhooks: [String] = [], source: String = "standby",
+        alertRetries: Int = 3, alertRetryDelay: Duration = .seconds(1), keepResults: Duration = .seconds(7 * 86_400),
+        keepTransitions: Duration = .seconds(90 * 86_400)
+    ) throws {
+        guard interval >= .milliseconds(10) else {
+            throw ProbeError(.badConfiguration, "health interval \(interval) is too short (10ms at least)")
+        }
+        self.interval = interval
+        self.hysteresis = hysteresis
+        self.webhooks = webhooks
+        self.source = source
+        self.alertRetries = max(0, alertRetries)
+        self.alertRetryDelay = alertRetryDelay
+        self.keepResults = keepResults
+        self.keepTransitions = keepTransitions
+    }
+}
+
+/// One round of the watcher, as handed to an observer (the CLI's `--watch` prints it).
+public struct WatchRound: Sendable {
+    public var number: Int
+    public var results: [ProbeResult]
+    /// Probe transitions and the site transitions that were recorded (new verdicts).
+    public var transitions: [HealthTransition]
+    public var verdicts: [ProbeSite: SiteVerdict]
+}
+
+/// Probes at `interval` until cancelled: records every result and transition in the history and
+/// posts an alert once per site verdict transition.
+///
+/// A verdict is compared with the last one *recorded* (it survives a restart of the watcher), so
+/// restarting the watcher during an outage neither resets "since when" nor raises the alert again.
+/// The first verdict ever recorded raises an alert unless it is `up`.
+public struct HealthWatcher: Sendable {
+    public let probes: [Probe]
+    public let configuration: WatchConfiguration
+    public let history: HealthHistory
+    public let check: HealthCheck
+    public let sender: (any AlertSender)?
+    let logger: Logger
+
+    public init(
+        probes: [Probe], configuration: WatchConfiguration, history: HealthHistory, check: HealthCheck,
+        sender: (any AlertSender)?, logger: Logger
+    ) throws {
+        guard !probes.isEmpty else { throw ProbeError(.badConfiguration, "no health probes to watch") }
+        let names = probes.map(\.name)
+        guard Set(names).count == names.count else {
+            throw ProbeError(.badConfiguration, "probe names must be unique: \(names.joined(separator: ", "))")
+        }
+        self.probes = probes
+        self.configuration = configuration
+        self.history = history
+        self.check = check
+        self.sender = sender
+        self.logger = logger
+    }
+
+    /// Runs `rounds` rounds (until cancelled when nil), calling `observe` after each.
+    public func run(rounds: Int? = nil, observe: (@Sendable (WatchRound) async -> Void)? = nil) async throws {
+        var monitor = HealthMonitor(probes: probes, policy: configuration.hysteresis)
+        var recorded: [ProbeSite: SiteVerdict] = [:]
+        for site in ProbeSite.allCases {
+            recorded[site] = try history.currentVerdict(for: site)?.verdict
+        }
+        let (alerts, alertInput) = AsyncStream.makeStream(of: HealthAlert.self, bufferingPolicy: .bufferingNewest(64))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            // Alerts go out on their own task: a slow or dead webhook must not delay probing.
+            group.addTask {
+                for await alert in alerts { await deliver(alert) }
+            }
+            defer { alertInput.finish() }
+            let clock = ContinuousClock()
+            var tick = clock.now
+            var lastPrune: ContinuousClock.Instant?
+            var number = 0
+            while rounds.map({ number < $0 }) ?? true {
+                try Task.checkCancellation()
+                number += 1
+                let results = await check.results(of: probes)
+                var transitions = monitor.record(results)
+                transitions = transitions.filter { transition in
+                    guard case .site(let site) = transition.subject else { return true }
+                    let verdict = SiteVerdict(rawValue: transition.to) ?? .unknown
+                    guard verdict != .unknown, verdict != recorded[site] else { return false }
+                    return true
+                }
+                for index in transitions.indices {
+                    guard case .site(let site) = transitions[index].subject else { continue }
+                    let previous = recorded[site]
+                    transitions[index].from = previous?.rawValue ?? SiteVerdict.unknown.rawValue
+                    recorded[site] = SiteVerdict(rawValue: transitions[index].to)
+                    logger.notice(
+                        "Site verdict changed",
+                        metadata: [
+                            "site": "\(site.rawValue)", "from": "\(transitions[index].from)",
+                            "to": "\(transitions[index].to)", "detail": "\(transitions[index].detail)",
+                        ])
+                    if previous != nil || transitions[index].to != SiteVerdict.up.rawValue {
+                        alertInput.yield(alert(for: transitions[index], monitor: monitor))
+                    }
+                }
+                try await history.record(results: results, transitions: transitions)
+                if lastPrune.map({ $0.duration(to: clock.now) >= .seconds(300) }) ?? true {
+                    lastPrune = clock.now
+                    try await prune()
+                }
+                var verdicts: [ProbeSite: SiteVerdict] = [:]
+                for site in ProbeSite.allCases { verdicts[site] = monitor.verdict(for: site) }
+                await observe?(
+                    WatchRound(number: number, results: results, transitions: transitions, verdicts: verdicts))
+                if let rounds, number >= rounds { break }
+                // The next tick on the interval grid; ticks missed by a slow round are skipped, never bunched.
+                tick += configuration.interval
+                if tick < clock.now {
+                    let behind = tick.duration(to: clock.now)
+                    let skipped = Int(behind / configuration.interval) + 1
+                    tick += configuration.interval * skipped
+                }
+                try await clock.sleep(until: tick)
+            }
+            alertInput.finish()
+            try await group.waitForAll()
+        }
+    }
+
+    private func prune() async throws {
+        let now = Date()
+        let removed = try await history.prune(
+            resultsBefore: now - configuration.keepResults.timeInterval,
+            transitionsBefore: now - configuration.keepTransitions.timeInterval)
+        if removed > 0 { logger.info("Health history pruned", metadata: ["rows": "\(removed)"]) }
+    }
+
+    private func alert(for transition: HealthTransition, monitor: HealthMonitor) -> HealthAlert {
+        let lines = probes.filter { $0.site == transition.site }.map { probe in
+            HealthAlert.ProbeLine(
+                name: probe.name, state: monitor.state(of: probe.name).rawValue, detail: probe.target.description)
+        }
+        return HealthAlert(
+            source: configuration.source, site: transition.site, from: transition.from, to: transition.to,
+            at: transition.at, detail: transition.detail, probes: lines)
+    }
+
+    private func deliver(_ alert: HealthAlert) async {
+        guard let sender, !configuration.webhooks.isEmpty else { return }
+        let body: [UInt8]
+        do {
+            body = try alert.json()
+        } catch {
+            logger.error("Cannot encode a health alert", metadata: ["error": "\(error)"])
+            return
+        }
+        for url in configuration.webhooks {
+            var delay = configuration.alertRetryDelay
+            for attempt in 0...configuration.alertRetries {
+                do {
+                    try await sender.post(body, to: url)
+                    logger.info(
+                        "Health alert posted", metadata: ["webhook": "\(url)", "site": "\(alert.site.rawValue)"])
+                    break
+                } catch {
+                    logger.warning(
+                        "Health alert not delivered",
+                        metadata: ["webhook": "\(url)", "attempt": "\(attempt + 1)", "error": "\(error)"])
+                    if attempt == configuration.alertRetries { break }
+                    try? await Task.sleep(for: delay)
+                    delay *= 2
+                }
+            }
+        }
+    }
+}

@@ -1,2 +1,0 @@
-// StandbyProbes: see the module sketch in README.md.
-enum StandbyProbesModule {}

@@ -1,0 +1,294 @@
+import Foundation
+import StandbyDNS
+import StandbyLab
+import Testing
+
+@Suite("DNS cutover against named and knotd", .tags(.server), .serialized)
+struct CutoverTests {
+    typealias Lab = SIPZoneLab
+
+    @Test("a good swap of both SIP records, verified on both servers, and back")
+    func swapAndBack() async throws {
+        let lab = try Lab.start()
+        defer { lab.stop() }
+        #expect(try lab.digBoth() == Lab.expected(Lab.primaryValues))
+        let serialBefore = try #require(try lab.serial(0))
+
+        let forward = try await lab.cutover(from: Lab.primaryValues, to: Lab.secondaryValues).run()
+        #expect(forward.outcome == .applied)
+        #expect(forward.servers.count == 2)
+        #expect(forward.servers.allSatisfy { $0.verified })
+        #expect(
+            forward.before.map(\.rdata) == [
+                [(Lab.primaryValues[Lab.internalTLS] ?? "")], [(Lab.primaryValues[Lab.sip] ?? "")],
+            ])
+        #expect(try lab.digBoth() == Lab.expected(Lab.secondaryValues))
+        let serialAfter = try #require(try lab.serial(0))
+        #expect(serialAfter > serialBefore)
+        #expect(try lab.serial(1) == serialAfter)
+        #expect(forward.servers.map(\.soaSerial) == [serialAfter, serialAfter])
+
+        let back = try await lab.cutover(from: Lab.secondaryValues, to: Lab.primaryValues).run()
+        #expect(back.outcome == .applied)
+        #expect(try lab.digBoth() == Lab.expected(Lab.primaryValues))
+    }
+
+    @Test("hmac-sha512 keys work as well")
+    func sha512() async throws {
+        let lab = try Lab.start(algorithm: "hmac-sha512")
+        defer { lab.stop() }
+        #expect(try lab.key().algorithm == .hmacSHA512)
+        let result = try await lab.cutover(from: Lab.primaryValues, to: Lab.secondaryValues).run()
+        #expect(result.outcome == .applied)
+        #expect(try lab.digBoth() == Lab.expected(Lab.secondaryValues))
+    }
+
+    @Test("a second switch is a no-op that says so and changes nothing")
+    func secondSwitchIsNoop() async throws {
+        let lab = try Lab.start()
+        defer { lab.stop() }
+        _ = try await lab.cutover(from: Lab.primaryValues, to: Lab.secondaryValues).run()
+        let serial = try lab.serial(0)
+        let again = try await lab.cutover(from: Lab.primaryValues, to: Lab.secondaryValues).run()
+        #expect(again.outcome == .alreadyAtTarget)
+        #expect(again.description.contains("already at their targets"))
+        #expect(again.servers.allSatisfy { $0.verified })
+        #expect(try lab.serial(0) == serial)
+        #expect(try lab.digBoth() == Lab.expected(Lab.secondaryValues))
+    }
+
+    @Test("a stale prerequisite is refused (exit 3), nothing changes, and the error shows every server")
+    func stalePrerequisite() async throws {
+        let lab = try Lab.start()
+        defer { lab.stop() }
+        let serial = try lab.serial(0)
+        var stale = Lab.primaryValues
+        stale[Lab.sip] = "0 0 443 sip-old.contoso.test."
+        let error = try await #require(throws: DNSError.self) {
+            try await lab.cutover(from: stale, to: Lab.secondaryValues).run()
+        }
+        #expect(error.isPrerequisiteFailure)
+        #expect(error.exitCode == 3)
+        #expect(error.message.contains(lab.named.address))
+        #expect(error.message.contains("NXRRSET"))
+        #expect(error.servedNow.map(\.server.description) == [lab.named.address, lab.knot.address])
+        #expect(error.description.contains("0 0 443 sip.contoso.test."))
+        #expect(try lab.serial(0) == serial)
+        #expect(try lab.digBoth() == Lab.expected(Lab.primaryValues))
+    }
+
+    @Test("a wrong secret is BADSIG, named in plain words; nothing changes")
+    func wrongSecret() async throws {
+        let lab = try Lab.start()
+        defer { lab.stop() }
+        let real = try lab.key()
+        let wrong = try TSIGKey(
+            name: real.name, algorithm: real.algorithm, secret: Data(repeating: 7, count: 32).base64EncodedString())
+        let error = try await #require(throws: DNSError.self) {
+            try await lab.cutover(from: Lab.primaryValues, to: Lab.secondaryValues, key: wrong).run()
+        }
+        #expect(error.code == .badSignature)
+        #expect(error.exitCode == 1)
+        #expect(error.message.contains("BADSIG"))
+        #expect(error.message.contains(lab.named.address))
+        #expect(try lab.digBoth() == Lab.expected(Lab.primaryValues))
+    }
+
+    @Test("an unknown key is BADKEY")
+    func unknownKey() async throws {
+        let lab = try Lab.start()
+        defer { lab.stop() }
+        let stranger = try TSIGKey(
+            name: "someone-else", algorithm: .hmacSHA256, secret: Data(repeating: 1, count: 32).base64EncodedString())
+        let error = try await #require(throws: DNSError.self) {
+            try await lab.cutover(from: Lab.primaryValues, to: Lab.secondaryValues, key: stranger).run()
+        }
+        #expect(error.code == .badKey)
+        #expect(error.message.contains("BADKEY"))
+        #expect(try lab.digBoth() == Lab.expected(Lab.primaryValues))
+    }
+
+    @Test("a dry run proves the key and the values and changes nothing")
+    func dryRun() async throws {
+        let lab = try Lab.start()
+        defer { lab.stop() }
+        let serial = try lab.serial(0)
+        let result = try await lab.cutover(from: Lab.primaryValues, to: Lab.secondaryValues).run(dryRun: true)
+        #expect(result.outcome == .wouldApply)
+        #expect(result.dryRun)
+        #expect(try lab.serial(0) == serial)
+        #expect(try lab.digBoth() == Lab.expected(Lab.primaryValues))
+        // Already at the target: the dry run says so, and still proves the key.
+        let noop = try await lab.cutover(from: Lab.secondaryValues, to: Lab.primaryValues).run(dryRun: true)
+        #expect(noop.outcome == .alreadyAtTarget)
+
+        // A dry run with a wrong expectation fails like the real thing would.
+        let error = try await #require(throws: DNSError.self) {
+            try await lab.cutover(from: Lab.secondaryValues, to: Lab.thirdValues).run(dryRun: true)
+        }
+        #expect(error.isPrerequisiteFailure)
+        // And a dry run with a wrong secret proves the key is not accepted.
+        let wrong = try TSIGKey(
+            name: lab.key().name, algorithm: .hmacSHA256, secret: Data(repeating: 9, count: 32).base64EncodedString())
+        let badKey = try await #require(throws: DNSError.self) {
+            try await lab.cutover(from: Lab.primaryValues, to: Lab.secondaryValues, key: wrong).run(dryRun: true)
+        }
+        #expect(badKey.code == .badSignature)
+        #expect(try lab.serial(0) == serial)
+    }
+
+    @Test("a server down during verification: the update applies, verification times out with a per-server report")
+    func serverDownDuringVerification() async throws {
+        let lab = try Lab.start()
+        defer { lab.stop() }
+        lab.knot.stop()
+        let started = ContinuousClock.now
+        let error = try await #require(throws: DNSError.self) {
+            try await lab.cutover(from: Lab.primaryValues, to: Lab.secondaryValues, verifyTimeout: .seconds(2)).run()
+        }
+        let elapsed = ContinuousClock.now - started
+        #expect(error.code == .verificationTimedOut)
+        #expect(error.exitCode == 1)
+        #expect(elapsed >= .seconds(2) && elapsed < .seconds(10))
+        #expect(error.message.contains("the update was applied on \(lab.named.address)"))
+        #expect(error.message.contains(lab.knot.address))
+        #expect(error.reports.count == 2)
+        let namedReport = try #require(error.reports.first)
+        let knotReport = try #require(error.reports.last)
+        #expect(namedReport.verified)
+        let namedSerial = try lab.serial(0)
+        #expect(namedReport.soaSerial == namedSerial)
+        #expect(!knotReport.verified)
+        #expect(knotReport.problem?.contains("refused the connection") == true)
+        #expect(error.description.contains(lab.knot.address))
+        #expect(try lab.dig(0, Lab.sip) == [(Lab.secondaryValues[Lab.sip] ?? "")])
+    }
+
+    @Test("a hung server (SIGSTOP) times out instead of blocking the controller")
+    func hungServer() async throws {
+        let lab = try Lab.start()
+        defer {
+            lab.knot.resume()
+            lab.stop()
+        }
+        lab.knot.suspend()
+        let error = try await #require(throws: DNSError.self) {
+            try await lab.cutover(from: Lab.primaryValues, to: Lab.secondaryValues, verifyTimeout: .seconds(2)).run()
+        }
+        #expect(error.code == .verificationTimedOut)
+        let knotReport = try #require(error.reports.last)
+        #expect(!knotReport.verified)
+        #expect(knotReport.problem?.contains("did not answer in time") == true)
+    }
+
+    @Test("the primary down: the update fails with connection refused, naming it")
+    func primaryDown() async throws {
+        let lab = try Lab.start()
+        defer { lab.stop() }
+        lab.named.stop()
+        let error = try await #require(throws: DNSError.self) {
+            try await lab.cutover(from: Lab.primaryValues, to: Lab.secondaryValues).run()
+        }
+        #expect(error.code == .connectionRefused)
+        #expect(error.server?.description == lab.named.address)
+        #expect(error.message.contains(lab.named.address))
+    }
+
+    @Test("two controllers at once: exactly one wins, the other gets a failed prerequisite and changes nothing")
+    func twoControllers() async throws {
+        let lab = try Lab.start()
+        defer { lab.stop() }
+        let elsewhere = Lab.thirdValues
+        let first = try lab.cutover(from: Lab.primaryValues, to: Lab.secondaryValues)
+        let second = try lab.cutover(from: Lab.primaryValues, to: elsewhere)
+
+        func attempt(_ cutover: DNSCutover) async -> Result<CutoverResult, DNSError> {
+            do throws(DNSError) { return .success(try await cutover.run()) } catch { return .failure(error) }
+        }
+        async let a = attempt(first)
+        async let b = attempt(second)
+        let results = await [a, b]
+        let winners = results.compactMap { try? $0.get() }
+        let losers = results.compactMap { result -> DNSError? in
+            if case .failure(let error) = result { return error }
+            return nil
+        }
+        #expect(winners.count == 1)
+        #expect(winners.first?.outcome == .applied)
+        #expect(losers.count == 1)
+        #expect(losers.first?.isPrerequisiteFailure == true)
+        #expect(losers.first?.exitCode == 3)
+        // The winner's values are what both servers serve; the loser left no trace.
+        let winnerValues = (try? results[0].get()) != nil ? Lab.secondaryValues : elsewhere
+        #expect(try lab.digBoth() == Lab.expected(winnerValues))
+    }
+
+    @Test("prepare lowers the TTLs keeping the values; restore puts them back")
+    func ttlPrepareAndRestore() async throws {
+        let lab = try Lab.start()
+        defer { lab.stop() }
+        let servers = try lab.servers
+        let records = [Lab.internalTLS, Lab.sip].map { RecordTTL(name: $0, type: "SRV", ttl: 60) }
+        let prepare = try await DNSCutover.retime(
+            zone: Lab.zone, servers: servers, key: lab.key(), records: records, logger: lab.logger)
+        #expect(try await prepare.run().outcome == .applied)
+        for server in [0, 1] {
+            #expect(
+                try LabTool.digTTL(
+                    server == 0 ? lab.named.host : lab.knot.host, server == 0 ? lab.named.port : lab.knot.port,
+                    "\(Lab.sip).\(Lab.zone).", "SRV") == 60)
+        }
+        #expect(try lab.digBoth() == Lab.expected(Lab.primaryValues))
+        // Preparing again is a no-op.
+        let again = try await DNSCutover.retime(
+            zone: Lab.zone, servers: servers, key: lab.key(), records: records, logger: lab.logger)
+        #expect(try await again.run().outcome == .alreadyAtTarget)
+
+        let restore = try await DNSCutover.retime(
+            zone: Lab.zone, servers: servers, key: lab.key(),
+            records: records.map { RecordTTL(name: $0.name, type: $0.type, ttl: 300) }, logger: lab.logger)
+        #expect(try await restore.run().outcome == .applied)
+        #expect(try LabTool.digTTL(lab.knot.host, lab.knot.port, "\(Lab.internalTLS).\(Lab.zone).", "SRV") == 300)
+        #expect(try lab.digBoth() == Lab.expected(Lab.primaryValues))
+    }
+
+    @Test("query returns the record set, TTL, AA bit, rcode and SOA serial")
+    func query() async throws {
+        let lab = try Lab.start()
+        defer { lab.stop() }
+        let client = DNSClient(logger: lab.logger)
+        let servers = try lab.servers
+        let answer = try await client.query(servers[1], name: Lab.sip, type: "SRV", zone: Lab.zone)
+        #expect(answer.rdata == [(Lab.primaryValues[Lab.sip] ?? "")])
+        #expect(answer.ttl == 300)
+        #expect(answer.authoritative)
+        #expect(answer.rcode == .noError)
+        let knotSerial = try lab.serial(1)
+        #expect(answer.soaSerial == knotSerial)
+        let missing = try await client.query(servers[0], name: "_nothing._tcp", type: "SRV", zone: Lab.zone)
+        #expect(missing.rdata.isEmpty)
+        #expect(missing.rcode == .nxDomain)
+        let outside = try await client.query(servers[0], name: "example.org.", type: "SRV")
+        #expect(!outside.authoritative)
+    }
+
+    @Test("the secret never reaches the logs or the errors")
+    func secretNeverLogged() async throws {
+        let lab = try Lab.start()
+        defer { lab.stop() }
+        let key = try lab.key()
+        let secret = try #require(
+            String(decoding: try Data(contentsOf: URL(fileURLWithPath: lab.named.keyPath)), as: UTF8.self)
+                .split(separator: "\"").dropFirst(3).first.map(String.init))
+        #expect(secret.count > 20)
+        let result = try await lab.cutover(from: Lab.primaryValues, to: Lab.secondaryValues).run()
+        let stale = await #expect(throws: DNSError.self) {
+            try await lab.cutover(from: Lab.thirdValues, to: Lab.primaryValues, key: key).run(dryRun: true)
+        }
+        _ = stale
+        #expect(!lab.logs.all.isEmpty)
+        for text in lab.logs.all + [result.description, "\(key)", String(reflecting: key)] {
+            #expect(!text.contains(secret))
+        }
+    }
+}
