@@ -133,8 +133,8 @@ struct RunContext {
     }
 
     /// The modules the engine calls. Wired here, once, as they land in main.
-    static func modules(for topology: Topology, stateDirectory: StateDirectory) -> FailoverModules {
-        .unwired
+    static func modules(for topology: Topology, stateDirectory: StateDirectory, logger: Logger) -> FailoverModules {
+        .wired(topology: topology, stateDirectory: stateDirectory, logger: logger)
     }
 
     func engine() -> FailoverEngine {
@@ -142,7 +142,8 @@ struct RunContext {
         logger.logLevel = .warning
         return FailoverEngine(
             topology: topology, journal: journal,
-            modules: Self.modules(for: topology, stateDirectory: stateDirectory), stateDirectory: stateDirectory,
+            modules: Self.modules(for: topology, stateDirectory: stateDirectory, logger: logger),
+            stateDirectory: stateDirectory,
             logger: logger, killPoints: KillPoints(environment: ProcessInfo.processInfo.environment),
             progress: { line in
                 print("  \(RunReport.time(Date()))  \(line)")

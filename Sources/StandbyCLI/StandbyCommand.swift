@@ -21,6 +21,7 @@ public struct StandbyCommand: AsyncParsableCommand {
             SkipCommand.self,
             AbortCommand.self,
             ReportCommand.self,
+            DNSCommand.self,
         ])
 
     public init() {}

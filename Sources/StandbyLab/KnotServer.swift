@@ -36,12 +36,11 @@ public final class KnotServer: Sendable {
     /// and accepting NOTIFY from loopback.
     public static func start(
         in lab: LabDirectory, zone: String, primaryHost: String = "127.0.0.1", primaryPort: UInt16, port: UInt16? = nil,
-        readyTimeout: Duration = .seconds(20)
+        host: String = "127.0.0.1", readyTimeout: Duration = .seconds(20)
     ) throws -> KnotServer {
         let knotd = try Programs.locate("knotd", package: "knot")
         let directory = try lab.directory("knot-\(UUID().uuidString.prefix(8))")
         let zoneName = zone.hasSuffix(".") ? String(zone.dropLast()) : zone
-        let host = "127.0.0.1"
         let port = try port ?? Ports.free(on: host)
         let config =
             """

@@ -251,12 +251,12 @@ final class Replicator {
     private func replicateWhole(_ db: Database, source: Source, info: RemoteFileInfo) throws -> ([UInt8], Int) {
         phase = .fetching
         var chunker = StreamChunker(parameters: parameters)
-        var hasher = SHA256()
+        let hasher = BackgroundHasher()
         var received: Int64 = 0
         let base = processed
         do {
             try session.get(source.url) { bytes in
-                hasher.update(bufferPointer: bytes)
+                hasher.update(bytes)
                 received += Int64(bytes.count)
                 try chunker.feed(bytes) { chunk in try self.keep(db, chunk) }
                 processed = base + received
@@ -273,7 +273,7 @@ final class Replicator {
                 host: source.url.host)
         }
         try flushRecipe(db)
-        return (Array(hasher.finalize()), recipeCount)
+        return (hasher.finalize(), recipeCount)
     }
 
     /// Stores a chunk unless the store has it, and appends it to the file's recipe.

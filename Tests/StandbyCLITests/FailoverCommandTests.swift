@@ -32,15 +32,15 @@ let offPeakNow = "2026-11-25T23:00:00Z"
 
 @Suite("standby failover, resume, confirm, retry, skip, abort", .tags(.failover), .serialized)
 struct FailoverCommandTests {
-    let standby: StandbyBinary
+    let standby: StandbyRunner
 
-    init() throws { standby = try StandbyBinary.locate() }
+    init() throws { standby = try StandbyRunner.locate() }
 
     func failover(
         _ site: EngineSite, lead: String = "alice", now: String = offPeakNow, extra: [String] = [],
         environment: [String: String] = [:]
     )
-        async throws -> StandbyBinary.Result
+        async throws -> StandbyRunner.Result
     {
         try await standby.run(
             [
@@ -50,7 +50,7 @@ struct FailoverCommandTests {
             environment: environment, in: site.lab)
     }
 
-    func command(_ site: EngineSite, _ verb: String, _ arguments: [String] = []) async throws -> StandbyBinary.Result {
+    func command(_ site: EngineSite, _ verb: String, _ arguments: [String] = []) async throws -> StandbyRunner.Result {
         try await standby.run([verb, site.directory, "--state", site.state] + arguments, in: site.lab)
     }
 

@@ -10,9 +10,9 @@ import Testing
 
 @Suite("standby report and status", .tags(.failover))
 struct ReportCommandTests {
-    let standby: StandbyBinary
+    let standby: StandbyRunner
 
-    init() throws { standby = try StandbyBinary.locate() }
+    init() throws { standby = try StandbyRunner.locate() }
 
     /// A run with a retried step, a confirmed manual step and a service run now, rendered as HTML,
     /// loaded in headless Chromium, and the screenshot's pixels read back.
@@ -74,14 +74,14 @@ struct ReportCommandTests {
             "--screenshot=\(png)", "--window-size=1200,900", "file://\(html)",
         ]
         if geteuid() == 0 { arguments.insert("--no-sandbox", at: 0) }
-        let shot = try await StandbyBinary(path: chromium).run(arguments, in: lab)
+        let shot = try await StandbyRunner(path: chromium).run(arguments, in: lab)
         #expect(shot.status == 0, "\(shot)")
         #expect(FileManager.default.fileExists(atPath: png), "\(shot)")
 
         // Decode the PNG (zlib, row filters) and look at its pixels: a blank page is one colour;
         // the chart has the succeeded bars' green (#2da44e).
         let python = try Programs.locate("python3", package: "python3")
-        let pixels = try await StandbyBinary(path: python).run(["-c", Self.pngSummary, png], in: lab)
+        let pixels = try await StandbyRunner(path: python).run(["-c", Self.pngSummary, png], in: lab)
         #expect(pixels.status == 0, "\(pixels)")
         let fields = pixels.stdout.split(separator: " ").compactMap {
             Int($0.trimmingCharacters(in: .whitespacesAndNewlines))

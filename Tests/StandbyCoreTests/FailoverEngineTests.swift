@@ -109,7 +109,7 @@ struct EngineFixture {
     {
         FailoverEngine(
             topology: topology, journal: journal, modules: modules, stateDirectory: state,
-            logger: Logger(label: "test"), progress: progress)
+            logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }, progress: progress)
     }
 
     /// Preflight, declaration and execution, as `standby failover --yes` does.

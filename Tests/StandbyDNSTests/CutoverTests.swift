@@ -108,6 +108,22 @@ struct CutoverTests {
         #expect(try lab.digBoth() == Lab.expected(Lab.primaryValues))
     }
 
+    @Test("an update the server's policy does not grant is REFUSED, naming the server; nothing changes")
+    func refusedByPolicy() async throws {
+        // The key may change _sip._tcp only; the cutover also touches _sipinternaltls._tcp.
+        let lab = try Lab.start(grant: "name \(Lab.sip).\(Lab.zone). SRV")
+        defer { lab.stop() }
+        let error = try await #require(throws: DNSError.self) {
+            try await lab.cutover(from: Lab.primaryValues, to: Lab.secondaryValues).run()
+        }
+        #expect(error.code == .refused)
+        #expect(error.exitCode == 1)
+        #expect(error.message.contains("REFUSED"))
+        #expect(error.message.contains("update policy"))
+        #expect(error.message.contains(lab.named.address))
+        #expect(try lab.digBoth() == Lab.expected(Lab.primaryValues))
+    }
+
     @Test("a dry run proves the key and the values and changes nothing")
     func dryRun() async throws {
         let lab = try Lab.start()
@@ -270,6 +286,43 @@ struct CutoverTests {
         #expect(missing.rcode == .nxDomain)
         let outside = try await client.query(servers[0], name: "example.org.", type: "SRV")
         #expect(!outside.authoritative)
+    }
+
+    @Test("survey shows each record on each server without a key; results encode to JSON without the secret")
+    func surveyAndJSON() async throws {
+        let lab = try Lab.start()
+        defer { lab.stop() }
+        let result = try await lab.cutover(from: Lab.primaryValues, to: Lab.secondaryValues).run()
+        let states = await DNSCutover.survey(
+            zone: Lab.zone, servers: try lab.servers,
+            records: [RecordSetName(name: Lab.sip, type: "srv"), RecordSetName(name: Lab.internalTLS, type: "SRV")],
+            logger: lab.logger)
+        #expect(states.count == 2)
+        for state in states {
+            #expect(state.problem == nil)
+            #expect(
+                state.records.map(\.rdata) == [
+                    [Lab.secondaryValues[Lab.sip] ?? ""], [Lab.secondaryValues[Lab.internalTLS] ?? ""],
+                ])
+            #expect(state.records.allSatisfy { $0.holds(["0 0 443 SIP-DR.contoso.test."]) } == false)
+            #expect(state.records[0].holds(["0  0 443 SIP-DR.contoso.test."]))
+            #expect(state.soaSerial != nil)
+        }
+        let encoder = JSONEncoder()
+        let json = String(decoding: try encoder.encode(result), as: UTF8.self)
+        #expect(json.contains("\"outcome\":\"applied\""))
+        #expect(json.contains("\"server\":\"\(lab.knot.address)\""))
+        #expect(json.contains("NOERROR"))
+        let keyText = String(decoding: try Data(contentsOf: URL(fileURLWithPath: lab.named.keyPath)), as: UTF8.self)
+        let secret = try #require(keyText.split(separator: "\"").dropFirst(3).first.map(String.init))
+        #expect(!json.contains(secret))
+
+        lab.knot.stop()
+        let down = await DNSCutover.survey(
+            zone: Lab.zone, servers: try lab.servers, records: [RecordSetName(name: Lab.sip, type: "SRV")],
+            logger: lab.logger)
+        #expect(down[0].problem == nil)
+        #expect(down[1].problem?.contains("refused the connection") == true)
     }
 
     @Test("the secret never reaches the logs or the errors")

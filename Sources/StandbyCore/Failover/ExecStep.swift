@@ -86,8 +86,16 @@ struct ExecStep: Sendable {
                     group.addTask {
                         // Cancelled when the process ends first: no timeout then.
                         guard (try? await Task.sleep(for: timeout)) != nil else { return (nil, false) }
-                        if let pid = pidBox.get() { kill(pid_t(-pid), SIGKILL) }
-                        return (nil, true)
+                        // The pid is known once the spawn returned; under load that may be late.
+                        // It timed out only if a kill reached it (it may have ended meanwhile).
+                        while !Task.isCancelled {
+                            if let pid = pidBox.get() {
+                                let killed = kill(pid_t(-pid), SIGKILL) == 0 || kill(pid_t(pid), SIGKILL) == 0
+                                return (nil, killed)
+                            }
+                            try? await Task.sleep(for: .milliseconds(10))
+                        }
+                        return (nil, false)
                     }
                 }
                 var status: TerminationStatus?
@@ -112,7 +120,7 @@ struct ExecStep: Sendable {
         case .exited(let code): description = "exit \(code)"
         case .signaled(let signal): description = "killed by signal \(signal)"
         }
-        if timedOut, !status.isSuccess {
+        if timedOut {
             return Outcome(
                 succeeded: false, status: "timed out after \(timeout.map { "\($0)" } ?? "?"); process group killed",
                 tail: tail)

@@ -148,7 +148,8 @@ public struct FailoverEngine: Sendable {
                 let summary = stage.dnsChanges.map { "\($0.name) \($0.type)" }.joined(separator: ", ")
                 add(
                     service: "dns", stepId: "dns/cutover", kind: "dns", summary: "cut over \(summary)",
-                    idempotent: false, retries: 0)
+                    // A compare-and-swap: after a crash it runs again and finds the records moved.
+                    idempotent: true, retries: 0)
             }
             for service in stage.services {
                 for step in service.steps {

@@ -15,7 +15,7 @@ extension Tag {
 
 /// The built `standby` executable, run as a user runs it: stdin is /dev/null (no terminal),
 /// stdout and stderr go to files (no pipe to fill), and the exit code or signal is reported.
-struct StandbyBinary {
+struct StandbyRunner {
     let path: String
 
     struct Result: CustomStringConvertible {
@@ -32,7 +32,7 @@ struct StandbyBinary {
 
     /// `standby` next to the test bundle (`.build/<config>/`), else `.build/debug/standby` above
     /// the working directory. `swift build` builds it before `swift test` runs.
-    static func locate() throws -> StandbyBinary {
+    static func locate() throws -> StandbyRunner {
         var candidates: [String] = []
         if let argument = CommandLine.arguments.first {
             var directory = (argument as NSString).deletingLastPathComponent
@@ -45,7 +45,7 @@ struct StandbyBinary {
         for candidate in candidates where FileManager.default.isExecutableFile(atPath: candidate) {
             var isDirectory: ObjCBool = false
             if FileManager.default.fileExists(atPath: candidate, isDirectory: &isDirectory), !isDirectory.boolValue {
-                return StandbyBinary(path: candidate)
+                return StandbyRunner(path: candidate)
             }
         }
         throw LabError(

@@ -1,0 +1,44 @@
+import Foundation
+import Logging
+import StandbyDNS
+
+/// Stage 2 through StandbyDNS: one TSIG-signed compare-and-swap update, then every authoritative
+/// server verified. Safe to run again after a crash: records already at their targets make it a
+/// verified no-op.
+public struct DNSAdapter: DNSCutting {
+    public var logger: Logger
+
+    public init(logger: Logger) { self.logger = logger }
+
+    public func cutover(_ settings: DNSSettings, changes: [FailoverPlan.DNSChange], baseDirectory: String)
+        async throws -> DNSCutoverResult
+    {
+        let keyPath =
+            settings.key.hasPrefix("/")
+            ? settings.key : (baseDirectory as NSString).appendingPathComponent(settings.key)
+        let key = try TSIGKey.load(path: keyPath)
+        let servers = try settings.servers.map { text throws(DNSError) in try DNSServer(parsing: text) }
+        let recordChanges = changes.map {
+            RecordChange(name: $0.name, type: $0.type, ttl: UInt32(clamping: $0.ttl), from: $0.from, to: $0.to)
+        }
+        let cutover = try DNSCutover(
+            zone: settings.zone, servers: servers, key: key, changes: recordChanges,
+            verifyTimeout: settings.verifyTimeout.duration, logger: logger)
+        let result = try await cutover.run()
+        // What failback puts back: the values found before the update, or, when a resumed run
+        // finds the records already moved, the values the plan replaced.
+        let replaced: [ReplacedRecord]
+        if result.outcome == .applied {
+            replaced = zip(changes, result.before).map { change, answer in
+                ReplacedRecord(
+                    name: change.name, type: change.type, ttl: answer.ttl.map(Int.init) ?? change.ttl,
+                    values: answer.rdata)
+            }
+        } else {
+            replaced = changes.map { ReplacedRecord(name: $0.name, type: $0.type, ttl: $0.ttl, values: $0.from) }
+        }
+        return DNSCutoverResult(
+            replaced: replaced, verifiedOn: result.servers.filter(\.verified).map(\.server.description),
+            log: result.description)
+    }
+}
