@@ -31,7 +31,7 @@ import Testing
                     - { name: gone, tcp: "127.0.0.1:\(closed)", site: secondary }
                 """)
         let (command, port, stderr) = try fixture.start(site)
-        defer { _ = command.stop() }
+        defer { command.stop() }
         _ = try waitForStatus(port: port) { status in
             let stored = sets(status).allSatisfy { ($0["versions"] as? Int ?? 0) >= 1 }
             let probes = (status["probes"] as? [[String: Any]] ?? []).allSatisfy {
@@ -84,7 +84,7 @@ import Testing
         _ = try fixture.serve("rtc.bak", size: 1 << 20, seed: 3)
         let site = try fixture.writeSite(sets: ["rtc-db": "rtc.bak"], offPeak: Self.closedWindow())
         let (command, port, _) = try fixture.start(site)
-        defer { _ = command.stop() }
+        defer { command.stop() }
         _ = try waitForStatus(port: port) { sets($0).first?["versions"] as? Int == 1 }
         let page = try httpGet("http://127.0.0.1:\(port)/")
         #expect(page.status == 200)
@@ -160,7 +160,7 @@ import Testing
 
         chmod(fixture.lab.file("token"), 0o600)
         let (command, port, _) = try fixture.start(site)
-        defer { _ = command.stop() }
+        defer { command.stop() }
         #expect(try httpGet("http://127.0.0.1:\(port)/metrics").status == 401)
         #expect(try httpGet("http://127.0.0.1:\(port)/", token: "wrong").status == 401)
         #expect(try httpGet("http://127.0.0.1:\(port)/metrics", token: "s3cret-token").status == 200)

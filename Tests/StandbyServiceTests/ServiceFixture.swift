@@ -127,16 +127,20 @@ struct ServiceFixture {
 }
 
 extension RunningCommand {
-    /// The exit status if the process ended (reaping it), nil while it runs.
+    /// The exit status if the process ended (reaping it), nil while it runs; -1 when it was
+    /// already reaped (a second `stop()` in a `defer`).
     func exited() -> Int32? {
         var status: Int32 = 0
         let result = waitpid(pid, &status, WNOHANG)
+        if result == -1 && errno == ECHILD { return -1 }
         guard result == pid else { return nil }
         return status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
     }
 
     /// Sends `signal` and waits (with a deadline) for the exit status.
+    @discardableResult
     func stop(signal: Int32 = SIGTERM, within: Duration = .seconds(30)) -> Int32? {
+        if let status = exited() { return status }
         kill(pid, signal)
         let deadline = ContinuousClock.now + within
         while ContinuousClock.now < deadline {
@@ -144,6 +148,7 @@ extension RunningCommand {
             usleep(20_000)
         }
         kill9()
+        _ = exited()
         return nil
     }
 }

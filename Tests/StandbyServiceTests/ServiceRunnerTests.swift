@@ -22,9 +22,8 @@ final class ScriptedJobs: ServiceJobs {
         case .replicate where replicationBlocks:
             try await Task.sleep(for: .seconds(600))
         case .resumeFailover:
-            // Not cancellable on purpose: a step in the middle of its side effect.
-            let deadline = ContinuousClock.now + .milliseconds(300)
-            while ContinuousClock.now < deadline { usleep(10_000) }
+            // Throws if the cancellation reached it: the runner must shield it.
+            try await Task.sleep(for: .milliseconds(300))
         default:
             break
         }
@@ -39,11 +38,11 @@ final class ScriptedJobs: ServiceJobs {
 }
 
 @Suite struct ServiceRunnerTests {
-    func poll(_ what: String, _ condition: () -> Bool) throws {
+    func poll(_ what: String, _ condition: () -> Bool) async throws {
         let deadline = ContinuousClock.now + .seconds(10)
         while ContinuousClock.now < deadline {
             if condition() { return }
-            usleep(10_000)
+            try await Task.sleep(for: .milliseconds(10))
         }
         throw LabError(.notReady, "never happened: \(what)")
     }
@@ -62,7 +61,7 @@ final class ScriptedJobs: ServiceJobs {
         let runner = ServiceRunner(
             topology: topology, journal: journal, jobs: jobs, logger: logger, tick: .milliseconds(20), clock: { now })
         let task = Task { await runner.run() }
-        try poll("replication and resume started") {
+        try await poll("replication and resume started") {
             let ran = jobs.ran.withLock { $0 }
             return ran.contains("replicate:rtc-db") && ran.contains("resume")
         }
@@ -83,7 +82,7 @@ final class ScriptedJobs: ServiceJobs {
         let second = ServiceRunner(
             topology: topology, journal: journal, jobs: again, logger: logger, tick: .milliseconds(20), clock: { now })
         let secondTask = Task { await second.run() }
-        try poll("the interrupted replication and the verification ran") {
+        try await poll("the interrupted replication and the verification ran") {
             let done = again.finished.withLock { $0 }
             return done.contains("replicate:rtc-db") && done.contains("verify-sample")
         }
