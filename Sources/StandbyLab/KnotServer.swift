@@ -30,18 +30,17 @@ public final class KnotServer: Sendable {
 
     /// A free loopback port for a secondary, to give `NamedServer.start(notify:)` before the
     /// secondary itself starts.
-    public static func reservePort() throws -> UInt16 { try Ports.free(on: "127.0.0.1") }
+    public static func reservePort(on host: String = "127.0.0.1") throws -> UInt16 { try Ports.free(on: host) }
 
     /// Starts knotd on `port` as a secondary of `zone`, transferring from `primaryHost:primaryPort`
-    /// and accepting NOTIFY from loopback.
+    /// and accepting NOTIFY from loopback. `host` places it on another loopback address (127.0.2.54).
     public static func start(
         in lab: LabDirectory, zone: String, primaryHost: String = "127.0.0.1", primaryPort: UInt16, port: UInt16? = nil,
-        readyTimeout: Duration = .seconds(20)
+        host: String = "127.0.0.1", readyTimeout: Duration = .seconds(20)
     ) throws -> KnotServer {
         let knotd = try Programs.locate("knotd", package: "knot")
         let directory = try lab.directory("knot-\(UUID().uuidString.prefix(8))")
         let zoneName = zone.hasSuffix(".") ? String(zone.dropLast()) : zone
-        let host = "127.0.0.1"
         let port = try port ?? Ports.free(on: host)
         let config =
             """

@@ -33,6 +33,38 @@ struct CutoverTests {
         #expect(try lab.digBoth() == Lab.expected(Lab.primaryValues))
     }
 
+    // named binds only addresses configured on an interface, so it stays on 127.0.0.1 here; knotd
+    // binds any loopback address.
+    @Test("knotd on another loopback address with the same port as named")
+    func demoAddresses() async throws {
+        let lab = try LabDirectory(prefix: "standby-dns-demo")
+        defer { lab.remove() }
+        let port = try KnotServer.reservePort(on: "127.0.0.1")
+        let named = try NamedServer.start(
+            in: lab, zone: Lab.zone, records: ["\(Lab.sip) 300 IN SRV \(Lab.primaryValues[Lab.sip] ?? "")"],
+            notify: [port], notifyHost: "127.0.2.54", port: port)
+        defer { named.stop() }
+        let knot = try KnotServer.start(
+            in: lab, zone: Lab.zone, primaryPort: port, port: port, host: "127.0.2.54")
+        defer { knot.stop() }
+        #expect(named.address == "127.0.0.1:\(port)")
+        #expect(knot.address == "127.0.2.54:\(port)")
+        let cutover = try DNSCutover(
+            zone: Lab.zone, servers: [DNSServer(parsing: named.address), DNSServer(parsing: knot.address)],
+            key: TSIGKey.load(path: named.keyPath),
+            changes: [
+                RecordChange(
+                    name: Lab.sip, type: "SRV", ttl: 300, from: [Lab.primaryValues[Lab.sip] ?? ""],
+                    to: [Lab.secondaryValues[Lab.sip] ?? ""])
+            ], verifyTimeout: .seconds(20), logger: SIPZoneLab.testLogger)
+        let result = try await cutover.run()
+        #expect(result.outcome == .applied)
+        #expect(
+            try LabTool.dig("127.0.2.54", port, "\(Lab.sip).\(Lab.zone).", "SRV") == [
+                Lab.secondaryValues[Lab.sip] ?? ""
+            ])
+    }
+
     @Test("hmac-sha512 keys work as well")
     func sha512() async throws {
         let lab = try Lab.start(algorithm: "hmac-sha512")
