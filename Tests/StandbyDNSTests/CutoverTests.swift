@@ -156,6 +156,35 @@ struct CutoverTests {
         #expect(try lab.digBoth() == Lab.expected(Lab.primaryValues))
     }
 
+    @Test("a server whose clock is 10 minutes ahead answers BADTIME; the error shows the skew")
+    func badTime() async throws {
+        let lab = try LabDirectory(prefix: "standby-dns-badtime")
+        defer { lab.remove() }
+        let knot = try KnotServer.startPrimary(
+            in: lab, zone: Lab.zone, records: ["\(Lab.sip) 300 IN SRV \(Lab.primaryValues[Lab.sip] ?? "")"],
+            clockOffset: 600)
+        defer { knot.stop() }
+        let cutover = try DNSCutover(
+            zone: Lab.zone, servers: [DNSServer(parsing: knot.address)],
+            key: TSIGKey.load(path: try #require(knot.keyPath)),
+            changes: [
+                RecordChange(
+                    name: Lab.sip, type: "SRV", ttl: 300, from: [Lab.primaryValues[Lab.sip] ?? ""],
+                    to: [Lab.secondaryValues[Lab.sip] ?? ""])
+            ], verifyTimeout: .seconds(5), logger: SIPZoneLab.testLogger)
+        let error = try await #require(throws: DNSError.self) { try await cutover.run() }
+        #expect(error.code == .badTime, "\(error)")
+        #expect(error.message.contains("BADTIME"))
+        #expect(error.message.contains(knot.address))
+        let skew = try #require(error.clockSkew)
+        #expect(abs(skew - 600) <= 5, "skew \(skew)")
+        #expect(error.message.contains("+\(skew) s"))
+        #expect(
+            try LabTool.dig(knot.host, knot.port, "\(Lab.sip).\(Lab.zone).", "SRV") == [
+                Lab.primaryValues[Lab.sip] ?? ""
+            ])
+    }
+
     @Test("a dry run proves the key and the values and changes nothing")
     func dryRun() async throws {
         let lab = try Lab.start()
