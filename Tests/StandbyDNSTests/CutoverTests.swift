@@ -65,11 +65,15 @@ struct CutoverTests {
             ])
     }
 
-    @Test("hmac-sha512 keys work as well")
-    func sha512() async throws {
-        let lab = try Lab.start(algorithm: "hmac-sha512")
+    @Test(
+        "hmac-sha512 keys work as well, and the weak hmac-sha1 and hmac-md5 still work (flagged weak)",
+        arguments: [("hmac-sha512", TSIGAlgorithm.hmacSHA512), ("hmac-sha1", .hmacSHA1), ("hmac-md5", .hmacMD5)])
+    func otherAlgorithms(name: String, algorithm: TSIGAlgorithm) async throws {
+        let lab = try Lab.start(algorithm: name)
         defer { lab.stop() }
-        #expect(try lab.key().algorithm == .hmacSHA512)
+        let key = try lab.key()
+        #expect(key.algorithm == algorithm)
+        #expect(key.isWeak == (algorithm != .hmacSHA512))
         let result = try await lab.cutover(from: Lab.primaryValues, to: Lab.secondaryValues).run()
         #expect(result.outcome == .applied)
         #expect(try lab.digBoth() == Lab.expected(Lab.secondaryValues))
