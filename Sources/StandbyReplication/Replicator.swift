@@ -394,8 +394,9 @@ final class Replicator {
     ) throws -> ([UInt8], Int)? {
         let indexSize = try session.stat(indexURL).size ?? 0
         guard indexSize >= Int64(ChunkIndexHeader.size) else { throw IndexProblem(reason: "index too short") }
-        let head = try session.fetch(
-            indexURL, range: ByteRange(offset: 0, length: min(indexSize, 256 << 10)), maxBytes: 256 << 10)
+        // The header and the top level in one request: the top level is about 1/15 of an index.
+        let first = min(indexSize, max(4096, Int64(ChunkIndexHeader.size) + indexSize / 12))
+        let head = try session.fetch(indexURL, range: ByteRange(offset: 0, length: first), maxBytes: Int(first))
         guard let header = ChunkIndexHeader.decode(Array(head)) else {
             throw IndexProblem(reason: "index header corrupt")
         }
