@@ -351,7 +351,7 @@ final class Replicator {
         guard let size = info.size, let mtime = info.modificationTime else { return nil }
         // Without a previous version every group is fetched, but only missing chunks are: a run
         // after a kill in the middle of the first copy does not fetch again what was stored.
-        let previous = try previousRecipe(db, name: source.name) ?? []
+        let previous = try previousRecipe(db, name: source.name)
         let indexURL = ChunkIndexLocation.index(of: source.url)
         phase = .readingIndex
         do {
@@ -377,7 +377,7 @@ final class Replicator {
         var reason: String
     }
 
-    private func previousRecipe(_ db: Database, name: String) throws -> [RecipeEntry]? {
+    private func previousRecipe(_ db: Database, name: String) throws -> PreviousRecipe? {
         let file = try Int64.fetchOne(
             db,
             sql: """
@@ -386,11 +386,11 @@ final class Replicator {
                 ORDER BY v.id DESC LIMIT 1
                 """, arguments: [set, name])
         guard let file else { return nil }
-        return try store.recipe(db, file: file)
+        return try PreviousRecipe(db, file: file)
     }
 
     private func deltaTransfer(
-        _ db: Database, source: Source, indexURL: URL, size: Int64, mtime: Int64, previous: [RecipeEntry]
+        _ db: Database, source: Source, indexURL: URL, size: Int64, mtime: Int64, previous: PreviousRecipe?
     ) throws -> ([UInt8], Int)? {
         let indexSize = try session.stat(indexURL).size ?? 0
         guard indexSize >= Int64(ChunkIndexHeader.size) else { throw IndexProblem(reason: "index too short") }
@@ -425,8 +425,7 @@ final class Replicator {
         }
 
         // The groups of the previous version: their entries need not be fetched.
-        var known: [GroupKey: Range<Int>] = [:]
-        Grouping.groups(previous) { slice in known[GroupKey.of(slice)] = slice.startIndex..<slice.endIndex }
+        let known = previous?.groups ?? [:]
 
         phase = .fetching
         var hasher = SHA256()
@@ -470,8 +469,10 @@ final class Replicator {
                 i = j
             }
             for k in g..<end {
-                if let range = known[top.groups[k].key] {
-                    for entry in previous[range] { entries.append((entry, true)) }
+                if let previous, let range = known[top.groups[k].key] {
+                    for entry in try previous.entries(db, start: range.start, count: range.count) {
+                        entries.append((entry, true))
+                    }
                 } else if let list = fetched[k] {
                     for entry in list { entries.append((entry, try has(db, entry.id))) }
                 }
