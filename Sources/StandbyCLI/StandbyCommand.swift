@@ -13,6 +13,7 @@ public struct StandbyCommand: AsyncParsableCommand {
             """,
         subcommands: [
             CheckCommand.self, PlanCommand.self,
+            ReplicateCommand.self, PublishCommand.self, VerifyCommand.self, RestoreCommand.self,
             StatusCommand.self,
             FailoverCommand.self,
             ResumeCommand.self,
