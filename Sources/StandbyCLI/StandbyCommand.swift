@@ -13,7 +13,7 @@ public struct StandbyCommand: AsyncParsableCommand {
             """,
         subcommands: [
             CheckCommand.self, PlanCommand.self,
-            StatusCommand.self,
+            StatusCommand.self, HealthCommand.self,
             FailoverCommand.self,
             ResumeCommand.self,
             ConfirmCommand.self,
