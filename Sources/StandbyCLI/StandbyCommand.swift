@@ -14,7 +14,7 @@ public struct StandbyCommand: AsyncParsableCommand {
         subcommands: [
             CheckCommand.self, PlanCommand.self,
             ReplicateCommand.self, PublishCommand.self, VerifyCommand.self, RestoreCommand.self,
-            StatusCommand.self,
+            StatusCommand.self, HealthCommand.self,
             FailoverCommand.self,
             ResumeCommand.self,
             ConfirmCommand.self,
