@@ -13,6 +13,7 @@ public struct StandbyCommand: AsyncParsableCommand {
             """,
         subcommands: [
             CheckCommand.self, PlanCommand.self,
+            ReplicateCommand.self, PublishCommand.self, VerifyCommand.self, RestoreCommand.self,
             StatusCommand.self,
             FailoverCommand.self,
             ResumeCommand.self,
@@ -21,6 +22,7 @@ public struct StandbyCommand: AsyncParsableCommand {
             SkipCommand.self,
             AbortCommand.self,
             ReportCommand.self,
+            DNSCommand.self,
         ])
 
     public init() {}

@@ -109,31 +109,9 @@ public struct DNSClient: Sendable {
     ) throws(DNSError) {
         let rcode = DNSResponseCode(rawValue: UInt16(reply.rcode))
         if let tsig = reply.tsig, tsig.error != 0 {
-            switch DNSResponseCode(rawValue: tsig.error) {
-            case .badSignature:
-                throw DNSError(
-                    .badSignature, server: server,
-                    "\(server) rejected the signature of \(key) (NOTAUTH, BADSIG): the secret differs from the server's"
-                )
-            case .badKey:
-                throw DNSError(
-                    .badKey, server: server,
-                    "\(server) does not know \(key) (NOTAUTH, BADKEY): check the key name and algorithm in its configuration"
-                )
-            case .badTime:
-                var skew: Int64?
-                if tsig.otherData.count >= 6 { skew = LDNS.uint48(tsig.otherData) - signedAt }
-                let seen = skew.map { ", the server's clock is \($0 >= 0 ? "+" : "")\($0) s from ours" } ?? ""
-                throw DNSError(
-                    .badTime, server: server,
-                    "\(server) refused the update: the clocks differ by more than the 300 s fudge (NOTAUTH, BADTIME\(seen)); fix NTP",
-                    clockSkew: skew)
-            default:
-                throw DNSError(
-                    .replyNotAuthenticated, server: server,
-                    "\(server) rejected the TSIG of \(key) (\(rcode), TSIG error \(DNSResponseCode(rawValue: tsig.error)))"
-                )
-            }
+            throw tsigError(
+                tsig.error, rcode: rcode, otherData: tsig.otherData, replyTimeSigned: tsig.timeSigned,
+                signedAt: signedAt, server: server, key: key)
         }
         guard reply.tsig != nil else {
             if rcode != .noError { throw rcodeError(rcode, server: server, zone: zone, key: key, unsigned: true) }
@@ -147,6 +125,42 @@ public struct DNSClient: Sendable {
                 "the reply from \(server) does not carry a valid signature of \(key) (\(rcode)); it cannot be trusted")
         }
         if rcode != .noError { throw rcodeError(rcode, server: server, zone: zone, key: key, unsigned: false) }
+    }
+
+    /// The plain-words error for a TSIG error in a reply. For BADTIME the server tells its clock
+    /// in Other Data (BIND) or in the reply's Time Signed; the skew is the server's minus ours.
+    static func tsigError(
+        _ error: UInt16, rcode: DNSResponseCode, otherData: [UInt8], replyTimeSigned: Int64, signedAt: Int64,
+        server: DNSServer, key: TSIGKey
+    ) -> DNSError {
+        switch DNSResponseCode(rawValue: error) {
+        case .badSignature:
+            return DNSError(
+                .badSignature, server: server,
+                "\(server) rejected the signature of \(key) (NOTAUTH, BADSIG): the secret differs from the server's")
+        case .badKey:
+            return DNSError(
+                .badKey, server: server,
+                "\(server) does not know \(key) (NOTAUTH, BADKEY): check the key name and algorithm in its configuration"
+            )
+        case .badTime:
+            var skew: Int64?
+            if otherData.count >= 6 {
+                skew = LDNS.uint48(otherData) - signedAt
+            } else if replyTimeSigned != 0 && replyTimeSigned != signedAt {
+                skew = replyTimeSigned - signedAt
+            }
+            let seen = skew.map { ", the server's clock is \($0 >= 0 ? "+" : "")\($0) s from ours" } ?? ""
+            return DNSError(
+                .badTime, server: server,
+                "\(server) refused the update: the clocks differ by more than the 300 s fudge (NOTAUTH, BADTIME\(seen)); "
+                    + "fix NTP on the controller or the server",
+                clockSkew: skew)
+        default:
+            return DNSError(
+                .replyNotAuthenticated, server: server,
+                "\(server) rejected the TSIG of \(key) (\(rcode), TSIG error \(DNSResponseCode(rawValue: error)))")
+        }
     }
 
     static func rcodeError(_ rcode: DNSResponseCode, server: DNSServer, zone: String, key: TSIGKey, unsigned: Bool)

@@ -287,8 +287,8 @@ public struct DNSCutover: Sendable {
 }
 
 /// What a cutover did.
-public struct CutoverResult: Sendable, CustomStringConvertible {
-    public enum Outcome: String, Sendable {
+public struct CutoverResult: Sendable, CustomStringConvertible, Encodable {
+    public enum Outcome: String, Sendable, Encodable {
         /// The update was applied and every server serves the targets.
         case applied
         /// Every record set already held its target: nothing was sent (a dry run still proved the key).
@@ -305,6 +305,21 @@ public struct CutoverResult: Sendable, CustomStringConvertible {
     /// Per-server verification (empty for a dry run).
     public let servers: [ServerState]
     public let elapsed: Duration
+
+    enum CodingKeys: String, CodingKey {
+        case outcome, dryRun, primary, before, servers, elapsedSeconds, summary
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(outcome, forKey: .outcome)
+        try container.encode(dryRun, forKey: .dryRun)
+        try container.encode(primary, forKey: .primary)
+        try container.encode(before, forKey: .before)
+        try container.encode(servers, forKey: .servers)
+        try container.encode(elapsed.seconds, forKey: .elapsedSeconds)
+        try container.encode(description.split(separator: "\n").first.map(String.init) ?? "", forKey: .summary)
+    }
 
     public var description: String {
         var lines: [String]

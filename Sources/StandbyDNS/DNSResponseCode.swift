@@ -1,5 +1,5 @@
 /// A DNS response code (RCODE), with the names operators see in `dig`.
-public struct DNSResponseCode: RawRepresentable, Sendable, Hashable, CustomStringConvertible {
+public struct DNSResponseCode: RawRepresentable, Sendable, Hashable, CustomStringConvertible, Encodable {
     public let rawValue: UInt16
     public init(rawValue: UInt16) { self.rawValue = rawValue }
 
@@ -39,5 +39,11 @@ public struct DNSResponseCode: RawRepresentable, Sendable, Hashable, CustomStrin
         case 22: "BADTRUNC"
         default: "RCODE\(rawValue)"
         }
+    }
+
+    /// Encodes as its name ("NOERROR", "NXRRSET").
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(description)
     }
 }

@@ -1,7 +1,7 @@
 import Foundation
 
 /// One authoritative server, by address (or host name) and port.
-public struct DNSServer: Sendable, Hashable, CustomStringConvertible {
+public struct DNSServer: Sendable, Hashable, CustomStringConvertible, Encodable {
     public let host: String
     public let port: UInt16
 
@@ -50,5 +50,11 @@ public struct DNSServer: Sendable, Hashable, CustomStringConvertible {
     public var description: String {
         let shown = host.contains(":") ? "[\(host)]" : host
         return port == 53 ? shown : "\(shown):\(port)"
+    }
+
+    /// Encodes as its description ("10.0.0.53", "[::1]:5353").
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(description)
     }
 }

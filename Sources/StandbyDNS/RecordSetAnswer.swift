@@ -1,7 +1,7 @@
 import Foundation
 
 /// What one server answered for one record set.
-public struct RecordSetAnswer: Sendable, Hashable, CustomStringConvertible {
+public struct RecordSetAnswer: Sendable, Hashable, CustomStringConvertible, Encodable {
     public let server: DNSServer
     /// Absolute name with a trailing dot.
     public let name: String
@@ -31,9 +31,12 @@ public struct RecordSetAnswer: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Whether this answer is exactly `values` (compared in canonical form) with the AA bit.
+    /// `values` may be in any presentation form ldns accepts ("0 0 443 SIP.contoso.com." matches).
     public func holds(_ values: [String]) -> Bool {
         guard authoritative, rcode == .noError || (values.isEmpty && rcode == .nxDomain) else { return false }
-        return RecordValues.same(rdata, values)
+        if RecordValues.same(rdata, values) { return true }
+        let canonical = values.map { value in (try? LDNS.normalize(rdata: value, type: type, owner: name)) ?? value }
+        return RecordValues.same(rdata, canonical)
     }
 
     public var description: String {
@@ -47,7 +50,7 @@ public struct RecordSetAnswer: Sendable, Hashable, CustomStringConvertible {
 }
 
 /// What one server serves now, or served last while being verified.
-public struct ServerState: Sendable, CustomStringConvertible {
+public struct ServerState: Sendable, CustomStringConvertible, Encodable {
     public let server: DNSServer
     public let records: [RecordSetAnswer]
     public let soaSerial: UInt32?
@@ -68,6 +71,20 @@ public struct ServerState: Sendable, CustomStringConvertible {
         self.problem = problem
         self.verified = verified
         self.elapsed = elapsed
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case server, records, soaSerial, problem, verified, elapsedSeconds
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(server, forKey: .server)
+        try container.encode(records, forKey: .records)
+        try container.encodeIfPresent(soaSerial, forKey: .soaSerial)
+        try container.encodeIfPresent(problem, forKey: .problem)
+        try container.encode(verified, forKey: .verified)
+        try container.encodeIfPresent(elapsed.map(\.seconds), forKey: .elapsedSeconds)
     }
 
     public var description: String {
@@ -92,8 +109,14 @@ enum RecordValues {
 }
 
 extension Duration {
+    /// The duration in seconds, for JSON.
+    var seconds: Double {
+        let (whole, fraction) = components
+        return Double(whole) + Double(fraction) / 1e18
+    }
+
     /// "0.042 s": wall times in reports and benchmarks.
-    public var secondsText: String {
+    var secondsText: String {
         let (seconds, attoseconds) = components
         return String(format: "%.3f s", Double(seconds) + Double(attoseconds) / 1e18)
     }

@@ -14,6 +14,12 @@ public struct LabDirectory: Sendable {
         path = String(cString: made)
     }
 
+    /// An existing directory (created if missing), kept by `remove()`'s caller's choice.
+    public init(existing path: String) throws {
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        self.path = path
+    }
+
     public func file(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
 
     /// Creates (if needed) and returns a subdirectory.

@@ -36,7 +36,8 @@ public final class NginxServer: Sendable {
     /// Starts nginx serving `root` (default: a `www` directory in the lab), with `extraServer`
     /// appended inside the server block (locations, auth). Waits until it accepts connections.
     public static func start(
-        in lab: LabDirectory, serving root: String? = nil, extraServer: String = ""
+        in lab: LabDirectory, serving root: String? = nil, extraServer: String = "", host: String = "127.0.0.1",
+        port: UInt16? = nil
     ) throws -> NginxServer {
         let nginx = try Programs.locate("nginx", package: "nginx-light")
         let prefix = try lab.directory("nginx")
@@ -44,8 +45,8 @@ public final class NginxServer: Sendable {
         for temp in ["client", "proxy", "fastcgi", "uwsgi", "scgi"] {
             _ = try lab.directory("nginx/tmp/\(temp)")
         }
-        let port = try Ports.free()
-        guard let baseURL = URL(string: "http://127.0.0.1:\(port)/") else {
+        let port = try port ?? Ports.free(on: host)
+        guard let baseURL = URL(string: "http://\(host):\(port)/") else {
             throw LabError(.setupFailed, "no URL for port \(port)")
         }
         // Workers of a root master switch to `nobody`, who cannot read a 0700 temp directory.
@@ -69,7 +70,7 @@ public final class NginxServer: Sendable {
                 keepalive_requests 1000000;
                 keepalive_timeout 60s;
                 server {
-                    listen 127.0.0.1:\(port);
+                    listen \(host):\(port);
                     root \(served);
                     location / { }
                     \(extraServer)
@@ -83,11 +84,11 @@ public final class NginxServer: Sendable {
             arguments: ["-p", prefix, "-c", configPath, "-e", prefix + "/error.log", "-g", "daemon off;"],
             logPath: prefix + "/stderr.log")
         do {
-            try Ports.waitForTCP("127.0.0.1", port, server: "nginx")
+            try Ports.waitForTCP(host, port, server: "nginx")
         } catch {
             let tail = process.logTail() + ((try? String(contentsOfFile: prefix + "/error.log", encoding: .utf8)) ?? "")
             process.stop()
-            throw LabError(.notReady, "nginx did not start on 127.0.0.1:\(port): \(tail)")
+            throw LabError(.notReady, "nginx did not start on \(host):\(port): \(tail)")
         }
         return NginxServer(
             port: port, root: served, process: process, accessLogPath: accessLog, baseURL: baseURL)

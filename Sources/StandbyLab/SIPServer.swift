@@ -18,8 +18,12 @@ public final class SIPServer: Sendable {
     /// The CA that issued the TLS certificate (for localhost, 127.0.0.1 and ::1): the file a probe trusts.
     public let caFile: String
 
-    init(process: ServerProcess, port: UInt16, tlsPort: UInt16, caFile: String) {
+    /// The IPv4 address it listens on (127.0.0.1 also listens on [::1]).
+    public let host: String
+
+    init(process: ServerProcess, host: String, port: UInt16, tlsPort: UInt16, caFile: String) {
         self.process = process
+        self.host = host
         self.port = port
         self.tlsPort = tlsPort
         self.caFile = caFile
@@ -27,7 +31,7 @@ public final class SIPServer: Sendable {
 
     /// `sip:127.0.0.1:PORT` (UDP), `…;transport=tcp`, `…:TLSPORT;transport=tls`; `ipv6` uses [::1].
     public func uri(_ transport: String = "udp", ipv6: Bool = false) -> String {
-        let host = ipv6 ? "[::1]" : "127.0.0.1"
+        let host = ipv6 ? "[::1]" : self.host
         switch transport {
         case "tls": return "sip:\(host):\(tlsPort);transport=tls"
         case "tcp": return "sip:\(host):\(port);transport=tcp"
@@ -39,7 +43,7 @@ public final class SIPServer: Sendable {
     /// `ports` (UDP/TCP, TLS) restarts a server where a stopped one was; free ports otherwise.
     public static func start(
         in lab: LabDirectory, status: Int = 200, reason: String = "OK",
-        authority: LabCertificateAuthority? = nil, ports: (UInt16, UInt16)? = nil
+        authority: LabCertificateAuthority? = nil, ports: (UInt16, UInt16)? = nil, host: String = "127.0.0.1"
     ) throws -> SIPServer {
         let kamailio = try Programs.locate("kamailio", package: "kamailio")
         guard let modules = moduleDirectory() else {
@@ -52,9 +56,9 @@ public final class SIPServer: Sendable {
         let authority = try authority ?? LabCertificateAuthority.create(in: lab)
         let name = "sip-\(UInt32.random(in: 0...UInt32.max))"
         let issued = try authority.issue(name, kind: .valid)
-        let port = try ports?.0 ?? Ports.free()
-        var tlsPort = try ports?.1 ?? Ports.free()
-        while tlsPort == port { tlsPort = try Ports.free() }
+        let port = try ports?.0 ?? Ports.free(on: host)
+        var tlsPort = try ports?.1 ?? Ports.free(on: host)
+        while tlsPort == port { tlsPort = try Ports.free(on: host) }
         let directory = try lab.directory(name)
         let tlsConfig = """
             [server:default]
@@ -74,12 +78,10 @@ public final class SIPServer: Sendable {
             tcp_children=1
             auto_aliases=no
             enable_tls=yes
-            listen=udp:127.0.0.1:\(port)
-            listen=tcp:127.0.0.1:\(port)
-            listen=tls:127.0.0.1:\(tlsPort)
-            listen=udp:[::1]:\(port)
-            listen=tcp:[::1]:\(port)
-            listen=tls:[::1]:\(tlsPort)
+            listen=udp:\(host):\(port)
+            listen=tcp:\(host):\(port)
+            listen=tls:\(host):\(tlsPort)
+            \(host == "127.0.0.1" ? "listen=udp:[::1]:\(port)\nlisten=tcp:[::1]:\(port)\nlisten=tls:[::1]:\(tlsPort)" : "")
             mpath="\(modules)/"
             loadmodule "sl.so"
             loadmodule "tls.so"
@@ -103,12 +105,13 @@ public final class SIPServer: Sendable {
                 "-m", "32", "-M", "8",
             ],
             logPath: lab.file("\(name).log"))
-        let server = SIPServer(process: process, port: port, tlsPort: tlsPort, caFile: authority.certificatePath)
+        let server = SIPServer(
+            process: process, host: host, port: port, tlsPort: tlsPort, caFile: authority.certificatePath)
         do {
             // The main process binds every listener before it forks its workers, so the TLS port
             // accepting means UDP and the IPv6 sockets are bound too.
-            try Ports.waitForTCP("127.0.0.1", port, server: "kamailio")
-            try Ports.waitForTCP("127.0.0.1", tlsPort, server: "kamailio (TLS)")
+            try Ports.waitForTCP(host, port, server: "kamailio")
+            try Ports.waitForTCP(host, tlsPort, server: "kamailio (TLS)")
         } catch let error as LabError {
             server.stop()
             throw LabError(error.code, "\(error.message)\n\(server.process.logTail())")
@@ -125,7 +128,9 @@ public final class SIPServer: Sendable {
         kill(-process.pid, SIGKILL)
         let deadline = ContinuousClock.now + .seconds(5)
         while ContinuousClock.now < deadline {
-            if !Ports.connects("127.0.0.1", port) && !Ports.connects("127.0.0.1", tlsPort) && !Self.connects6(port) {
+            if !Ports.connects(host, port) && !Ports.connects(host, tlsPort)
+                && (host != "127.0.0.1" || !Self.connects6(port))
+            {
                 return
             }
             usleep(10_000)

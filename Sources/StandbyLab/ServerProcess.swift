@@ -62,6 +62,12 @@ public final class ServerProcess: Sendable {
         }
     }
 
+    /// Lets the server outlive this object (the lab's `up` command leaves servers running and
+    /// records their pids; `down` stops them).
+    public func detach() {
+        reaped.withLock { $0 = true }
+    }
+
     /// Sends a signal to the server's process group without waiting (to simulate a crash, say).
     public func signal(_ signal: Int32) {
         kill(-pid, signal)

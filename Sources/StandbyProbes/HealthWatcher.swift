@@ -9,8 +9,9 @@ public struct WatchConfiguration: Sendable {
     public var webhooks: [String]
     /// Named in every alert (the deployment).
     public var source: String
-    /// Attempts per webhook and alert beyond the first, one second apart and doubling.
+    /// Attempts per webhook and alert beyond the first, `alertRetryDelay` apart and doubling.
     public var alertRetries: Int
+    public var alertRetryDelay: Duration
     /// Results older than this are pruned.
     public var keepResults: Duration
     /// Probe transitions older than this are pruned (the newest verdict of each site always stays).
@@ -18,7 +19,7 @@ public struct WatchConfiguration: Sendable {
 
     public init(
         interval: Duration = .seconds(10), hysteresis: Hysteresis, webhooks: [String] = [], source: String = "standby",
-        alertRetries: Int = 3, keepResults: Duration = .seconds(7 * 86_400),
+        alertRetries: Int = 3, alertRetryDelay: Duration = .seconds(1), keepResults: Duration = .seconds(7 * 86_400),
         keepTransitions: Duration = .seconds(90 * 86_400)
     ) throws {
         guard interval >= .milliseconds(10) else {
@@ -29,6 +30,7 @@ public struct WatchConfiguration: Sendable {
         self.webhooks = webhooks
         self.source = source
         self.alertRetries = max(0, alertRetries)
+        self.alertRetryDelay = alertRetryDelay
         self.keepResults = keepResults
         self.keepTransitions = keepTransitions
     }
@@ -170,7 +172,7 @@ public struct HealthWatcher: Sendable {
             return
         }
         for url in configuration.webhooks {
-            var delay: Duration = .seconds(1)
+            var delay = configuration.alertRetryDelay
             for attempt in 0...configuration.alertRetries {
                 do {
                     try await sender.post(body, to: url)

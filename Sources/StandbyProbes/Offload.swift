@@ -1,35 +1,41 @@
-import Dispatch
+import Foundation
 import Synchronization
 
-/// Runs blocking probe work (getaddrinfo, poll, OpenSSL) off the cooperative thread pool, on a
-/// queue of its own, and answers by `deadline` whatever the work is doing. The work itself keeps
+/// Runs blocking probe work (getaddrinfo, poll, OpenSSL) on a thread of its own, off the
+/// cooperative pool, and answers by `deadline` whatever the work is doing. The work itself keeps
 /// to the same deadline through its C-level timeouts; the only call that can overrun is
 /// getaddrinfo (glibc has no timeout for it), and then the caller still gets its answer in time
 /// while the thread finishes the lookup in the background.
+///
+/// Not a Dispatch queue: on Linux a concurrent queue shares the CPU-wide thread pool with the
+/// Swift cooperative executor, so 150 probes blocked in `poll` starved every task (and every
+/// timer) of the process: measured, 100 silent peers with a 1 s timeout answered after up to
+/// 12 s. A thread per attempt costs tens of microseconds; an attempt costs milliseconds.
 enum Offload {
-    // A custom concurrent queue targets an overcommitting root queue: a blocked probe gets a new
-    // thread instead of starving the others.
-    private static let queue = DispatchQueue(label: "standby.probes.blocking", attributes: .concurrent)
-
     static func run<T: Sendable>(
         deadline: ContinuousClock.Instant, onTimeout: @escaping @Sendable () -> T,
         _ body: @escaping @Sendable () -> T
     ) async -> T {
         await withCheckedContinuation { (continuation: CheckedContinuation<T, Never>) in
             let pending = Mutex<CheckedContinuation<T, Never>?>(continuation)
-            @Sendable func finish(_ value: @autoclosure () -> T) {
-                guard
-                    let waiting = pending.withLock({ slot in
-                        defer { slot = nil }; return slot
-                    })
-                else { return }
-                waiting.resume(returning: value())
+            let finish: @Sendable (T) -> Void = { value in
+                let waiting = pending.withLock { slot in
+                    defer { slot = nil }
+                    return slot
+                }
+                waiting?.resume(returning: value)
             }
-            queue.async { finish(body()) }
-            let remaining = max(ContinuousClock.now.duration(to: deadline), .zero)
-            queue.asyncAfter(deadline: .now() + .nanoseconds(Int(remaining.milliseconds * 1_000_000))) {
+            let timer = Task {
+                try? await Task.sleep(until: deadline, clock: .continuous)
+                if Task.isCancelled { return }
                 finish(onTimeout())
             }
+            let thread = Thread {
+                finish(body())
+                timer.cancel()
+            }
+            thread.stackSize = 512 << 10
+            thread.start()
         }
     }
 }

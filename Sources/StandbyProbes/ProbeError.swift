@@ -7,6 +7,8 @@ public struct ProbeError: Error, CustomStringConvertible, Sendable {
         case badTarget
         /// The health history database cannot be opened, migrated, read or written.
         case history
+        /// A webhook did not take an alert (bad URL, no answer, a status other than 2xx).
+        case alert
         /// A probe definition that makes no sense (no probes, fall or rise below 1, a bad interval).
         case badConfiguration
     }

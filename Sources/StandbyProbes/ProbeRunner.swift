@@ -29,7 +29,9 @@ public struct ProbeRunner: Sendable {
         let attempt: Attempt
         switch probe.target {
         case .http(let target):
-            attempt = await httpAttempt(target, deadline: deadline)
+            attempt = await httpAttempt(target, options: probe.options, deadline: deadline)
+        case .dns(let target):
+            attempt = await dnsAttempt(target, deadline: deadline)
         default:
             // A little grace so the work's own, more precise timeout message wins the race.
             attempt = await Offload.run(
@@ -72,10 +74,8 @@ public struct ProbeRunner: Sendable {
                 return try tlsAttempt(target, options: probe.options, deadline: deadline)
             case .sipOptions(let target):
                 return try sipAttempt(target, options: probe.options, deadline: deadline)
-            case .dns(let target):
-                return try dnsAttempt(target, deadline: deadline)
-            case .http:
-                return Attempt(.down, "internal: http probes do not run on the blocking queue")
+            case .http, .dns:
+                return Attempt(.down, "internal: http and dns probes do not run on the blocking queue")
             }
         } catch let failure as ProbeFailure {
             return Attempt(.down, failure.reason)

@@ -1,5 +1,6 @@
 import CTLS
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -23,29 +24,17 @@ extension ProbeSocket: ProbeStream {}
 /// certificate still completes the handshake and can be described; `problems(expectedName:)`
 /// then says exactly what is wrong with it.
 final class TLSSession: ProbeStream {
-    private let context: OpaquePointer
+    private let context: TLSContext
     private let ssl: OpaquePointer
     private let socket: ProbeSocket
 
     init(socket: ProbeSocket, serverName: String, caFile: String?, deadline: ContinuousClock.Instant) throws {
         self.socket = socket
-        guard let context = SSL_CTX_new(TLS_client_method()) else {
-            throw ProbeFailure("TLS: cannot create a context: \(Self.lastError())")
-        }
-        self.context = context
-        guard let ssl = SSL_new(context) else {
-            SSL_CTX_free(context)
+        context = try TLSContext.shared(caFile: caFile)
+        guard let ssl = SSL_new(context.handle) else {
             throw ProbeFailure("TLS: cannot create a session: \(Self.lastError())")
         }
         self.ssl = ssl
-        _ = standby_ssl_ctx_min_tls12(context)
-        SSL_CTX_set_verify(context, SSL_VERIFY_NONE, nil)
-        SSL_CTX_set_default_verify_paths(context)
-        if let caFile, SSL_CTX_load_verify_locations(context, caFile, nil) != 1 {
-            throw ProbeFailure("TLS: cannot load CA file \(caFile): \(Self.lastError())")
-        }
-        // The session inherits the context's verify mode and store as they are now.
-        SSL_set_verify(ssl, SSL_VERIFY_NONE, nil)
         if !ProbeSocket.isNumeric(serverName) { _ = standby_ssl_set_sni(ssl, serverName) }
         SSL_set_fd(ssl, socket.fd)
         try drive("handshake with \(socket.peer)", deadline: deadline) { SSL_connect(ssl) }
@@ -53,7 +42,6 @@ final class TLSSession: ProbeStream {
 
     deinit {
         SSL_free(ssl)
-        SSL_CTX_free(context)
     }
 
     /// Runs one OpenSSL call until it completes, polling the socket for what it wants.
@@ -174,11 +162,51 @@ final class TLSSession: ProbeStream {
         return Date(timeIntervalSince1970: TimeInterval(epoch))
     }
 
-    private static func lastError() -> String {
+    static func lastError() -> String {
         let code = ERR_get_error()
         guard code != 0 else { return "unknown OpenSSL error" }
         var buffer = [CChar](repeating: 0, count: 256)
         ERR_error_string_n(code, &buffer, buffer.count)
         return String(nulTerminated: buffer)
+    }
+}
+
+/// A client SSL_CTX, one per CA file, made once and shared by every session. Loading the trust
+/// store is the expensive part of a TLS probe (the system bundle is parsed whole, tens of
+/// milliseconds, under OpenSSL's global locks), so doing it per attempt would serialise 200 probes.
+/// OpenSSL allows any number of threads to create sessions from a context that is no longer being
+/// configured, which is why this wrapper can be shared; nothing changes the context after `make`.
+final class TLSContext: @unchecked Sendable {
+    let handle: OpaquePointer
+
+    private init(handle: OpaquePointer) { self.handle = handle }
+
+    deinit { SSL_CTX_free(handle) }
+
+    private static let cache = Mutex<[String: TLSContext]>([:])
+
+    static func shared(caFile: String?) throws -> TLSContext {
+        let key = caFile ?? ""
+        return try cache.withLock { contexts in
+            if let context = contexts[key] { return context }
+            let context = try make(caFile: caFile)
+            contexts[key] = context
+            return context
+        }
+    }
+
+    private static func make(caFile: String?) throws -> TLSContext {
+        guard let handle = SSL_CTX_new(TLS_client_method()) else {
+            throw ProbeFailure("TLS: cannot create a context: \(TLSSession.lastError())")
+        }
+        let context = TLSContext(handle: handle)
+        _ = standby_ssl_ctx_min_tls12(handle)
+        // Verification is recorded, not enforced, so a bad certificate can still be described.
+        SSL_CTX_set_verify(handle, SSL_VERIFY_NONE, nil)
+        SSL_CTX_set_default_verify_paths(handle)
+        if let caFile, SSL_CTX_load_verify_locations(handle, caFile, nil) != 1 {
+            throw ProbeFailure("TLS: cannot load CA file \(caFile): \(TLSSession.lastError())")
+        }
+        return context
     }
 }

@@ -7,5 +7,5 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "standby-bench",
         abstract: "Measure Standby against cp, rsync, nsupdate and dig on loopback.",
-        subcommands: [DNSBench.self])
+        subcommands: [ReplicationBench.self, ReplicationWorker.self, DNSBench.self, ProbeBench.self])
 }

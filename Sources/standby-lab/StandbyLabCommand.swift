@@ -1,14 +1,74 @@
 import ArgumentParser
+import Foundation
 import StandbyLab
 
-/// The lab's own command: starts and stops the loopback servers of `sites/lab` for the demo.
+/// The lab's own command: starts and stops the loopback servers of `sites/lab` for the demo and
+/// for trying Standby by hand.
 @main
 struct StandbyLabCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "standby-lab",
-        abstract: "Start and stop the loopback servers of the Standby lab.")
+        abstract: "Start and stop the loopback servers of the Standby lab (sites/lab).",
+        subcommands: [Up.self, Down.self, FrontEnd.self, LosePrimary.self, Backups.self])
 
-    func run() throws {
-        print("standby-lab: no servers yet")
+    struct Common: ParsableArguments {
+        @Option(help: "The lab directory: keys, backups, server logs, pids and lab.env.")
+        var dir: String
+
+        func site() throws -> LabSite { try LabSite(directory: dir) }
+    }
+
+    struct Up: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Start BIND and Knot for lab.test, the primary's backup source and front end; write DIR/lab.env.")
+        @OptionGroup var common: Common
+        @Option(help: "Size of the generated database backup in MiB.") var backupMiB = 32
+
+        func run() throws {
+            try common.site().up(backupMiB: backupMiB)
+            print("lab is up; source \(common.dir)/lab.env")
+        }
+    }
+
+    struct Down: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stop every lab server.")
+        @OptionGroup var common: Common
+        func run() throws { try common.site().down() }
+    }
+
+    struct FrontEnd: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "frontend", abstract: "Start a site's SIP front-end stand-in (does nothing if it runs).")
+        @Argument(help: "start") var verb: String
+        @Option(help: "primary or secondary") var site: String
+        @OptionGroup var common: Common
+
+        func validate() throws {
+            guard verb == "start" else { throw ValidationError("the only verb is start") }
+            guard ["primary", "secondary"].contains(site) else {
+                throw ValidationError("--site is primary or secondary")
+            }
+        }
+
+        func run() throws {
+            try common.site().startFrontEnd(site: site)
+            print("front end of the \(site) site answers SIP OPTIONS")
+        }
+    }
+
+    struct LosePrimary: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "lose-primary", abstract: "The primary site is lost: stop its front end and backup source.")
+        @OptionGroup var common: Common
+        func run() throws { try common.site().losePrimary() }
+    }
+
+    struct Backups: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write the backups of a later day (1% of the database pages rewritten per day).")
+        @OptionGroup var common: Common
+        @Option(help: "The day (1 is the first backup).") var day: Int
+        @Option(help: "Size of the database backup in MiB.") var backupMiB = 32
+        func run() throws { try common.site().writeBackups(day: day, databaseMiB: backupMiB) }
     }
 }

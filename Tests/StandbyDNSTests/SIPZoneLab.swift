@@ -35,7 +35,7 @@ struct SIPZoneLab {
     let knot: KnotServer
     let logs = CapturedLogs()
 
-    static func start(algorithm: String = "hmac-sha256") throws -> SIPZoneLab {
+    static func start(algorithm: String = "hmac-sha256", grant: String = "zonesub ANY") throws -> SIPZoneLab {
         let lab = try LabDirectory(prefix: "standby-dns")
         let knotPort = try KnotServer.reservePort()
         let named = try NamedServer.start(
@@ -44,7 +44,7 @@ struct SIPZoneLab {
                 "\(internalTLS) 300 IN SRV \(primaryValues[internalTLS] ?? "")",
                 "\(sip) 300 IN SRV \(primaryValues[sip] ?? "")",
             ],
-            algorithm: algorithm, notify: [knotPort])
+            algorithm: algorithm, grant: grant, notify: [knotPort])
         let knot = try KnotServer.start(in: lab, zone: zone, primaryPort: named.port, port: knotPort)
         return SIPZoneLab(lab: lab, named: named, knot: knot)
     }

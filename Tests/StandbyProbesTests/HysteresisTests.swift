@@ -4,7 +4,9 @@ import Testing
 @testable import StandbyProbes
 
 @Suite struct HysteresisTests {
-    let policy = try! Hysteresis(fall: 3, rise: 2)
+    let policy: Hysteresis
+
+    init() throws { policy = try Hysteresis(fall: 3, rise: 2) }
 
     func result(_ probe: String, _ site: ProbeSite, _ ok: Bool) -> ProbeResult {
         ProbeResult(
@@ -56,8 +58,8 @@ import Testing
         #expect(SiteVerdict.from([.down, .down]) == .unreachable)
     }
 
-    @Test func monitorReportsProbeAndSiteTransitions() {
-        let one = try! Hysteresis(fall: 2, rise: 1)
+    @Test func monitorReportsProbeAndSiteTransitions() throws {
+        let one = try Hysteresis(fall: 2, rise: 1)
         var monitor = HealthMonitor(
             probes: [("fe-sip", .primary), ("sql", .primary), ("dr-sip", .secondary)], policy: one)
         var transitions = monitor.record([

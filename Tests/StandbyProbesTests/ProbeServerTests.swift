@@ -184,27 +184,88 @@ import Testing
         let server = try SIPServer.start(in: lab)
         let silent = try TestPeer(.silent, udp: true)
         defer { silent.stop() }
+        let uri = try SIPTarget(parsing: server.uri())
         var probes = (0..<20).map { index in
             Probe(
-                name: "sip-\(index)", site: .primary, target: .sipOptions(try! SIPTarget(parsing: server.uri())),
+                name: "sip-\(index)", site: .primary, target: .sipOptions(uri),
                 timeout: .seconds(1))
         }
-        probes.append(
-            Probe(
-                name: "silent", site: .primary, target: .sipOptions(try SIPTarget(parsing: "sip:\(silent.address)")),
-                timeout: .seconds(1)))
+        for index in 0..<5 {
+            probes.append(
+                Probe(
+                    name: "silent-\(index)", site: .primary,
+                    target: .sipOptions(try SIPTarget(parsing: "sip:\(silent.address)")), timeout: .seconds(1)))
+        }
         probes.append(
             Probe(
                 name: "dr", site: .secondary, target: .tcp(try HostPort(parsing: "127.0.0.1:\(server.port)")),
                 timeout: .seconds(1)))
         let started = ContinuousClock.now
         let report = await HealthCheck(logger: Logger(label: "test")).run(probes)
-        #expect(started.duration(to: .now) < .milliseconds(1500), "ran in sequence?")
+        // Five silent probes of one second each: in sequence it would take five.
+        #expect(started.duration(to: .now) < .seconds(3), "ran in sequence?")
         #expect(report.results.map(\.probe) == probes.map(\.name))
         #expect(report.primaryVerdict == .degraded)
         #expect(report.verdict(for: .secondary) == .up)
         server.stop()
         let down = await HealthCheck(logger: Logger(label: "test")).run(probes)
         #expect(down.primaryVerdict == .unreachable)
+    }
+
+    @Test func httpStatusAndBodyMatchAgainstNginx() async throws {
+        let lab = try LabDirectory()
+        defer { lab.remove() }
+        try lab.write("www/health", "pool01 ready\n")
+        let nginx = try NginxServer.start(in: lab)
+        let url = nginx.url("health").absoluteString
+        let up = await runner.run(probe(.http(try HTTPTarget(url: url, bodyMatch: "ready"))))
+        #expect(up.outcome == .up && up.detail == "HTTP 200, body contains \"ready\"", "\(up.detail)")
+        let wrongBody = await runner.run(probe(.http(try HTTPTarget(url: url, bodyMatch: "draining"))))
+        #expect(
+            wrongBody.outcome == .down && wrongBody.detail.contains("does not contain \"draining\""),
+            "\(wrongBody.detail)")
+        let missing = nginx.url("missing").absoluteString
+        let notFound = await runner.run(probe(.http(try HTTPTarget(url: missing))))
+        #expect(notFound.outcome == .down && notFound.detail == "HTTP 404, expected 2xx", "\(notFound.detail)")
+        let expected404 = await runner.run(probe(.http(try HTTPTarget(url: missing, expectStatus: [404]))))
+        #expect(expected404.outcome == .up, "\(expected404.detail)")
+        nginx.stop()
+        let down = await runner.run(probe(.http(try HTTPTarget(url: url))))
+        #expect(down.outcome == .down && down.detail.lowercased().contains("refused"), "\(down.detail)")
+    }
+
+    @Test func httpServerThatNeverAnswersRespectsTheTimeout() async throws {
+        let silent = try TestPeer(.silent)
+        defer { silent.stop() }
+        let started = ContinuousClock.now
+        let result = await runner.run(
+            probe(.http(try HTTPTarget(url: "http://\(silent.address)/health")), timeout: .milliseconds(800)))
+        let elapsed = started.duration(to: .now)
+        #expect(result.outcome == .down, "\(result.detail)")
+        #expect(elapsed >= .milliseconds(700) && elapsed < .milliseconds(1100), "\(elapsed)")
+    }
+
+    /// Blocking work must not starve the process: 150 attempts stuck in poll at once still each
+    /// answer at their timeout (it once took 12 s when the work ran on a Dispatch queue).
+    @Test func manySilentPeersAllAnswerAtTheirTimeout() async throws {
+        let silentUDP = try TestPeer(.silent, udp: true)
+        let silentTCP = try TestPeer(.silent)
+        defer {
+            silentUDP.stop()
+            silentTCP.stop()
+        }
+        let uris = [
+            "sip:\(silentUDP.address)", "sip:\(silentTCP.address);transport=tcp",
+            "sip:\(silentTCP.address);transport=tls",
+        ]
+        let probes = try (0..<150).map { index in
+            Probe(
+                name: "p\(index)", site: .primary, target: .sipOptions(try SIPTarget(parsing: uris[index % 3])),
+                timeout: .seconds(1))
+        }
+        let started = ContinuousClock.now
+        let results = await HealthCheck(logger: Logger(label: "test"), maximumInFlight: 150).results(of: probes)
+        #expect(started.duration(to: .now) < .milliseconds(1500))
+        #expect(results.allSatisfy { $0.outcome == .down && $0.latency < .milliseconds(1200) })
     }
 }

@@ -6,6 +6,14 @@ import Testing
 
 @testable import StandbyProbes
 
+extension JSONDecoder {
+    static var iso8601: JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return decoder
+    }
+}
+
 /// Counts alerts in memory (the webhook tests post through StandbyTransport to a listener).
 final class CountingSender: AlertSender {
     let bodies = Mutex<[String]>([])
@@ -102,14 +110,18 @@ final class RoundLog: Sendable {
         let lab = try LabDirectory()
         defer { lab.remove() }
         let history = try HealthHistory(directory: lab.path)
-        let sender = CountingSender()
+        // Alerts go through StandbyTransport (libcurl) to a small HTTP listener that counts them.
+        let hook = try TestPeer(.webhook)
+        defer { hook.stop() }
+        let sender = WebhookAlertSender(logger: logger)
         let probe = Probe(
             name: "sql", site: .primary, target: .tcp(HostPort(host: "127.0.0.1", port: port)),
             timeout: .milliseconds(200))
         let watcher = try HealthWatcher(
             probes: [probe],
             configuration: try WatchConfiguration(
-                interval: .milliseconds(50), hysteresis: try Hysteresis(fall: 3, rise: 2), webhooks: ["http://hook"]),
+                interval: .milliseconds(50), hysteresis: try Hysteresis(fall: 3, rise: 2),
+                webhooks: ["http://\(hook.address)/alerts"]),
             history: history, check: HealthCheck(logger: logger), sender: sender, logger: logger)
         // Rounds 1-3 up; 4-23 flapping (down, down, up, ...); 24-28 down; 29-31 up.
         let plan: [Bool] =
@@ -133,9 +145,13 @@ final class RoundLog: Sendable {
         holder.withLock { $0?.stop() }
         let verdicts = try history.transitions(limit: 20, site: .primary).reversed().map(\.to)
         #expect(Array(verdicts) == ["up", "unreachable", "up"])
-        #expect(await eventually { sender.count == 2 })
+        #expect(await eventually { hook.postCount == 2 })
         try await Task.sleep(for: .milliseconds(200))
-        #expect(sender.count == 2, "one alert per verdict transition, none for the flapping")
+        #expect(hook.postCount == 2, "one alert per verdict transition, none for the flapping")
+        let bodies = hook.posts.withLock { $0 }
+        let alerts = try bodies.map { try JSONDecoder.iso8601.decode(HealthAlert.self, from: Data($0.utf8)) }
+        #expect(alerts.map(\.to) == ["unreachable", "up"])
+        #expect(alerts.first?.probes.first?.name == "sql" && alerts.first?.probes.first?.state == "down")
         let downs = try history.results(probe: "sql", limit: 100).filter { $0.outcome == .down }.count
         #expect(downs == plan.filter { !$0 }.count)
     }
@@ -186,5 +202,33 @@ final class RoundLog: Sendable {
         #expect(
             try history.currentVerdict(for: .primary)?.since == Date(timeIntervalSince1970: old.timeIntervalSince1970))
         #expect(try history.results(limit: 5).first?.latency == .milliseconds(3))
+    }
+
+    @Test func undeliveredAlertsAreRetried() async throws {
+        final class FlakySender: AlertSender {
+            let attempts = Mutex(0)
+            func post(_ body: [UInt8], to url: String) async throws {
+                let attempt = attempts.withLock { value in
+                    value += 1
+                    return value
+                }
+                if attempt < 3 { throw ProbeError(.alert, "webhook \(url) answered HTTP 503") }
+            }
+        }
+        let lab = try LabDirectory()
+        defer { lab.remove() }
+        let sender = FlakySender()
+        let probe = Probe(
+            name: "gone", site: .primary, target: .tcp(HostPort(host: "127.0.0.1", port: 9)),
+            timeout: .milliseconds(200))
+        let watcher = try HealthWatcher(
+            probes: [probe],
+            configuration: try WatchConfiguration(
+                interval: .milliseconds(20), hysteresis: try Hysteresis(fall: 1, rise: 1), webhooks: ["http://hook"],
+                alertRetries: 3, alertRetryDelay: .milliseconds(10)),
+            history: try HealthHistory(directory: lab.path), check: HealthCheck(logger: logger), sender: sender,
+            logger: logger)
+        try await watcher.run(rounds: 1)
+        #expect(sender.attempts.withLock { $0 } == 3)
     }
 }
