@@ -41,7 +41,9 @@ public struct FailoverEngine: Sendable {
     // MARK: Leads
 
     /// Refuses a name that is not in `policy.incident_leads`.
-    public func checkLead(_ lead: String) throws {
+    public func checkLead(_ lead: String) throws { try Self.checkLead(lead, in: topology) }
+
+    public static func checkLead(_ lead: String, in topology: Topology) throws {
         guard topology.policy.incidentLeads.contains(lead) else {
             throw FailoverError(
                 .refused,
