@@ -128,5 +128,23 @@ struct FailoverLabTests {
         #expect(report.dnsReplaced.map(\.values) == [["0 0 5061 pool01.example.test."], ["0 0 443 sip.example.test."]])
         #expect(report.sets.first?.restoredTo?.hasPrefix(state.path + "/restore/rtc") == true)
         #expect(report.sets.first?.lossWindowSeconds.map { abs($0 - window) < 2 } == true)
+
+        // A controller killed between the DNS update and its commit leaves the step running: the
+        // compare-and-swap runs again, finds the records moved, verifies, and keeps the values
+        // failback needs (the primary's, not the ones it finds).
+        var dnsStep = try #require(steps.last)
+        dnsStep.state = .running
+        try journal.update(dnsStep)
+        var reopened = finished
+        reopened.state = .running
+        try journal.update(reopened)
+        #expect(try await engine.execute(runId: run.id, now: Date()) == .done)
+        let rerun = try #require(try journal.steps(runId: run.id).last)
+        #expect(rerun.state == .succeeded)
+        #expect(rerun.attempts == 2)
+        #expect(rerun.output?.contains("already at their targets") == true, "\(rerun.output ?? "")")
+        let again = try #require(try journal.run(id: run.id))
+        #expect(again.dnsReplaced?.contains("pool01.example.test.") == true, "\(again.dnsReplaced ?? "")")
+        #expect(again.dnsReplaced?.contains("pool02") == false)
     }
 }

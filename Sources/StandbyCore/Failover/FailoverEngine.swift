@@ -41,7 +41,9 @@ public struct FailoverEngine: Sendable {
     // MARK: Leads
 
     /// Refuses a name that is not in `policy.incident_leads`.
-    public func checkLead(_ lead: String) throws {
+    public func checkLead(_ lead: String) throws { try Self.checkLead(lead, in: topology) }
+
+    public static func checkLead(_ lead: String, in topology: Topology) throws {
         guard topology.policy.incidentLeads.contains(lead) else {
             throw FailoverError(
                 .refused,
@@ -433,7 +435,11 @@ public struct FailoverEngine: Sendable {
         switch definition.action {
         case .exec(let arguments, let shell, let environment, let workingDirectory):
             let what = "step \(step.stepId)"
-            let args = try arguments.map { try variables.substitute($0, in: what) }
+            var args = try arguments.map { try variables.substitute($0, in: what) }
+            // A program named by a relative path (`scripts/start-fe`) lives beside site.yaml.
+            if !shell, let program = args.first, program.contains("/"), !program.hasPrefix("/") {
+                args[0] = topology.resolve(path: program)
+            }
             var env: [String: String] = [:]
             for (key, value) in environment { env[key] = try variables.substitute(value, in: what) }
             let cwd = try workingDirectory.map { topology.resolve(path: try variables.substitute($0, in: what)) }
