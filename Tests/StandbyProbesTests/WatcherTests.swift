@@ -54,6 +54,15 @@ final class RoundLog: Sendable {
                 name: "dr", site: .secondary, target: .tcp(HostPort(host: "127.0.0.1", port: 9)),
                 timeout: .milliseconds(300)),
         ]
+        // kamailio's workers may answer a moment after its ports accept: wait until both SIP
+        // probes pass once, so that round 1 of the watcher is a success and rise = 2 means round 2.
+        let runner = ProbeRunner(logger: logger)
+        #expect(
+            await eventually {
+                var passing = true
+                for probe in probes.prefix(2) where await !runner.run(probe).outcome.isSuccess { passing = false }
+                return passing
+            })
         let history = try HealthHistory(directory: try lab.directory("state"))
         let sender = CountingSender()
         let watcher = try HealthWatcher(
