@@ -17,12 +17,10 @@ struct AbortCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await RunContext.mappingErrors {
-            let context = try RunContext(site: site)
-            let engine = context.engine()
-            try engine.checkLead(lead)
-            let lock = try context.lock()
-            let run = try engine.abort(lead: lead, reason: reason)
-            withExtendedLifetime(lock) {}
+            let topology = try site.loadTopology()
+            try FailoverEngine.checkLead(lead, in: topology)
+            let context = try RunContext(site: site, topology: topology, locking: true)
+            let run = try context.engine().abort(lead: lead, reason: reason)
             print("Run \(run.id) aborted by \(lead): \(reason). The lease is released; steps already done stay done.")
         }
     }

@@ -21,7 +21,7 @@ struct ConfirmCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await RunContext.mappingErrors {
-            let context = try RunContext(site: site)
+            let context = try RunContext(site: site, locking: true)
             try await context.continueRun(now: try clock.date()) { engine in
                 try engine.confirm(stepId: step, lead: lead, note: note)
             }

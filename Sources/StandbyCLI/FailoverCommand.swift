@@ -46,10 +46,10 @@ struct FailoverCommand: AsyncParsableCommand {
         }
         try await RunContext.mappingErrors {
             let now = try clock.date()
-            let context = try RunContext(site: site)
+            let topology = try site.loadTopology()
+            try FailoverEngine.checkLead(lead, in: topology)
+            let context = try RunContext(site: site, topology: topology, locking: true)
             let engine = context.engine()
-            try engine.checkLead(lead)
-            let lock = try context.lock()
             let runId = FailoverEngine.newRunId(deployment: context.topology.deployment, now: Date())
             if let held = try context.journal.takeLease(
                 FailoverLease(
@@ -75,7 +75,6 @@ struct FailoverCommand: AsyncParsableCommand {
                 throw error
             }
             let outcome = try await engine.execute(runId: runId, now: now)
-            withExtendedLifetime(lock) {}
             try context.finish(outcome, runId: runId)
         }
     }
@@ -125,10 +124,16 @@ struct RunContext {
     let topology: Topology
     let stateDirectory: StateDirectory
     let journal: FailoverJournal
+    /// Held by the commands that move a run, for as long as the context lives.
+    let lock: ControllerLock?
 
-    init(site: SiteOptions) throws {
-        topology = try site.loadTopology()
+    /// With `locking`, the controller lock is taken before the state database is opened: two
+    /// commands starting together on a fresh state directory then never run its migrations at once.
+    init(site: SiteOptions, topology: Topology? = nil, locking: Bool = false) throws {
+        let topology = try topology ?? site.loadTopology()
+        self.topology = topology
         stateDirectory = site.stateDirectory(for: topology)
+        lock = locking ? try Self.lock(stateDirectory, topology: topology) : nil
         journal = FailoverJournal(store: try StateStore(directory: stateDirectory))
     }
 
@@ -152,7 +157,7 @@ struct RunContext {
     }
 
     /// The controller lock, or exit 3 naming who holds it.
-    func lock() throws -> ControllerLock {
+    static func lock(_ stateDirectory: StateDirectory, topology: Topology) throws -> ControllerLock {
         switch try ControllerLock.acquire(directory: stateDirectory) {
         case .success(let lock):
             return lock
@@ -161,14 +166,14 @@ struct RunContext {
             if let holder = busy.holder {
                 message += " (pid \(holder.pid) on \(holder.host) since \(holder.since))"
             }
-            if let lease = try? journal.lease(deployment: topology.deployment) {
+            if let lease = FailoverJournal.peekLease(directory: stateDirectory, deployment: topology.deployment) {
                 message += "; " + leaseText(lease.lease, lease.run)
             }
             throw CommandExit(.refused, message)
         }
     }
 
-    func leaseText(_ lease: FailoverLease, _ run: FailoverRun?) -> String {
+    static func leaseText(_ lease: FailoverLease, _ run: FailoverRun?) -> String {
         if let run {
             return
                 "run \(run.id) (\(run.state.rawValue)) declared by \(run.lead) at \(RunReport.time(run.declaredAt)): \(run.reason); controller pid \(lease.pid) on \(lease.host), lease held since \(RunReport.time(lease.since))"
@@ -178,7 +183,7 @@ struct RunContext {
     }
 
     func leaseRefusal(_ lease: FailoverLease, _ run: FailoverRun?) -> String {
-        "refused: \(topology.deployment) already has an active run: \(leaseText(lease, run)). "
+        "refused: \(topology.deployment) already has an active run: \(Self.leaseText(lease, run)). "
             + "See `standby status`; continue it with `standby resume` or end it with `standby abort`."
     }
 
@@ -212,6 +217,12 @@ struct RunContext {
                 "\nThen: `standby retry SITE \(stepId) --lead NAME` or `standby skip SITE \(stepId) --reason R --lead NAME`"
             print(text)
             throw CommandExit(.failed)
+        case .refused(let stepId, let message):
+            print(
+                "\nRun \(runId) refused at \(stepId), nothing changed: \(message)\n"
+                    + "Look at what the servers serve (`standby dns show SITE`), then `standby retry SITE \(stepId) --lead NAME` or `standby skip SITE \(stepId) --reason R --lead NAME`"
+            )
+            throw CommandExit(.refused)
         case .aborted:
             print("Run \(runId) was aborted.")
         }
@@ -273,7 +284,6 @@ extension RunContext {
         now: Date, decide: (FailoverEngine) throws -> FailoverRun?
     ) async throws {
         let engine = engine()
-        let lock = try lock()
         let decided = try decide(engine)
         guard let run = try decided ?? journal.activeRun(deployment: topology.deployment) else {
             if let last = try journal.currentRun(deployment: topology.deployment) {
@@ -285,7 +295,6 @@ extension RunContext {
         }
         drive(run)
         let outcome = try await engine.execute(runId: run.id, now: now)
-        withExtendedLifetime(lock) {}
         try finish(outcome, runId: run.id)
     }
 }

@@ -31,7 +31,7 @@ struct ResumeCommand: AsyncParsableCommand {
             throw CommandExit(.badInput, "standby: --now SERVICE is a decision: say who decides with --lead NAME")
         }
         try await RunContext.mappingErrors {
-            let context = try RunContext(site: site)
+            let context = try RunContext(site: site, locking: true)
             try await context.continueRun(now: try clock.date()) { engine in
                 guard let service, let lead else { return nil }
                 return try engine.runNow(service: service, lead: lead, reason: reason)

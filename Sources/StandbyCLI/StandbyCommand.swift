@@ -12,8 +12,9 @@ public struct StandbyCommand: AsyncParsableCommand {
             4 a run is waiting (for a confirmation or an off-peak window).
             """,
         subcommands: [
-            CheckCommand.self, PlanCommand.self, RunCommand.self,
-            StatusCommand.self,
+            CheckCommand.self, PlanCommand.self,
+            ReplicateCommand.self, PublishCommand.self, VerifyCommand.self, RestoreCommand.self,
+            StatusCommand.self, HealthCommand.self, RunCommand.self,
             FailoverCommand.self,
             ResumeCommand.self,
             ConfirmCommand.self,

@@ -40,11 +40,13 @@ public final class NamedServer: Sendable {
     /// Starts named for `zone` with an SOA (serial 1), an NS record and `records` (zone-file lines,
     /// names relative to the zone: `"_sip._tcp 300 IN SRV 0 0 443 sip.example.test."`).
     /// `grant` is the rule of the key's `update-policy` grant (default: any name in the zone).
-    /// `notify` lists the loopback ports of secondaries to NOTIFY on every change.
+    /// `notify` lists the ports of secondaries on `notifyHost` to NOTIFY on every change. `host` and
+    /// `port` place named on a given loopback address and port (the demo's fixed addresses);
+    /// by default it takes a free port on 127.0.0.1.
     public static func start(
         in lab: LabDirectory, zone: String, records: [String], keyName: String = "failover-key",
         algorithm: String = "hmac-sha256", grant: String = "zonesub ANY", notify: [UInt16] = [],
-        host: String = "127.0.0.1", port: UInt16? = nil, notifyHost: String? = nil,
+        notifyHost: String = "127.0.0.1", host: String = "127.0.0.1", port: UInt16? = nil,
         readyTimeout: Duration = .seconds(20)
     ) throws -> NamedServer {
         let named = try Programs.locate("named", package: "bind9")
@@ -76,7 +78,7 @@ public final class NamedServer: Sendable {
             """
         try Data(zoneText.utf8).write(to: URL(fileURLWithPath: zoneFile))
 
-        let notifyList = notify.map { "\(notifyHost ?? host) port \($0);" }.joined(separator: " ")
+        let notifyList = notify.map { "\(notifyHost) port \($0);" }.joined(separator: " ")
         let config =
             """
             options {

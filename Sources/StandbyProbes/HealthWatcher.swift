@@ -68,6 +68,15 @@ public struct HealthWatcher: Sendable {
         guard Set(names).count == names.count else {
             throw ProbeError(.badConfiguration, "probe names must be unique: \(names.joined(separator: ", "))")
         }
+        let slow = probes.filter { $0.timeout >= configuration.interval }
+        if !slow.isEmpty {
+            // Rounds then follow each other back to back, and detection takes fall × timeout.
+            logger.warning(
+                "Probe timeout is not shorter than the health interval",
+                metadata: [
+                    "probes": "\(slow.map(\.name).joined(separator: ","))", "interval": "\(configuration.interval)",
+                ])
+        }
         self.probes = probes
         self.configuration = configuration
         self.history = history
@@ -130,13 +139,10 @@ public struct HealthWatcher: Sendable {
                 await observe?(
                     WatchRound(number: number, results: results, transitions: transitions, verdicts: verdicts))
                 if let rounds, number >= rounds { break }
-                // The next tick on the interval grid; ticks missed by a slow round are skipped, never bunched.
+                // The next tick on the interval grid; a round that overran it is followed at once (not
+                // at the tick after: that would double the detection time), and late rounds never bunch.
                 tick += configuration.interval
-                if tick < clock.now {
-                    let behind = tick.duration(to: clock.now)
-                    let skipped = Int(behind / configuration.interval) + 1
-                    tick += configuration.interval * skipped
-                }
+                if tick < clock.now { tick = clock.now }
                 try await clock.sleep(until: tick)
             }
             alertInput.finish()

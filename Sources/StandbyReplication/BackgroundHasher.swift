@@ -13,7 +13,7 @@ final class BackgroundHasher: @unchecked Sendable {
     private let pieceSize = 1 << 20
     private var pending: [UInt8] = []
 
-    init(limit: Int = 16 << 20) {
+    init(limit: Int = 8 << 20) {
         slots = DispatchSemaphore(value: max(1, limit / pieceSize))
         pending.reserveCapacity(pieceSize)
     }

@@ -351,7 +351,7 @@ final class Replicator {
         guard let size = info.size, let mtime = info.modificationTime else { return nil }
         // Without a previous version every group is fetched, but only missing chunks are: a run
         // after a kill in the middle of the first copy does not fetch again what was stored.
-        let previous = try previousRecipe(db, name: source.name) ?? []
+        let previous = try previousRecipe(db, name: source.name)
         let indexURL = ChunkIndexLocation.index(of: source.url)
         phase = .readingIndex
         do {
@@ -377,7 +377,7 @@ final class Replicator {
         var reason: String
     }
 
-    private func previousRecipe(_ db: Database, name: String) throws -> [RecipeEntry]? {
+    private func previousRecipe(_ db: Database, name: String) throws -> PreviousRecipe? {
         let file = try Int64.fetchOne(
             db,
             sql: """
@@ -386,16 +386,28 @@ final class Replicator {
                 ORDER BY v.id DESC LIMIT 1
                 """, arguments: [set, name])
         guard let file else { return nil }
-        return try store.recipe(db, file: file)
+        return try PreviousRecipe(db, file: file)
     }
 
     private func deltaTransfer(
-        _ db: Database, source: Source, indexURL: URL, size: Int64, mtime: Int64, previous: [RecipeEntry]
+        _ db: Database, source: Source, indexURL: URL, size: Int64, mtime: Int64, previous: PreviousRecipe?
     ) throws -> ([UInt8], Int)? {
+        let top = try fetchTopLevel(indexURL, size: size, mtime: mtime)
+        let header = top.header
+        // The groups of the previous version: their entries need not be fetched.
+        let known = previous?.groups ?? [:]
+        return try deltaTransfer(
+            db, source: source, indexURL: indexURL, size: size, top: top, header: header,
+            previous: previous, known: known)
+    }
+
+    /// The index's header and top level, checked; what was fetched for them is freed on return.
+    private func fetchTopLevel(_ indexURL: URL, size: Int64, mtime: Int64) throws -> ChunkIndexTop {
         let indexSize = try session.stat(indexURL).size ?? 0
         guard indexSize >= Int64(ChunkIndexHeader.size) else { throw IndexProblem(reason: "index too short") }
-        let head = try session.fetch(
-            indexURL, range: ByteRange(offset: 0, length: min(indexSize, 256 << 10)), maxBytes: 256 << 10)
+        // The header and the top level in one request: the top level is about 1/15 of an index.
+        let first = min(indexSize, max(4096, Int64(ChunkIndexHeader.size) + indexSize / 12))
+        let head = try session.fetch(indexURL, range: ByteRange(offset: 0, length: first), maxBytes: Int(first))
         guard let header = ChunkIndexHeader.decode(Array(head)) else {
             throw IndexProblem(reason: "index header corrupt")
         }
@@ -422,13 +434,16 @@ final class Replicator {
         guard let top = ChunkIndexTop.parse(header: header, top: topBytes) else {
             throw IndexProblem(reason: "index top level corrupt")
         }
+        return top
+    }
 
-        // The groups of the previous version: their entries need not be fetched.
-        var known: [GroupKey: Range<Int>] = [:]
-        Grouping.groups(previous) { slice in known[GroupKey.of(slice)] = slice.startIndex..<slice.endIndex }
+    private func deltaTransfer(
+        _ db: Database, source: Source, indexURL: URL, size: Int64, top: ChunkIndexTop, header: ChunkIndexHeader,
+        previous: PreviousRecipe?, known: [UInt64: UInt64]
+    ) throws -> ([UInt8], Int)? {
 
         phase = .fetching
-        var hasher = SHA256()
+        let hasher = BackgroundHasher()
         var offset: Int64 = 0
         let base = processed
         let window = 1024
@@ -442,13 +457,13 @@ final class Replicator {
             var fetched: [Int: [RecipeEntry]] = [:]
             var i = g
             while i < end {
-                guard known[top.groups[i].key] == nil else {
+                guard known[top.groups[i].key.high] == nil else {
                     i += 1
                     continue
                 }
                 var j = i
                 var count = 0
-                while j < end && known[top.groups[j].key] == nil && j - i < 256 {
+                while j < end && known[top.groups[j].key.high] == nil && j - i < 256 {
                     count += top.groups[j].chunkCount
                     j += 1
                 }
@@ -469,8 +484,11 @@ final class Replicator {
                 i = j
             }
             for k in g..<end {
-                if let range = known[top.groups[k].key] {
-                    for entry in previous[range] { entries.append((entry, true)) }
+                if let previous, let packed = known[top.groups[k].key.high] {
+                    let (start, count) = PreviousRecipe.unpack(packed)
+                    for entry in try previous.entries(db, start: start, count: count) {
+                        entries.append((entry, true))
+                    }
                 } else if let list = fetched[k] {
                     for entry in list { entries.append((entry, try has(db, entry.id))) }
                 }
@@ -483,17 +501,20 @@ final class Replicator {
                 let (entry, present) = entries[c]
                 let stillPresent = try present || has(db, entry.id)
                 if stillPresent {
-                    try readStored(db, entry.id, into: &stored)
-                    guard stored.count == entry.length else {
-                        throw ReplicationError(
-                            .corruptPack,
-                            "chunk \(entry.id) has \(stored.count) bytes in the store, the index says \(entry.length)",
-                            set: set)
+                    // A run of stored chunks, read back in as few preads as their packs allow.
+                    var stop = c + 1
+                    while stop < entries.count, stop - c < 1024,
+                        try entries[stop].present || has(db, entries[stop].entry.id)
+                    {
+                        stop += 1
                     }
-                    stored.withUnsafeBytes { hasher.update(bufferPointer: $0) }
-                    try appendRecipe(db, entry)
-                    offset += Int64(entry.length)
-                    c += 1
+                    let run = entries[c..<stop].map(\.entry)
+                    try readBack(db, run, into: hasher, buffer: &stored)
+                    for entry in run {
+                        try appendRecipe(db, entry)
+                        offset += Int64(entry.length)
+                    }
+                    c = stop
                 } else {
                     var stop = c
                     var length = 0
@@ -519,7 +540,7 @@ final class Replicator {
                                 throw IndexProblem(
                                     reason: "bytes at offset \(offset + Int64(at)) do not match the index")
                             }
-                            hasher.update(bufferPointer: chunk)
+                            hasher.update(chunk)
                             try keep(db, entry.id, chunk)
                             at += entry.length
                         }
@@ -532,11 +553,66 @@ final class Replicator {
             }
             g = end
         }
-        guard offset == size, Array(hasher.finalize()) == header.fileSHA256 else {
+        guard offset == size, hasher.finalize() == header.fileSHA256 else {
             throw IndexProblem(reason: "the file rebuilt from the index does not match its SHA-256")
         }
         try flushRecipe(db)
         return (header.fileSHA256, recipeCount)
+    }
+
+    /// Feeds the stored bytes of `run` (chunks in file order) to the file hasher. Chunks that lie
+    /// one after another in a pack, as a previous copy of the same file left them, are read with
+    /// one pread. Not re-hashed one by one: the whole-file hash covers them.
+    private func readBack(
+        _ db: Database, _ run: [RecipeEntry], into hasher: BackgroundHasher, buffer: inout [UInt8]
+    ) throws {
+        var i = 0
+        while i < run.count {
+            let entry = run[i]
+            guard writer?.chunks[entry.id] == nil, let first = try store.chunkLocation(db, entry.id) else {
+                try readStored(db, entry.id, into: &buffer)
+                guard buffer.count == entry.length else {
+                    throw ReplicationError(
+                        .corruptPack,
+                        "chunk \(entry.id) has \(buffer.count) bytes in the store, the index says \(entry.length)",
+                        set: set)
+                }
+                buffer.withUnsafeBytes { hasher.update($0) }
+                i += 1
+                continue
+            }
+            // Extend the span while the next chunk follows this one in the same pack.
+            var spans = [(offset: first.offset, length: first.length)]
+            var end = first.offset + Int64(first.length)
+            var j = i + 1
+            while j < run.count, end - first.offset < 8 << 20, writer?.chunks[run[j].id] == nil,
+                let next = try store.chunkLocation(db, run[j].id), next.pack == first.pack,
+                next.offset == end + Int64(PackFormat.recordHeader)
+            {
+                spans.append((next.offset, next.length))
+                end = next.offset + Int64(next.length)
+                j += 1
+            }
+            let length = Int(end - first.offset)
+            if buffer.count < length { buffer = [UInt8](repeating: 0, count: length) }
+            let fd = try reader.descriptor(first.pack)
+            let got = try buffer.withUnsafeMutableBytes {
+                try FileIO.preadAll(
+                    fd, into: UnsafeMutableRawBufferPointer(rebasing: $0[..<length]), at: first.offset,
+                    path: reader.path(first.pack))
+            }
+            guard got == length else {
+                throw ReplicationError(
+                    .corruptPack, "pack \(reader.path(first.pack)) is shorter than its chunks", set: set)
+            }
+            buffer.withUnsafeBytes { raw in
+                for span in spans {
+                    let start = Int(span.offset - first.offset)
+                    hasher.update(UnsafeRawBufferPointer(rebasing: raw[start..<(start + span.length)]))
+                }
+            }
+            i = j
+        }
     }
 
     /// A stored chunk's bytes (from the open pack or a sealed one), not re-hashed: the

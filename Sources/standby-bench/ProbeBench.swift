@@ -28,8 +28,8 @@ struct ProbeBench: AsyncParsableCommand {
     @Option(help: "Seconds between rounds.")
     var interval: Double = 1
 
-    @Option(help: "Probe timeout, seconds.")
-    var timeout: Double = 1
+    @Option(help: "Probe timeout, seconds (shorter than the interval, so rounds keep the interval's cadence).")
+    var timeout: Double = 0.5
 
     @Option(help: "Consecutive failures before a probe is down.")
     var fall: Int = 3

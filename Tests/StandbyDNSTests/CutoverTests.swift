@@ -33,11 +33,47 @@ struct CutoverTests {
         #expect(try lab.digBoth() == Lab.expected(Lab.primaryValues))
     }
 
-    @Test("hmac-sha512 keys work as well")
-    func sha512() async throws {
-        let lab = try Lab.start(algorithm: "hmac-sha512")
+    // named binds only addresses configured on an interface, so it stays on 127.0.0.1 here; knotd
+    // binds any loopback address.
+    @Test("knotd on another loopback address with the same port as named")
+    func demoAddresses() async throws {
+        let lab = try LabDirectory(prefix: "standby-dns-demo")
+        defer { lab.remove() }
+        let port = try KnotServer.reservePort(on: "127.0.0.1")
+        let named = try NamedServer.start(
+            in: lab, zone: Lab.zone, records: ["\(Lab.sip) 300 IN SRV \(Lab.primaryValues[Lab.sip] ?? "")"],
+            notify: [port], notifyHost: "127.0.2.54", port: port)
+        defer { named.stop() }
+        let knot = try KnotServer.start(
+            in: lab, zone: Lab.zone, primaryPort: port, port: port, host: "127.0.2.54")
+        defer { knot.stop() }
+        #expect(named.address == "127.0.0.1:\(port)")
+        #expect(knot.address == "127.0.2.54:\(port)")
+        let cutover = try DNSCutover(
+            zone: Lab.zone, servers: [DNSServer(parsing: named.address), DNSServer(parsing: knot.address)],
+            key: TSIGKey.load(path: named.keyPath),
+            changes: [
+                RecordChange(
+                    name: Lab.sip, type: "SRV", ttl: 300, from: [Lab.primaryValues[Lab.sip] ?? ""],
+                    to: [Lab.secondaryValues[Lab.sip] ?? ""])
+            ], verifyTimeout: .seconds(20), logger: SIPZoneLab.testLogger)
+        let result = try await cutover.run()
+        #expect(result.outcome == .applied)
+        #expect(
+            try LabTool.dig("127.0.2.54", port, "\(Lab.sip).\(Lab.zone).", "SRV") == [
+                Lab.secondaryValues[Lab.sip] ?? ""
+            ])
+    }
+
+    @Test(
+        "hmac-sha512 keys work as well, and the weak hmac-sha1 and hmac-md5 still work (flagged weak)",
+        arguments: [("hmac-sha512", TSIGAlgorithm.hmacSHA512), ("hmac-sha1", .hmacSHA1), ("hmac-md5", .hmacMD5)])
+    func otherAlgorithms(name: String, algorithm: TSIGAlgorithm) async throws {
+        let lab = try Lab.start(algorithm: name)
         defer { lab.stop() }
-        #expect(try lab.key().algorithm == .hmacSHA512)
+        let key = try lab.key()
+        #expect(key.algorithm == algorithm)
+        #expect(key.isWeak == (algorithm != .hmacSHA512))
         let result = try await lab.cutover(from: Lab.primaryValues, to: Lab.secondaryValues).run()
         #expect(result.outcome == .applied)
         #expect(try lab.digBoth() == Lab.expected(Lab.secondaryValues))
@@ -124,6 +160,35 @@ struct CutoverTests {
         #expect(try lab.digBoth() == Lab.expected(Lab.primaryValues))
     }
 
+    @Test("a server whose clock is 10 minutes ahead answers BADTIME; the error shows the skew")
+    func badTime() async throws {
+        let lab = try LabDirectory(prefix: "standby-dns-badtime")
+        defer { lab.remove() }
+        let knot = try KnotServer.startPrimary(
+            in: lab, zone: Lab.zone, records: ["\(Lab.sip) 300 IN SRV \(Lab.primaryValues[Lab.sip] ?? "")"],
+            clockOffset: 600)
+        defer { knot.stop() }
+        let cutover = try DNSCutover(
+            zone: Lab.zone, servers: [DNSServer(parsing: knot.address)],
+            key: TSIGKey.load(path: try #require(knot.keyPath)),
+            changes: [
+                RecordChange(
+                    name: Lab.sip, type: "SRV", ttl: 300, from: [Lab.primaryValues[Lab.sip] ?? ""],
+                    to: [Lab.secondaryValues[Lab.sip] ?? ""])
+            ], verifyTimeout: .seconds(5), logger: SIPZoneLab.testLogger)
+        let error = try await #require(throws: DNSError.self) { try await cutover.run() }
+        #expect(error.code == .badTime, "\(error)")
+        #expect(error.message.contains("BADTIME"))
+        #expect(error.message.contains(knot.address))
+        let skew = try #require(error.clockSkew)
+        #expect(abs(skew - 600) <= 5, "skew \(skew)")
+        #expect(error.message.contains("+\(skew) s"))
+        #expect(
+            try LabTool.dig(knot.host, knot.port, "\(Lab.sip).\(Lab.zone).", "SRV") == [
+                Lab.primaryValues[Lab.sip] ?? ""
+            ])
+    }
+
     @Test("a dry run proves the key and the values and changes nothing")
     func dryRun() async throws {
         let lab = try Lab.start()
@@ -192,6 +257,10 @@ struct CutoverTests {
             try await lab.cutover(from: Lab.primaryValues, to: Lab.secondaryValues, verifyTimeout: .seconds(2)).run()
         }
         #expect(error.code == .verificationTimedOut)
+        // The hung server's blocked queries do not hold up the healthy one's.
+        let namedReport = try #require(error.reports.first)
+        #expect(namedReport.verified)
+        #expect((namedReport.elapsed ?? .seconds(99)) < .seconds(1))
         let knotReport = try #require(error.reports.last)
         #expect(!knotReport.verified)
         #expect(knotReport.problem?.contains("did not answer in time") == true)

@@ -181,6 +181,14 @@ struct RecordChangeTests {
             ],
             logger: logger)
         #expect(cutover.changes[0].from == ["0 0 443 SIP.contoso.test."])
+        #expect(cutover.changes[0].to == ["0 0 443 sip-dr.contoso.test."])
+        let relative = try DNSCutover(
+            zone: "contoso.test", servers: [DNSServer(host: "127.0.0.1")], key: key,
+            changes: [
+                RecordChange(name: "_sip._tcp", type: "SRV", ttl: 300, from: [], to: ["0 0 443 sip-dr.contoso.test"])
+            ],
+            logger: logger)
+        #expect(relative.changes[0].to == ["0 0 443 sip-dr.contoso.test."])
         #expect(cutover.changes[0].type == "SRV")
         #expect(throws: DNSError.self) {
             try DNSCutover(

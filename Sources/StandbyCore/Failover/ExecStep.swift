@@ -111,7 +111,8 @@ struct ExecStep: Sendable {
                 return (status, timedOut)
             }
         } catch let error as SubprocessError {
-            try? log.close()
+            // The descriptor is not closed here: Subprocess owns it (closeAfterSpawningProcess), and
+            // closing a number already closed could close someone else's file.
             throw FailoverError(.stepFailed, "cannot run \(first): \(error)")
         }
         let tail = Self.readTail(logFile)

@@ -100,7 +100,7 @@ extension FailoverEngine {
         let changed = open.map { step -> RunStep in
             var step = step
             step.state = .skipped
-            step.finishedAt = Date()
+            step.finishedAt = step.finishedAt ?? Date()
             step.waitingFor = nil
             step.error = (step.error.map { $0 + "; " } ?? "") + "skipped by \(lead): \(reason)"
             return step

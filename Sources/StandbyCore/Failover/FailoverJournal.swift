@@ -108,6 +108,25 @@ public struct FailoverJournal: Sendable {
         }
     }
 
+    /// The lease, read without opening the store for writing (and so without running migrations
+    /// that another process may be running): for naming the holder of a busy controller lock.
+    public static func peekLease(directory: StateDirectory, deployment: String) -> (
+        lease: FailoverLease, run: FailoverRun?
+    )? {
+        let path = directory.file("state.sqlite")
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        var configuration = Configuration()
+        configuration.readonly = true
+        configuration.busyMode = .timeout(2)
+        guard let queue = try? DatabaseQueue(path: path, configuration: configuration) else { return nil }
+        return try? queue.read { db in
+            guard try db.tableExists(FailoverLease.databaseTableName),
+                let lease = try FailoverLease.fetchOne(db, key: deployment)
+            else { return nil }
+            return (lease, try FailoverRun.fetchOne(db, key: lease.runId))
+        }
+    }
+
     /// Takes the lease for a new run, or returns the lease that blocks it. A lease whose run never
     /// got declared (the controller died in preflight) is stale once the caller holds the
     /// controller lock, and is taken over.

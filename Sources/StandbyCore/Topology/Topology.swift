@@ -217,6 +217,8 @@ public struct ProbeSpec: Sendable {
     public var site: SiteRole
     public var check: Check
     public var timeout: TimeSpan?
+    /// A CA bundle to trust for tls and SIP-over-TLS probes (an internal CA); the system's otherwise.
+    public var caFile: String?
     public var location: SourceLocation
 
     public var kind: String {

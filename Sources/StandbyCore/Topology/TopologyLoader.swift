@@ -513,7 +513,8 @@ struct TopologyBuilder {
         guard
             let fields = reader.mapping(
                 node, what,
-                allowed: ["name", "site", "timeout", "server_name", "expect", "body_match", "accept"] + Self.probeKinds)
+                allowed: ["name", "site", "timeout", "server_name", "expect", "body_match", "accept", "ca_file"]
+                    + Self.probeKinds)
         else { return nil }
         let name = fields.string("name", required: true, expected: "the probe's name")
         let site = fields.oneOf("site", SiteRole.self) ?? .primary
@@ -570,7 +571,8 @@ struct TopologyBuilder {
         }
         guard let name, let check else { return nil }
         return ProbeSpec(
-            name: name, site: site, check: check, timeout: fields.span("timeout"), location: fields.location)
+            name: name, site: site, check: check, timeout: fields.span("timeout"), caFile: fields.string("ca_file"),
+            location: fields.location)
     }
 
     func policySettings(_ node: Node?) -> Policy {

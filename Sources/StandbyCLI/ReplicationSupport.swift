@@ -1,0 +1,108 @@
+import ArgumentParser
+import Foundation
+import Logging
+import StandbyCore
+import StandbyReplication
+import StandbyTransport
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// What replicate, publish, verify and restore share: how a replication error becomes an exit
+/// status, where source credentials come from, and the progress line on a terminal.
+enum ReplicationCLI {
+    /// Runs `body`; a replication or transport error is printed (it names the set and the host)
+    /// and ends the command with the status the contract gives it.
+    static func run<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as ReplicationError {
+            throw CommandExit(status(error.code), "standby: \(error.description)")
+        } catch let error as TransportError {
+            throw CommandExit(.failed, "standby: \(error.description)")
+        }
+    }
+
+    static func status(_ code: ReplicationError.Code) -> ExitStatus {
+        switch code {
+        case .invalidInput, .noSuchSet, .noSuchVersion: return .badInput
+        case .storeBusy, .storeTooNew: return .refused
+        default: return .failed
+        }
+    }
+
+    /// Source credentials, never on the command line: `STANDBY_SOURCE_USER` and
+    /// `STANDBY_SOURCE_PASSWORD`, else ~/.netrc, else the URL. For sftp, `STANDBY_SSH_KEY`
+    /// (private key; `.pub` beside it), `STANDBY_SSH_KNOWN_HOSTS` or `STANDBY_SSH_HOST_SHA256`.
+    static func transportOptions(environment: [String: String] = ProcessInfo.processInfo.environment)
+        -> TransportOptions
+    {
+        var options = TransportOptions()
+        options.credentials = Credentials.fromEnvironment(prefix: "STANDBY_SOURCE", environment: environment)
+        if let key = environment["STANDBY_SSH_KEY"], !key.isEmpty {
+            options.ssh.privateKeyFile = key
+            if FileManager.default.fileExists(atPath: key + ".pub") { options.ssh.publicKeyFile = key + ".pub" }
+        }
+        options.ssh.knownHostsFile = environment["STANDBY_SSH_KNOWN_HOSTS"].flatMap { $0.isEmpty ? nil : $0 }
+        options.ssh.hostKeySHA256 = environment["STANDBY_SSH_HOST_SHA256"].flatMap { $0.isEmpty ? nil : $0 }
+        return options
+    }
+
+    static var logger: Logger {
+        var logger = Logger(label: "standby.replication")
+        logger.logLevel = ProcessInfo.processInfo.environment["STANDBY_DEBUG"] == nil ? .warning : .debug
+        return logger
+    }
+
+    static func openStore(_ topology: Topology, state: StateDirectory) throws -> ReplicationStore {
+        try state.create()
+        return try ReplicationStore.open(directory: state.store(for: topology), logger: logger)
+    }
+
+    static func bytes(_ count: Int64) -> String {
+        let value = Double(count)
+        if count >= 1 << 30 { return String(format: "%.2f GiB", value / 1_073_741_824) }
+        if count >= 1 << 20 { return String(format: "%.1f MiB", value / 1_048_576) }
+        if count >= 1 << 10 { return String(format: "%.1f KiB", value / 1024) }
+        return "\(count) B"
+    }
+
+    static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+}
+
+/// A one-line progress display on stderr (bytes, rate, ETA), only when stderr is a terminal:
+/// on a pipe or in a log it would be noise.
+final class ProgressLine: @unchecked Sendable {
+    private let lock = NSLock()
+    private var shown = false
+    let enabled: Bool
+
+    init() {
+        enabled = isatty(STDERR_FILENO) == 1
+    }
+
+    func show(_ progress: ReplicationProgress) {
+        guard enabled else { return }
+        let percent = progress.totalBytes > 0 ? Double(progress.processedBytes) * 100 / Double(progress.totalBytes) : 0
+        let eta = progress.remaining.map { String(format: "ETA %.0f s", ReplicationCLI.seconds($0)) } ?? ""
+        let line = String(
+            format: "\r\u{1B}[K%@ %@ %5.1f%% %@/%@ %@/s %@ (received %@)", progress.set, progress.file, percent,
+            ReplicationCLI.bytes(progress.processedBytes), ReplicationCLI.bytes(progress.totalBytes),
+            ReplicationCLI.bytes(Int64(progress.rate)), eta, ReplicationCLI.bytes(progress.receivedBytes))
+        lock.lock()
+        shown = true
+        FileHandle.standardError.write(Data(line.utf8))
+        lock.unlock()
+    }
+
+    func clear() {
+        lock.lock()
+        defer { lock.unlock() }
+        guard shown else { return }
+        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+        shown = false
+    }
+}
