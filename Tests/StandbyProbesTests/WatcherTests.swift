@@ -100,8 +100,9 @@ final class RoundLog: Sendable {
         #expect(log.firstRound(after: 0, with: .up) == 2, "rise = 2: round 1 passed (the server answered before)")
         let upSince = try #require(try history.currentVerdict(for: .primary)).since
 
-        server.stop()
+        // Marks are taken before the server stops or starts: rounds run while it does.
         let stoppedAfter = log.last
+        server.stop()
         #expect(try await eventually { try history.currentVerdict(for: .primary)?.verdict == .unreachable })
         let downRound = try #require(log.firstRound(after: stoppedAfter, with: .unreachable))
         // The round under way when the server stopped may still have passed; count from the first that failed.
@@ -109,8 +110,8 @@ final class RoundLog: Sendable {
         #expect(
             downRound - firstFailed == 2, "fall = 3: first failed round \(firstFailed), unreachable at \(downRound)")
 
-        server = try SIPServer.start(in: lab, ports: ports)
         let restartedAfter = log.last
+        server = try SIPServer.start(in: lab, ports: ports)
         #expect(try await eventually { try history.currentVerdict(for: .primary)?.verdict == .up })
         let upRound = try #require(log.firstRound(after: restartedAfter, with: .up))
         // kamailio's workers may answer a round or two after its ports accept: count from the first success.

@@ -143,12 +143,16 @@ import Testing
         try writeDatabase(source, pages: 1024)
         let started = AsyncStream<Void>.makeStream()
         let once = Once()
-        // The first run is throttled to 2 MiB/s so it is surely running when the second starts.
-        var transport = TransportOptions()
-        transport.maxReceiveRate = 2 << 20
+        // The first run is held inside its transfer (its progress callback waits) until the second
+        // has tried, so it surely holds the store's lock then, however busy the machine is.
+        let release = DispatchSemaphore(value: 0)
         let options = ReplicateOptions(
-            transport: transport,
-            progress: { _ in if once.first() { started.continuation.yield() } })
+            progress: { _ in
+                if once.first() {
+                    started.continuation.yield()
+                    release.wait()
+                }
+            })
         let store = fixture.store
         let first = Task {
             try await store.replicate(
@@ -161,6 +165,7 @@ import Testing
         }
         #expect(error?.code == .storeBusy)
         #expect(error?.description.contains("\(getpid())") == true)
+        release.signal()
         let done = try await first.value
         #expect(done.version.set == "a")
         // The lock died with the first run: the next one goes through.
