@@ -68,13 +68,13 @@ final class RoundLog: Sendable {
         let probes = [
             Probe(
                 name: "fe-sip-udp", site: .primary, target: .sipOptions(try SIPTarget(parsing: server.uri("udp"))),
-                timeout: .milliseconds(300)),
+                timeout: .milliseconds(800)),
             Probe(
                 name: "fe-sip-tcp", site: .primary, target: .sipOptions(try SIPTarget(parsing: server.uri("tcp"))),
-                timeout: .milliseconds(300)),
+                timeout: .milliseconds(800)),
             Probe(
                 name: "dr", site: .secondary, target: .tcp(HostPort(host: "127.0.0.1", port: 9)),
-                timeout: .milliseconds(300)),
+                timeout: .milliseconds(800)),
         ]
         // kamailio's workers may answer a moment after its ports accept: wait until both SIP
         // probes pass once, so that round 1 of the watcher is a success and rise = 2 means round 2.
@@ -90,20 +90,25 @@ final class RoundLog: Sendable {
         let watcher = try HealthWatcher(
             probes: probes,
             configuration: try WatchConfiguration(
-                interval: .milliseconds(400), hysteresis: try Hysteresis(fall: 3, rise: 2), webhooks: ["http://hook"]),
+                interval: .milliseconds(1200), hysteresis: try Hysteresis(fall: 3, rise: 2), webhooks: ["http://hook"]),
             history: history, check: HealthCheck(logger: logger), sender: sender, logger: logger)
         let log = RoundLog()
         let task = Task { try await watcher.run { log.append($0) } }
         defer { task.cancel() }
 
-        #expect(try await eventually { try history.currentVerdict(for: .primary)?.verdict == .up })
-        #expect(log.firstRound(after: 0, with: .up) == 2, "rise = 2: round 1 passed (the server answered before)")
+        // Wait on the observer, which is called after the round's history is committed.
+        #expect(await eventually { log.firstRound(after: 0, with: .up) != nil })
+        #expect(try history.currentVerdict(for: .primary)?.verdict == .up)
+        let firstUp = try #require(log.firstRound(after: 0, with: .up))
+        let firstAllPassed = try #require(log.firstRound(after: 0) { $0.allPassed })
+        #expect(firstUp - firstAllPassed == 1, "rise = 2: first passing round \(firstAllPassed), up at \(firstUp)")
         let upSince = try #require(try history.currentVerdict(for: .primary)).since
 
         // Marks are taken before the server stops or starts: rounds run while it does.
         let stoppedAfter = log.last
         server.stop()
-        #expect(try await eventually { try history.currentVerdict(for: .primary)?.verdict == .unreachable })
+        #expect(await eventually { log.firstRound(after: stoppedAfter, with: .unreachable) != nil })
+        #expect(try history.currentVerdict(for: .primary)?.verdict == .unreachable)
         let downRound = try #require(log.firstRound(after: stoppedAfter, with: .unreachable))
         // The round under way when the server stopped may still have passed; count from the first that failed.
         let firstFailed = try #require(log.firstRound(after: stoppedAfter) { $0.allFailed })
@@ -112,7 +117,8 @@ final class RoundLog: Sendable {
 
         let restartedAfter = log.last
         server = try SIPServer.start(in: lab, ports: ports)
-        #expect(try await eventually { try history.currentVerdict(for: .primary)?.verdict == .up })
+        #expect(await eventually { log.firstRound(after: restartedAfter, with: .up) != nil })
+        #expect(try history.currentVerdict(for: .primary)?.verdict == .up)
         let upRound = try #require(log.firstRound(after: restartedAfter, with: .up))
         // kamailio's workers may answer a round or two after its ports accept: count from the first success.
         let firstPassed = try #require(log.firstRound(after: restartedAfter) { $0.allPassed })
