@@ -16,9 +16,16 @@ struct ReportCommand: AsyncParsableCommand {
     @Option(help: "Also write a self-contained HTML page with the timeline chart to this file.")
     var html: String?
 
+    @Option(help: "Report a drill instead of a run: its id, or last.")
+    var drill: String?
+
     func run() async throws {
         try await RunContext.mappingErrors {
             let context = try RunContext(site: site)
+            if let drill {
+                try DrillCommand.report(context, id: drill, json: output.json)
+                return
+            }
             guard let runId = try run ?? context.journal.currentRun(deployment: context.topology.deployment)?.id
             else {
                 throw CommandExit(.badInput, "standby: \(context.topology.deployment) has no failover run to report")
