@@ -56,7 +56,9 @@ struct DrillCommand: AsyncParsableCommand {
             }
             if report.drill.succeeded != true {
                 throw CommandExit(
-                    .failed, "standby: the drill failed: " + (report.drill.failed ?? "").replacingOccurrences(of: "\n", with: "; "))
+                    .failed,
+                    "standby: the drill failed: "
+                        + (report.drill.failed ?? "").replacingOccurrences(of: "\n", with: "; "))
             }
         }
     }
@@ -71,7 +73,8 @@ struct DrillCommand: AsyncParsableCommand {
             drillId = Int64(id)
         }
         guard let drillId, let report = try log.report(id: drillId) else {
-            throw CommandExit(.badInput, "standby: no drill \(id) of \(context.topology.deployment) in \(context.journal.store.path)")
+            throw CommandExit(
+                .badInput, "standby: no drill \(id) of \(context.topology.deployment) in \(context.journal.store.path)")
         }
         if json { try JSON.print(report) } else { print(report.text) }
     }

@@ -12,7 +12,8 @@ import StandbyCore
 struct FailbackCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "failback",
-        abstract: "Return to the rebuilt primary: reverse replication, a planned switch, DNS back, optional services back.",
+        abstract:
+            "Return to the rebuilt primary: reverse replication, a planned switch, DNS back, optional services back.",
         discussion: """
             Preconditions: a completed failover to return from, and every primary probe passing \
             health.rise times in a row, one interval apart. The failback is a run in the same journal \
@@ -43,7 +44,9 @@ struct FailbackCommand: AsyncParsableCommand {
             let context = try RunContext(site: site, topology: topology, locking: true)
             let engine = context.engine()
             let preflight = try await engine.failbackPreflight(now: now)
-            print("Primary \(topology.primary.name) (\(topology.primary.pool)), probes (\(topology.health.rise) in a row):")
+            print(
+                "Primary \(topology.primary.name) (\(topology.primary.pool)), probes (\(topology.health.rise) in a row):"
+            )
             for line in preflight.probes {
                 print("  \(line.probe.padded(to: 24)) \(line.verdict.padded(to: 8)) \(line.detail)")
             }
@@ -61,7 +64,9 @@ struct FailbackCommand: AsyncParsableCommand {
                         .refused,
                         "refused: confirmation needed; run on a terminal, or pass --yes once you have read the above")
                 }
-                print("\nFail back \(topology.deployment) to \(topology.primary.name)? Type yes to proceed: ", terminator: "")
+                print(
+                    "\nFail back \(topology.deployment) to \(topology.primary.name)? Type yes to proceed: ",
+                    terminator: "")
                 fflush(nil)
                 guard readLine()?.trimmingCharacters(in: .whitespaces).lowercased() == "yes" else {
                     throw CommandExit(.refused, "refused: not confirmed; nothing was done")

@@ -60,7 +60,9 @@ public struct DrillReport: Sendable, Codable {
                 + (drill.elapsedSeconds.map { " in \(RunReport.span($0))" } ?? ""))
         for stage in stages {
             let time = stage.seconds.map { String(format: "%7.2fs", $0) } ?? "      -"
-            lines.append("  \(stage.name.padding(toLength: 16, withPad: " ", startingAt: 0)) \(stage.state.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)) \(time)")
+            lines.append(
+                "  \(stage.name.padding(toLength: 16, withPad: " ", startingAt: 0)) \(stage.state.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)) \(time)"
+            )
             for line in (stage.detail ?? "").split(separator: "\n") { lines.append("      \(line)") }
         }
         if let failed = drill.failed, !failed.isEmpty {

@@ -55,12 +55,14 @@ public struct DrillRunner: Sendable {
             drill.finishedAt = Date()
             drill.succeeded = false
             let pid = drill.pid.map { " (pid \($0)\(drill.host.map { " on \($0)" } ?? ""))" } ?? ""
-            drill.failed = (drill.failed.map { $0 + "\n" } ?? "") + "abandoned: the drill process stopped\(pid) before it finished"
+            drill.failed =
+                (drill.failed.map { $0 + "\n" } ?? "") + "abandoned: the drill process stopped\(pid) before it finished"
             drill.summary = "Abandoned; its drill directory was removed by the next drill."
             if let directory = drill.directory { try? FileManager.default.removeItem(atPath: directory) }
             try log.update(drill)
             marked.append(drill)
-            progress("drill \(drill.id ?? 0) by \(drill.lead) never finished\(pid): marked abandoned, directory removed")
+            progress(
+                "drill \(drill.id ?? 0) by \(drill.lead) never finished\(pid): marked abandoned, directory removed")
         }
         if let leftovers = try? FileManager.default.contentsOfDirectory(atPath: drillsDirectory) {
             for name in leftovers {
@@ -165,7 +167,8 @@ public struct DrillRunner: Sendable {
                 var step = step
                 switch step.action {
                 case .restore(let set, _):
-                    step.action = .restore(set: set, to: (directory as NSString).appendingPathComponent("restore/\(set)"))
+                    step.action = .restore(
+                        set: set, to: (directory as NSString).appendingPathComponent("restore/\(set)"))
                 case .manual:
                     return nil  // nobody to confirm in a rehearsal
                 default: break
@@ -217,7 +220,8 @@ public struct DrillRunner: Sendable {
     }
 
     func dnsKeyAndServers(_ dns: DNSSettings) throws -> (TSIGKey, [DNSServer]) {
-        let keyPath = dns.key.hasPrefix("/") ? dns.key : (topology.directory as NSString).appendingPathComponent(dns.key)
+        let keyPath =
+            dns.key.hasPrefix("/") ? dns.key : (topology.directory as NSString).appendingPathComponent(dns.key)
         let key = try TSIGKey.load(path: keyPath)
         let servers = try dns.servers.map { text throws(DNSError) in try DNSServer(parsing: text) }
         return (key, servers)

@@ -186,7 +186,9 @@ extension FailoverEngine {
         guard let set = topology.backupSet(named: name) else {
             throw StepFailure(message: "backup set \(name) is no longer in \(topology.file)", output: "")
         }
-        let sources = try set.failbackSource.map { try variables.substitute($0, in: "backup set \(name) failback_source") }
+        let sources = try set.failbackSource.map {
+            try variables.substitute($0, in: "backup set \(name) failback_source")
+        }
         guard !sources.isEmpty else {
             throw StepFailure(message: "backup set \(name) has no failback_source", output: "")
         }

@@ -310,7 +310,8 @@ public struct FailoverEngine: Sendable {
     func definition(of step: RunStep) -> Step? {
         let name = step.stepId.split(separator: "/", maxSplits: 1).last.map(String.init) ?? step.stepId
         guard let service = topology.service(named: step.service) else { return nil }
-        let steps = (try? journal.run(id: step.runId))?.direction == Planner.Direction.failback.rawValue
+        let steps =
+            (try? journal.run(id: step.runId))?.direction == Planner.Direction.failback.rawValue
             ? service.failbackSteps : service.steps
         return steps.first { $0.name == name }
     }
