@@ -100,6 +100,7 @@ public struct DrillLog: Sendable {
         try write("record the drill start") { db in
             var drill = drill
             try drill.insert(db)
+            drill.id = db.lastInsertedRowID
             return drill
         }
     }

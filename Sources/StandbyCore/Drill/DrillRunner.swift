@@ -94,12 +94,13 @@ public struct DrillRunner: Sendable {
                 finishedAt: nil, detail: nil)
             try log.save(record)
             progress("\(name): started")
-            let (state, detail): (DrillStage.State, String)
+            let result: (DrillStage.State, String)
             do {
-                (state, detail) = try await body()
+                result = try await body()
             } catch {
-                (state, detail) = (.failed, "\(error)")
+                result = (.failed, "\(error)")
             }
+            let (state, detail) = result
             record.state = state
             record.detail = detail
             record.finishedAt = Date()

@@ -40,8 +40,8 @@ extension FailoverEngine {
         let probe =
             probe ?? { spec in
                 do {
-                    let result = await ProbeRunner(logger: logger).run(
-                        try ProbeAdapter.probe(spec, defaultTimeout: topology.health.timeout))
+                    let check = try ProbeAdapter.probe(spec, defaultTimeout: topology.health.timeout)
+                    let result = await ProbeRunner(logger: logger).run(check)
                     return HealthLine(
                         probe: spec.name, verdict: result.outcome.isSuccess ? "up" : result.outcome.rawValue,
                         detail: result.detail)
