@@ -51,7 +51,9 @@ struct ReportCommand: AsyncParsableCommand {
     static func text(_ report: RunReport) -> String {
         var lines: [String] = []
         let run = report.run
-        lines.append("Run \(run.id) of \(run.deployment): \(run.state)\(run.planned ? " (planned)" : "")")
+        lines.append(
+            "\(run.direction == "failback" ? "Failback run" : "Run") \(run.id) of \(run.deployment): \(run.state)\(run.planned ? " (planned)" : "")"
+                + (run.returnsFrom.map { ", returning from run \($0)" } ?? ""))
         lines.append("Declared \(RunReport.time(run.declaredAt)) by \(run.lead): \(run.reason)")
         lines.append(
             "Elapsed \(RunReport.span(run.elapsedSeconds)); recovery (core and DNS done): \(report.recoverySeconds.map(RunReport.span) ?? "not yet")"
