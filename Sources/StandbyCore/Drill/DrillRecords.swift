@@ -20,6 +20,24 @@ public struct DrillRecord: Sendable, Codable, FetchableRecord, PersistableRecord
     /// What failed, one line per failed stage.
     public var failed: String?
 
+    public init(
+        id: Int64? = nil, startedAt: Date, finishedAt: Date? = nil, lead: String, succeeded: Bool? = nil,
+        summary: String? = nil, deployment: String?, directory: String? = nil, pid: Int? = nil, host: String? = nil,
+        failed: String? = nil
+    ) {
+        self.id = id
+        self.startedAt = startedAt
+        self.finishedAt = finishedAt
+        self.lead = lead
+        self.succeeded = succeeded
+        self.summary = summary
+        self.deployment = deployment
+        self.directory = directory
+        self.pid = pid
+        self.host = host
+        self.failed = failed
+    }
+
     public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
 
     public var elapsedSeconds: Double? { finishedAt.map { $0.timeIntervalSince(startedAt) } }

@@ -57,10 +57,12 @@ extension FailoverEngine {
                 "run \(active.id) (\(active.direction), \(active.state.rawValue)) is still active; finish or abort it first"
             )
         }
-        // The newest run decides: a failover done and not yet returned from.
-        let last = runs.first { $0.state == .done }
+        // The newest completed failover, unless a completed failback already returned from it.
+        let done = runs.filter { $0.state == .done }
+        let failover = done.first { $0.direction == Planner.Direction.failover.rawValue }
+        let returned = failover.flatMap { run in done.first { $0.returnsFrom == run.id } }
         var returnsFrom: String?
-        if let last, last.direction == Planner.Direction.failover.rawValue {
+        if let last = failover, returned == nil {
             returnsFrom = last.id
             // DNS goes back to the values the failover found, from the values it set.
             if let text = last.dnsReplaced,
@@ -82,9 +84,9 @@ extension FailoverEngine {
             }
         } else {
             refusals.append(
-                last == nil
-                    ? "no completed failover of \(topology.deployment) to return from"
-                    : "the last completed run, \(last?.id ?? "?"), is a failback: there is no failover to return from")
+                returned.map {
+                    "failback run \($0.id) already returned from failover \($0.returnsFrom ?? "?"): there is no failover to return from"
+                } ?? "no completed failover of \(topology.deployment) to return from")
         }
         var lines: [HealthLine] = []
         let primaryProbes = topology.health.probes.filter { $0.site == .primary }
