@@ -20,7 +20,36 @@ struct LabRun {
     let httpPort: UInt16
     let dnsPorts: [UInt16]
 
+    /// Two ports in a row (`port`, `port + 1`) free for TCP and UDP: BIND and Knot, SIP over
+    /// UDP/TCP and TLS take pairs.
+    static func freePair(on address: String) throws -> UInt16 {
+        for _ in 0..<50 {
+            let port = try Ports.free(on: address)
+            guard port < UInt16.max else { continue }
+            let both = [port, port + 1].allSatisfy { candidate in
+                [Int32(SOCK_STREAM.rawValue), Int32(SOCK_DGRAM.rawValue)].allSatisfy {
+                    Ports.canBind(address: address, port: candidate, type: $0)
+                }
+            }
+            if both { return port }
+        }
+        throw LabError(.setupFailed, "no two free ports in a row on \(address)")
+    }
+
+    /// Starts the lab on fresh ports; another test grabbing a port in between is retried.
     static func start(prefix: String) async throws -> LabRun {
+        var failure: (any Error)?
+        for _ in 0..<3 {
+            do {
+                return try await startOnce(prefix: prefix)
+            } catch {
+                failure = error
+            }
+        }
+        throw failure ?? LabError(.setupFailed, "the lab did not start")
+    }
+
+    static func startOnce(prefix: String) async throws -> LabRun {
         let lab = try LabDirectory(prefix: prefix)
         let standby = try StandbyRunner.locate()
         let labBinary = ((standby.path as NSString).deletingLastPathComponent as NSString)
@@ -28,9 +57,9 @@ struct LabRun {
         guard FileManager.default.isExecutableFile(atPath: labBinary) else {
             throw LabError(.missingProgram, "standby-lab is not built beside \(standby.path)")
         }
-        let dns = try Ports.free()
+        let dns = try freePair(on: "127.0.0.1")
         let http = try Ports.free(on: "127.0.1.20")
-        let sip = try Ports.free(on: "127.0.1.10")
+        let sip = try freePair(on: "127.0.1.10")
         let environment = [
             "STANDBY_LAB_DIR": lab.path, "STANDBY_LAB_DNS_PORT": "\(dns)", "STANDBY_LAB_DNS2_PORT": "\(dns + 1)",
             "STANDBY_LAB_HTTP_PORT": "\(http)", "STANDBY_LAB_SIP_PORT": "\(sip)", "STANDBY_LAB_BIN": labBinary,

@@ -214,8 +214,9 @@ public struct DrillRunner: Sendable {
         switch outcome {
         case .done: return (.succeeded, lines.joined(separator: "\n"))
         case .waiting(let text): return (.failed, (lines + ["waits: \(text)"]).joined(separator: "\n"))
-        case .halted(let stepId, let message, _):
-            return (.failed, (["\(stepId) failed: \(message)"] + lines).joined(separator: "\n"))
+        case .halted(let stepId, let message, let output):
+            let tail = output.split(separator: "\n").suffix(10).map { "  | \($0)" }
+            return (.failed, (["\(stepId) failed: \(message)"] + tail + lines).joined(separator: "\n"))
         case .aborted: return (.failed, "the drill run was aborted")
         }
     }
