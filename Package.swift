@@ -23,6 +23,9 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
     ],
     targets: [
         // C libraries, wrapped once each.
@@ -74,10 +77,21 @@ let package = Package(
                 .product(name: "Subprocess", package: "swift-subprocess"),
             ],
             swiftSettings: strict),
+        // `standby run`: the scheduled service, its HTTP endpoint (metrics, status page).
+        .target(
+            name: "StandbyService",
+            dependencies: [
+                "StandbyCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
         .target(
             name: "StandbyCLI",
             dependencies: [
-                "StandbyCore",
+                "StandbyCore", "StandbyService",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -117,6 +131,13 @@ let package = Package(
         .testTarget(
             name: "StandbyCoreTests", dependencies: ["StandbyCore", "StandbyLab"],
             resources: [.copy("Fixtures")], swiftSettings: strict),
+        .testTarget(
+            name: "StandbyServiceTests",
+            dependencies: [
+                "StandbyService", "StandbyCore", "StandbyReplication", "StandbyLab",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
         .testTarget(
             name: "StandbyCLITests", dependencies: ["StandbyLab"], swiftSettings: strict),
     ]

@@ -217,6 +217,12 @@ struct RunContext {
                 "\nThen: `standby retry SITE \(stepId) --lead NAME` or `standby skip SITE \(stepId) --reason R --lead NAME`"
             print(text)
             throw CommandExit(.failed)
+        case .refused(let stepId, let message):
+            print(
+                "\nRun \(runId) refused at \(stepId), nothing changed: \(message)\n"
+                    + "Look at what the servers serve (`standby dns show SITE`), then `standby retry SITE \(stepId) --lead NAME` or `standby skip SITE \(stepId) --reason R --lead NAME`"
+            )
+            throw CommandExit(.refused)
         case .aborted:
             print("Run \(runId) was aborted.")
         }

@@ -14,7 +14,7 @@ public struct StandbyCommand: AsyncParsableCommand {
         subcommands: [
             CheckCommand.self, PlanCommand.self,
             ReplicateCommand.self, PublishCommand.self, VerifyCommand.self, RestoreCommand.self,
-            StatusCommand.self, HealthCommand.self,
+            StatusCommand.self, HealthCommand.self, RunCommand.self,
             FailoverCommand.self,
             FailbackCommand.self,
             DrillCommand.self,

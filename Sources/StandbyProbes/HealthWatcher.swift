@@ -68,12 +68,13 @@ public struct HealthWatcher: Sendable {
         guard Set(names).count == names.count else {
             throw ProbeError(.badConfiguration, "probe names must be unique: \(names.joined(separator: ", "))")
         }
-        for probe in probes where probe.timeout >= configuration.interval {
+        let slow = probes.filter { $0.timeout >= configuration.interval }
+        if !slow.isEmpty {
             // Rounds then follow each other back to back, and detection takes fall × timeout.
             logger.warning(
                 "Probe timeout is not shorter than the health interval",
                 metadata: [
-                    "probe": "\(probe.name)", "timeout": "\(probe.timeout)", "interval": "\(configuration.interval)",
+                    "probes": "\(slow.map(\.name).joined(separator: ","))", "interval": "\(configuration.interval)",
                 ])
         }
         self.probes = probes

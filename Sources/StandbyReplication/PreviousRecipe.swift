@@ -5,16 +5,25 @@ import GRDB
 /// had (group key → where the group's entries start, and how many), with the entries read back
 /// segment by segment when a group is used. Memory is the map (a few bytes per 8 chunks) and a
 /// few segments, not the whole recipe: a 10 GiB file stays well under 100 MB.
+///
+/// The map is keyed by the first 8 bytes of the group key, the value packs start and count: a
+/// collision (about one in 10^7 for a 10 GiB file) would only make the whole-file hash fail,
+/// and the file be read whole.
 final class PreviousRecipe {
     let file: Int64
-    private(set) var groups: [GroupKey: (start: Int, count: Int)] = [:]
+    private(set) var groups: [UInt64: UInt64] = [:]
     /// Segment seq numbers and the index of their first entry, in order.
     private var segments: [(seq: Int, start: Int)] = []
     private var cache: [Int: [RecipeEntry]] = [:]
     private var cacheOrder: [Int] = []
 
+    static func pack(start: Int, count: Int) -> UInt64 { UInt64(start) << 8 | UInt64(count) }
+    static func unpack(_ packed: UInt64) -> (start: Int, count: Int) { (Int(packed >> 8), Int(packed & 0xFF)) }
+
     init(_ db: Database, file: Int64) throws {
         self.file = file
+        let chunks = try Int.fetchOne(db, sql: "SELECT chunks FROM files WHERE id = ?", arguments: [file]) ?? 0
+        groups.reserveCapacity(chunks / 6 + 16)
         var current: [RecipeEntry] = []
         var currentStart = 0
         var index = 0
@@ -27,13 +36,15 @@ final class PreviousRecipe {
                 current.append(entry)
                 index += 1
                 if Grouping.endsGroup(entry.id, count: current.count) {
-                    groups[GroupKey.of(current[...])] = (currentStart, current.count)
+                    groups[GroupKey.of(current[...]).high] = Self.pack(start: currentStart, count: current.count)
                     currentStart = index
                     current.removeAll(keepingCapacity: true)
                 }
             }
         }
-        if !current.isEmpty { groups[GroupKey.of(current[...])] = (currentStart, current.count) }
+        if !current.isEmpty {
+            groups[GroupKey.of(current[...]).high] = Self.pack(start: currentStart, count: current.count)
+        }
     }
 
     /// The entries of a group found in `groups`.

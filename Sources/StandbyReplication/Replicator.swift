@@ -392,6 +392,17 @@ final class Replicator {
     private func deltaTransfer(
         _ db: Database, source: Source, indexURL: URL, size: Int64, mtime: Int64, previous: PreviousRecipe?
     ) throws -> ([UInt8], Int)? {
+        let top = try fetchTopLevel(indexURL, size: size, mtime: mtime)
+        let header = top.header
+        // The groups of the previous version: their entries need not be fetched.
+        let known = previous?.groups ?? [:]
+        return try deltaTransfer(
+            db, source: source, indexURL: indexURL, size: size, top: top, header: header,
+            previous: previous, known: known)
+    }
+
+    /// The index's header and top level, checked; what was fetched for them is freed on return.
+    private func fetchTopLevel(_ indexURL: URL, size: Int64, mtime: Int64) throws -> ChunkIndexTop {
         let indexSize = try session.stat(indexURL).size ?? 0
         guard indexSize >= Int64(ChunkIndexHeader.size) else { throw IndexProblem(reason: "index too short") }
         // The header and the top level in one request: the top level is about 1/15 of an index.
@@ -423,9 +434,13 @@ final class Replicator {
         guard let top = ChunkIndexTop.parse(header: header, top: topBytes) else {
             throw IndexProblem(reason: "index top level corrupt")
         }
+        return top
+    }
 
-        // The groups of the previous version: their entries need not be fetched.
-        let known = previous?.groups ?? [:]
+    private func deltaTransfer(
+        _ db: Database, source: Source, indexURL: URL, size: Int64, top: ChunkIndexTop, header: ChunkIndexHeader,
+        previous: PreviousRecipe?, known: [UInt64: UInt64]
+    ) throws -> ([UInt8], Int)? {
 
         phase = .fetching
         let hasher = BackgroundHasher()
@@ -442,13 +457,13 @@ final class Replicator {
             var fetched: [Int: [RecipeEntry]] = [:]
             var i = g
             while i < end {
-                guard known[top.groups[i].key] == nil else {
+                guard known[top.groups[i].key.high] == nil else {
                     i += 1
                     continue
                 }
                 var j = i
                 var count = 0
-                while j < end && known[top.groups[j].key] == nil && j - i < 256 {
+                while j < end && known[top.groups[j].key.high] == nil && j - i < 256 {
                     count += top.groups[j].chunkCount
                     j += 1
                 }
@@ -469,8 +484,9 @@ final class Replicator {
                 i = j
             }
             for k in g..<end {
-                if let previous, let range = known[top.groups[k].key] {
-                    for entry in try previous.entries(db, start: range.start, count: range.count) {
+                if let previous, let packed = known[top.groups[k].key.high] {
+                    let (start, count) = PreviousRecipe.unpack(packed)
+                    for entry in try previous.entries(db, start: start, count: count) {
                         entries.append((entry, true))
                     }
                 } else if let list = fetched[k] {

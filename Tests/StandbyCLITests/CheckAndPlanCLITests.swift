@@ -12,10 +12,10 @@ struct CheckAndPlanCLITests {
 
     func site(_ name: String) -> String { "\(Self.repository)/sites/\(name)" }
 
-    func run(_ arguments: [String]) throws -> StandbyBinary.Result {
+    func run(_ arguments: [String]) throws -> StandbyLab.StandbyBinary.Result {
         let state = try LabDirectory(prefix: "standby-cli")
         defer { state.remove() }
-        return try StandbyBinary().run(arguments + ["--state", state.path])
+        return try StandbyLab.StandbyBinary().run(arguments + ["--state", state.path])
     }
 
     func write(_ text: String) throws -> (LabDirectory, String) {

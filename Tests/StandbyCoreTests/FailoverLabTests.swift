@@ -147,4 +147,74 @@ struct FailoverLabTests {
         #expect(again.dnsReplaced?.contains("pool01.example.test.") == true, "\(again.dnsReplaced ?? "")")
         #expect(again.dnsReplaced?.contains("pool02") == false)
     }
+
+    @Test("a DNS record someone else changed: the cutover is refused, nothing changes, the run halts")
+    func dnsPrerequisiteRefused() async throws {
+        let lab = try LabDirectory(prefix: "engine-refused")
+        defer { lab.remove() }
+        let zone = "example.test"
+        let named = try NamedServer.start(
+            in: lab, zone: zone,
+            records: [
+                "_sipinternaltls._tcp 300 IN SRV 0 0 5061 pool01.example.test.",
+                "_sip._tcp 300 IN SRV 0 0 443 sip.example.test.",
+            ])
+        defer { named.stop() }
+        let yaml = """
+            deployment: refused
+            domain: example.test
+            sites:
+              primary: { name: east, timezone: UTC, pool: pool01.example.test }
+              secondary: { name: west, timezone: UTC, pool: pool02.example.test }
+            dns:
+              zone: \(zone)
+              servers: ["\(named.address)"]
+              key: \(named.keyPath)
+              records:
+                - { name: _sipinternaltls._tcp, type: SRV, ttl: 300, primary: "0 0 5061 pool01.example.test.", secondary: "0 0 5061 pool02.example.test." }
+                - { name: _sip._tcp, type: SRV, ttl: 300, primary: "0 0 443 sip.example.test.", secondary: "0 0 443 sip-dr.example.test." }
+            policy:
+              incident_leads: [alice]
+            """
+        try lab.write("site/site.yaml", yaml)
+        // Another administrator points _sip._tcp somewhere else before the failover.
+        try lab.write(
+            "update.txt",
+            "server \(named.host) \(named.port)\nzone \(zone)\nupdate delete _sip._tcp.\(zone). SRV\n"
+                + "update add _sip._tcp.\(zone). 300 SRV 0 0 443 elsewhere.example.test.\nsend\n")
+        let changed = try LabTool.run(
+            try Programs.locate("nsupdate", package: "bind9-dnsutils"), ["-k", named.keyPath, lab.file("update.txt")])
+        #expect(changed.status == 0, "\(changed.output)")
+
+        let topology = try TopologyLoader.load(lab.file("site/site.yaml"), environment: ["HOME": lab.path])
+        let state = StateDirectory(explicit: lab.file("state"), deployment: topology.deployment)
+        let journal = FailoverJournal(store: try StateStore(directory: state))
+        let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
+        let engine = FailoverEngine(
+            topology: topology, journal: journal,
+            modules: .wired(topology: topology, stateDirectory: state, logger: logger), stateDirectory: state,
+            logger: logger)
+        let now = Date()
+        let preflight = try await engine.preflight(scenario: "site-loss", now: now, planned: false)
+        let run = try engine.declare(
+            runId: FailoverEngine.newRunId(deployment: topology.deployment, now: now), preflight: preflight,
+            reason: "site lost", lead: "alice", planned: false, declaredAt: now)
+        let outcome = try await engine.execute(runId: run.id, now: now)
+        guard case .refused(let stepId, let message) = outcome else {
+            Issue.record("expected a refusal, got \(outcome)")
+            return
+        }
+        #expect(stepId == "dns/cutover")
+        #expect(message.contains("elsewhere.example.test."), "the error shows what the server serves now: \(message)")
+        let step = try #require(try journal.steps(runId: run.id).last)
+        #expect(step.attempts == 1, "a refused prerequisite is not retried")
+        #expect(try journal.run(id: run.id)?.state == .halted)
+        // Nothing changed: neither record moved.
+        #expect(
+            try LabTool.dig(named.host, named.port, "_sipinternaltls._tcp.\(zone)", "SRV") == [
+                "0 0 5061 pool01.example.test."
+            ])
+        #expect(
+            try LabTool.dig(named.host, named.port, "_sip._tcp.\(zone)", "SRV") == ["0 0 443 elsewhere.example.test."])
+    }
 }

@@ -217,6 +217,8 @@ public struct DrillRunner: Sendable {
         case .halted(let stepId, let message, let output):
             let tail = output.split(separator: "\n").suffix(10).map { "  | \($0)" }
             return (.failed, (["\(stepId) failed: \(message)"] + tail + lines).joined(separator: "\n"))
+        case .refused(let stepId, let message):
+            return (.failed, (["\(stepId) refused: \(message)"] + lines).joined(separator: "\n"))
         case .aborted: return (.failed, "the drill run was aborted")
         }
     }

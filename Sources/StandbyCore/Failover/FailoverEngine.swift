@@ -37,6 +37,9 @@ public struct FailoverEngine: Sendable {
         case waiting(String)
         /// A step failed or was interrupted: `retry` or `skip` it.
         case halted(stepId: String, message: String, output: String)
+        /// A step was refused for safety and changed nothing (a DNS prerequisite failed: the
+        /// records no longer hold what the plan expects). The lead looks before retrying.
+        case refused(stepId: String, message: String)
         case aborted
     }
 
@@ -251,8 +254,13 @@ public struct FailoverEngine: Sendable {
                 try journal.update(run)
                 return .waiting(run.note ?? "")
             }
-            let succeeded = try await perform(&steps[index], run: &run, restored: &restored)
-            if !succeeded { return try halt(&run, steps[index]) }
+            switch try await perform(&steps[index], run: &run, restored: &restored) {
+            case .succeeded: break
+            case .failed: return try halt(&run, steps[index])
+            case .refused:
+                _ = try halt(&run, steps[index])
+                return .refused(stepId: steps[index].stepId, message: steps[index].error ?? "refused")
+            }
         }
         if !blocked.isEmpty {
             run.state = .waiting
@@ -339,7 +347,11 @@ public struct FailoverEngine: Sendable {
     struct StepFailure: Error {
         var message: String
         var output: String
+        /// Refused for safety: not retried, and the run ends with exit 3, not 1.
+        var refused = false
     }
+
+    enum StepEnd { case succeeded, failed, refused }
 
     struct StepSuccess {
         var output: String
@@ -349,7 +361,7 @@ public struct FailoverEngine: Sendable {
     /// Runs one step with its retries; each attempt is committed `running` before its side effect
     /// and its end after. Returns whether it succeeded.
     private func perform(_ step: inout RunStep, run: inout FailoverRun, restored: inout [String: String]) async throws
-        -> Bool
+        -> StepEnd
     {
         let definition = self.definition(of: step)
         let delay = definition?.retryDelay ?? TimeSpan(seconds: 5)
@@ -375,6 +387,8 @@ public struct FailoverEngine: Sendable {
                 outcome = .success(try await sideEffect(step, definition: definition, run: &run, restored: restored))
             } catch let failure as StepFailure {
                 outcome = .failure(failure)
+            } catch let error as FailoverError where error.code == .refused {
+                outcome = .failure(StepFailure(message: error.message, output: "", refused: true))
             } catch {
                 outcome = .failure(StepFailure(message: "\(error)", output: ""))
             }
@@ -394,17 +408,17 @@ public struct FailoverEngine: Sendable {
                 }
                 progress("\(step.stepId): succeeded in \(Self.seconds(step.duration))")
                 killPoints.check(step.stepId, "committed")
-                return true
+                return .succeeded
             case .failure(let failure):
                 step.output = failure.output
                 step.error = "attempt \(attempt) of \(step.retries + 1): \(failure.message)"
-                if attempt > step.retries {
+                if attempt > step.retries || failure.refused {
                     step.state = .failed
                     step.finishedAt = Date()
                     try journal.update(step)
                     progress("\(step.stepId): failed: \(failure.message)")
                     killPoints.check(step.stepId, "committed")
-                    return false
+                    return failure.refused ? .refused : .failed
                 }
                 step.state = .pending
                 try journal.update(step)

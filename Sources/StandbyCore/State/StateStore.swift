@@ -1,6 +1,10 @@
 import Foundation
 import GRDB
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// The controller's own SQLite database (`state.sqlite` in the state directory): the failover
 /// journal, drills and decisions. WAL so readers (`status`, `report`) never block a running
 /// failover; a busy timeout so two commands wait for each other instead of failing.
@@ -16,6 +20,13 @@ public final class StateStore: Sendable {
         configuration.journalMode = .wal
         do {
             queue = try DatabaseQueue(path: path, configuration: configuration)
+            // Two commands opening a fresh state directory at once must not both run the
+            // migrations: an exclusive flock (released with the descriptor, or the process) orders them.
+            let lockPath = directory.file("state.migrate.lock")
+            let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw StateError(path: lockPath, message: "cannot open the migration lock") }
+            defer { close(fd) }
+            while flock(fd, LOCK_EX) != 0 && errno == EINTR {}
             try Self.migrator.migrate(queue)
         } catch let error as DatabaseError {
             throw StateError(path: path, message: "cannot open the state database: \(error.message ?? "\(error)")")
@@ -44,6 +55,9 @@ public final class StateStore: Sendable {
         }
         migrator.registerMigration("v2: failover journal") { db in
             try FailoverJournal.migrationV2(db)
+        }
+        migrator.registerMigration("service v1: job times") { db in
+            try ServiceJournal.migrationV1(db)
         }
         migrator.registerMigration("v3: drill stages and failback") { db in
             try db.alter(table: "drill") { t in

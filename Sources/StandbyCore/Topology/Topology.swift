@@ -14,6 +14,8 @@ public struct Topology: Sendable {
     public var health: HealthSettings
     public var policy: Policy
     public var scenarios: [Scenario]
+    /// How `standby run` serves its endpoint (the `service:` section).
+    public var service = ServiceSettings()
     /// The site.yaml this was read from, and its directory (relative paths in it resolve there).
     public var file: String
     public var directory: String
@@ -215,6 +217,8 @@ public struct ProbeSpec: Sendable {
     public var site: SiteRole
     public var check: Check
     public var timeout: TimeSpan?
+    /// A CA bundle to trust for tls and SIP-over-TLS probes (an internal CA); the system's otherwise.
+    public var caFile: String?
     public var location: SourceLocation
 
     public var kind: String {

@@ -82,7 +82,7 @@ struct TopologyBuilder {
 
     static let topKeys = [
         "deployment", "domain", "sites", "replication", "backup_sets", "services", "dns", "health", "policy",
-        "scenarios",
+        "scenarios", "service",
     ]
 
     mutating func build(_ root: Node) -> Topology? {
@@ -142,9 +142,11 @@ struct TopologyBuilder {
             policy: policy, scenarios: scenarios, file: file,
             directory: (file as NSString).deletingLastPathComponent.isEmpty
                 ? "." : (file as NSString).deletingLastPathComponent)
-        checkReferences(topology)
+        var result = topology
+        result.service = serviceSettings(top.node("service"))
+        checkReferences(result)
         checkCycles(services)
-        return topology
+        return result
     }
 
     // MARK: Sections
@@ -511,7 +513,8 @@ struct TopologyBuilder {
         guard
             let fields = reader.mapping(
                 node, what,
-                allowed: ["name", "site", "timeout", "server_name", "expect", "body_match", "accept"] + Self.probeKinds)
+                allowed: ["name", "site", "timeout", "server_name", "expect", "body_match", "accept", "ca_file"]
+                    + Self.probeKinds)
         else { return nil }
         let name = fields.string("name", required: true, expected: "the probe's name")
         let site = fields.oneOf("site", SiteRole.self) ?? .primary
@@ -568,7 +571,8 @@ struct TopologyBuilder {
         }
         guard let name, let check else { return nil }
         return ProbeSpec(
-            name: name, site: site, check: check, timeout: fields.span("timeout"), location: fields.location)
+            name: name, site: site, check: check, timeout: fields.span("timeout"), caFile: fields.string("ca_file"),
+            location: fields.location)
     }
 
     func policySettings(_ node: Node?) -> Policy {
@@ -584,6 +588,39 @@ struct TopologyBuilder {
         policy.lastReview = fields.date("last_review")
         policy.lastDrill = fields.date("last_drill")
         return policy
+    }
+
+    func serviceSettings(_ node: Node?) -> ServiceSettings {
+        var settings = ServiceSettings()
+        guard
+            let fields = reader.mapping(
+                node, "service", allowed: ["listen", "token_file", "verify_sample", "remind_every", "reminders"])
+        else { return settings }
+        settings.location = fields.location
+        if let listen = fields.string("listen") {
+            if Self.isServerAddress(listen, requirePort: true) {
+                settings.listen = listen
+            } else {
+                reader.error(
+                    fields.node("listen"),
+                    "service.listen: '\(listen)' is not an address with a port; expected like 127.0.0.1:9470")
+            }
+        }
+        settings.tokenFile = fields.string("token_file", expected: "the path of a file holding the bearer token")
+        if let text = fields.string("verify_sample") {
+            let number = text.hasSuffix("%") ? Double(text.dropLast()).map { $0 / 100 } : Double(text)
+            if let number, number > 0, number <= 1 {
+                settings.verifySample = number
+            } else {
+                reader.error(
+                    fields.node("verify_sample"),
+                    "service.verify_sample: '\(text)' is not a fraction of the store; expected like 5% or 0.05 (at most 100%)"
+                )
+            }
+        }
+        settings.remindEvery = fields.span("remind_every") ?? settings.remindEvery
+        settings.reminders = fields.bool("reminders") ?? settings.reminders
+        return settings
     }
 
     func scenario(_ node: Node) -> Scenario? {

@@ -24,7 +24,14 @@ public struct DNSAdapter: DNSCutting {
         let cutover = try DNSCutover(
             zone: settings.zone, servers: servers, key: key, changes: recordChanges,
             verifyTimeout: settings.verifyTimeout.duration, logger: logger)
-        let result = try await cutover.run()
+        let result: CutoverResult
+        do {
+            result = try await cutover.run()
+        } catch {
+            // Someone else changed the records: nothing was changed, and retrying cannot help.
+            if error.isPrerequisiteFailure { throw FailoverError(.refused, error.description) }
+            throw error
+        }
         // What failback puts back: the values found before the update, or, when a resumed run
         // finds the records already moved, the values the plan replaced.
         let replaced: [ReplacedRecord]

@@ -28,6 +28,7 @@ public struct ProbeAdapter: ProbeWaiter, HealthEvidence {
             options = ProbeOptions(sipUpStatuses: Set(accept))
         case .dns(let server, let name, let type): target = .dns(try DNSTarget(server: server, name: name, type: type))
         }
+        options.caFile = spec.caFile
         return Probe(
             name: spec.name, site: spec.site == .primary ? .primary : .secondary, target: target,
             timeout: (spec.timeout ?? defaultTimeout).duration, options: options)

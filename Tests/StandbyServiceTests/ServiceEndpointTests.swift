@@ -1,0 +1,233 @@
+import Foundation
+import StandbyLab
+import StandbyReplication
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// `standby run` against real servers: the endpoint as a scraper and a browser see it, the token,
+/// one instance per state directory, and a SIGTERM in the middle of a replication.
+@Suite(.tags(.server), .serialized) struct ServiceEndpointTests {
+    /// A window that is closed now: six hours from now, one hour long (UTC).
+    static func closedWindow() -> String {
+        let hour =
+            (Calendar(identifier: .gregorian).dateComponents(in: TimeZone(identifier: "UTC")!, from: Date()).hour!
+                + 6) % 24
+        return String(format: "%02d:00-%02d:00", hour, (hour + 1) % 24)
+    }
+
+    @Test func metricsParseWithThePrometheusParser() throws {
+        let fixture = try ServiceFixture()
+        defer { fixture.stop() }
+        _ = try fixture.serve("rtc.bak", size: 3 << 20, seed: 1)
+        _ = try fixture.serve("settings.xml", size: 200_000, seed: 2)
+        let closed = try Ports.free()
+        let site = try fixture.writeSite(
+            sets: ["rtc-db": "rtc.bak", "settings": "settings.xml"], offPeak: Self.closedWindow(),
+            probes: """
+                    - { name: web, tcp: "127.0.0.1:\(fixture.nginx.port)", site: primary }
+                    - { name: gone, tcp: "127.0.0.1:\(closed)", site: secondary }
+                """)
+        let (command, port, stderr) = try fixture.start(site)
+        defer { command.stop() }
+        _ = try waitForStatus(port: port) { status in
+            let stored = sets(status).allSatisfy { ($0["versions"] as? Int ?? 0) >= 1 }
+            let probes = (status["probes"] as? [[String: Any]] ?? []).allSatisfy {
+                ($0["state"] as? String) != "unknown"
+            }
+            return stored && probes
+        }
+
+        // The reference parser reads the exposition; it fails on anything malformed.
+        let script = """
+            import sys, json, urllib.request
+            from prometheus_client.parser import text_string_to_metric_families
+            text = urllib.request.urlopen(sys.argv[1], timeout=10).read().decode()
+            out = {}
+            for family in text_string_to_metric_families(text):
+                for s in family.samples:
+                    out.setdefault(s.name, []).append([s.labels, s.value])
+            print(json.dumps(out))
+            """
+        let json = try python(script, ["http://127.0.0.1:\(port)/metrics"])
+        let families = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: [[Any]]])
+        func value(_ name: String, _ label: String, _ labelValue: String) -> Double? {
+            families[name]?.first { (($0[0] as? [String: String])?[label]) == labelValue }.flatMap { $0[1] as? Double }
+        }
+        for set in ["rtc-db", "settings"] {
+            let age = try #require(value("standby_set_rpo_age_seconds", "set", set), "no RPO age for \(set)")
+            #expect(age >= 0 && age < 600)
+            #expect(value("standby_set_rpo_target_seconds", "set", set) == 3600)
+            let verified = try #require(value("standby_set_last_verified_timestamp_seconds", "set", set))
+            #expect(abs(verified - Date().timeIntervalSince1970) < 600)
+        }
+        #expect((value("standby_set_stored_bytes", "set", "rtc-db") ?? 0) >= Double(3 << 20))
+        #expect(value("standby_probe_up", "probe", "web") == 1)
+        #expect(value("standby_probe_up", "probe", "gone") == 0)
+        #expect((value("standby_probe_latency_seconds", "probe", "web") ?? -1) >= 0)
+        #expect(value("standby_site_up", "site", "primary") == 1)
+        #expect(value("standby_site_up", "site", "secondary") == 0)
+        #expect(value("standby_failover_active", "run", "") == 0)
+        #expect(value("standby_job_failures", "job", "replicate:rtc-db") == 0)
+
+        #expect(try httpGet("http://127.0.0.1:\(port)/healthz").status == 200)
+        #expect(command.stop() == 0)
+        let log = (try? String(contentsOfFile: stderr, encoding: .utf8)) ?? ""
+        #expect(log.contains("Service stopped"))
+    }
+
+    @Test func statusPageRendersInHeadlessChromium() throws {
+        let fixture = try ServiceFixture()
+        defer { fixture.stop() }
+        _ = try fixture.serve("rtc.bak", size: 1 << 20, seed: 3)
+        let site = try fixture.writeSite(sets: ["rtc-db": "rtc.bak"], offPeak: Self.closedWindow())
+        let (command, port, _) = try fixture.start(site)
+        defer { command.stop() }
+        _ = try waitForStatus(port: port) { sets($0).first?["versions"] as? Int == 1 }
+        let page = try httpGet("http://127.0.0.1:\(port)/")
+        #expect(page.status == 200)
+        #expect(page.body.contains("rtc-db") && page.body.contains("<svg"))
+        #expect(!page.body.contains("http://") || !page.body.contains("<script"), "self-contained: no scripts")
+
+        let chromium = try Programs.locate("chromium", package: "chromium")
+        let screenshot = fixture.lab.file("status.png")
+        let browser = Process()
+        browser.executableURL = URL(fileURLWithPath: chromium)
+        browser.arguments = [
+            "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--screenshot=\(screenshot)",
+            "--window-size=1200,900", "--user-data-dir=\(fixture.lab.file("chromium"))",
+            "http://127.0.0.1:\(port)/",
+        ]
+        browser.standardOutput = FileHandle.nullDevice
+        browser.standardError = FileHandle.nullDevice
+        try browser.run()
+        browser.waitUntilExit()
+        #expect(FileManager.default.fileExists(atPath: screenshot))
+
+        // Decode the PNG (zlib + row filters) and count colours: a blank or error page is one or two
+        // colours; ours has the green RPO bar (#2e7d32) and the dark header rule (#263238).
+        let script = """
+            import sys, zlib, struct, json
+            data = open(sys.argv[1], 'rb').read()
+            assert data[:8] == b'\\x89PNG\\r\\n\\x1a\\n'
+            pos, idat, w, h = 8, b'', 0, 0
+            while pos < len(data):
+                n, kind = struct.unpack('>I4s', data[pos:pos+8]); body = data[pos+8:pos+8+n]; pos += 12 + n
+                if kind == b'IHDR': w, h, depth, ctype = struct.unpack('>IIBB', body[:10])
+                elif kind == b'IDAT': idat += body
+            bpp = {2: 3, 6: 4}[ctype]
+            raw = zlib.decompress(idat); stride = w * bpp; rows = []; prev = bytearray(stride); i = 0
+            for y in range(h):
+                f = raw[i]; line = bytearray(raw[i+1:i+1+stride]); i += 1 + stride
+                for x in range(stride):
+                    a = line[x-bpp] if x >= bpp else 0; b = prev[x]; c = prev[x-bpp] if x >= bpp else 0
+                    if f == 1: line[x] = (line[x] + a) & 255
+                    elif f == 2: line[x] = (line[x] + b) & 255
+                    elif f == 3: line[x] = (line[x] + (a + b) // 2) & 255
+                    elif f == 4:
+                        p = a + b - c; pa, pb, pc = abs(p-a), abs(p-b), abs(p-c)
+                        line[x] = (line[x] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+                rows.append(line); prev = line
+            colours = {}
+            for line in rows:
+                for x in range(0, stride, bpp):
+                    px = bytes(line[x:x+3]); colours[px] = colours.get(px, 0) + 1
+            print(json.dumps({"w": w, "h": h, "distinct": len(colours),
+                "green": colours.get(bytes([0x2e, 0x7d, 0x32]), 0), "dark": colours.get(bytes([0x26, 0x32, 0x38]), 0)}))
+            """
+        let figures = try #require(
+            try JSONSerialization.jsonObject(with: Data(try python(script, [screenshot]).utf8)) as? [String: Int])
+        #expect(figures["w"] == 1200 && figures["h"] == 900)
+        #expect((figures["distinct"] ?? 0) > 20, "the screenshot is nearly one colour: \(figures)")
+        #expect((figures["green"] ?? 0) > 2000, "no green RPO bar in the screenshot: \(figures)")
+        #expect((figures["dark"] ?? 0) > 1000, "no header rule in the screenshot: \(figures)")
+    }
+
+    @Test func tokenGuardsEverythingButHealthz() throws {
+        let fixture = try ServiceFixture()
+        defer { fixture.stop() }
+        _ = try fixture.serve("rtc.bak", size: 100_000, seed: 4)
+        try fixture.lab.write("token", "s3cret-token\n", mode: 0o644)
+        let site = try fixture.writeSite(
+            sets: ["rtc-db": "rtc.bak"], offPeak: Self.closedWindow(),
+            extra: "service: { token_file: \(fixture.lab.file("token")) }")
+        // Readable by others: refused, like the TSIG key.
+        let refused = try fixture.binary.run(["run", site, "--state", fixture.state, "--listen", "127.0.0.1:0"])
+        #expect(refused.status == 2)
+        #expect(refused.stderr.contains("readable by group or others"))
+
+        chmod(fixture.lab.file("token"), 0o600)
+        let (command, port, _) = try fixture.start(site)
+        defer { command.stop() }
+        #expect(try httpGet("http://127.0.0.1:\(port)/metrics").status == 401)
+        #expect(try httpGet("http://127.0.0.1:\(port)/", token: "wrong").status == 401)
+        #expect(try httpGet("http://127.0.0.1:\(port)/metrics", token: "s3cret-token").status == 200)
+        #expect(try httpGet("http://127.0.0.1:\(port)/healthz").status == 200)
+
+        // One instance per state directory.
+        let second = try fixture.binary.run(["run", site, "--state", fixture.state, "--listen", "127.0.0.1:0"])
+        #expect(second.status == 3)
+        #expect(second.stderr.contains("another standby run serves this state directory"))
+    }
+
+    @Test(
+        "SIGTERM (graceful) or SIGKILL during a replication; the restart finishes it, nothing fetched twice",
+        arguments: [SIGTERM, SIGKILL])
+    func signalDuringReplicationThenRestartFinishesWithNothingFetchedTwice(signal: Int32) async throws {
+        let fixture = try ServiceFixture()
+        defer { fixture.stop() }
+        let size = 48 << 20
+        let source = try fixture.serve("big.bak", size: size, seed: 5)
+        _ = try await Publisher.publish(paths: [source], logger: testLogger)
+        // Outside the primary's off-peak window the transfer is capped: 48 MiB at 8 MB/s is ~6 s.
+        let site = try fixture.writeSite(sets: ["rtc-db": "big.bak"], offPeak: Self.closedWindow(), peakRate: "8MB/s")
+        let (first, _, firstLog) = try fixture.start(site, run: 1)
+
+        // SIGTERM once a third is stored.
+        let packs = fixture.lab.file("store/packs")
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline, storedBytes(packs) < size / 3 { usleep(50_000) }
+        #expect(storedBytes(packs) >= size / 3)
+        #expect(storedBytes(packs) < size, "the replication finished before the SIGTERM; the test proves nothing")
+        let started = ContinuousClock.now
+        if signal == SIGTERM {
+            #expect(first.stop(signal: SIGTERM) == 0)
+            #expect(started.duration(to: .now) < .seconds(10), "the shutdown waited for the whole replication")
+            let log1 = (try? String(contentsOfFile: firstLog, encoding: .utf8)) ?? ""
+            #expect(log1.contains("Job stopped by the shutdown"))
+            #expect(log1.contains("Service stopped"))
+        } else {
+            #expect(first.stop(signal: SIGKILL) == 128 + SIGKILL)
+        }
+
+        // The restart continues the interrupted job first and finishes it.
+        let (second, port, secondLog) = try fixture.start(site, run: 2)
+        let status = try waitForStatus(port: port, within: .seconds(90)) { sets($0).first?["versions"] as? Int == 1 }
+        #expect((sets(status).first?["storedBytes"] as? Int ?? 0) > 0)
+        #expect(second.stop() == 0)
+        let log2 = (try? String(contentsOfFile: secondLog, encoding: .utf8)) ?? ""
+        #expect(log2.contains("continues the run interrupted"))
+        #expect(log2.contains("Job done"))
+
+        // nginx's log: the bytes it sent of big.bak over both runs, whole GET and ranges alike.
+        let access = try String(contentsOfFile: fixture.nginx.accessLogPath, encoding: .utf8)
+        var sent = 0
+        for line in access.split(separator: "\n") where line.contains("GET /big.bak ") {
+            let afterRequest = line.components(separatedBy: "\" ").dropFirst().first ?? ""
+            let fields = afterRequest.split(separator: " ")
+            if fields.count >= 2, let bytes = Int(fields[1]) { sent += bytes }
+        }
+        #expect(sent >= size)
+        #expect(sent < size + size / 5, "nginx sent \(sent) bytes of a \(size)-byte file")
+    }
+
+    func storedBytes(_ directory: String) -> Int {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return names.reduce(0) { total, name in
+            let attributes = try? FileManager.default.attributesOfItem(atPath: directory + "/" + name)
+            return total + ((attributes?[.size] as? NSNumber)?.intValue ?? 0)
+        }
+    }
+}

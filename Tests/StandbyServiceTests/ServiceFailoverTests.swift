@@ -1,0 +1,82 @@
+import Foundation
+import StandbyLab
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A failover whose optional stage waits for the secondary's off-peak window is finished by
+/// `standby run` once the window is open, through the real engine (`standby resume`).
+@Suite(.serialized) struct ServiceFailoverTests {
+    func site(_ lab: LabDirectory, window: String) throws -> String {
+        let effects = lab.file("effects")
+        let yaml = """
+            deployment: svcfail
+            domain: example.test
+            sites:
+              primary: { name: red, timezone: UTC, pool: pool01.example.test }
+              secondary:
+                name: dub
+                timezone: UTC
+                pool: pool02.example.test
+                off_peak: ["\(window)"]
+                standby_servers: [{ host: fe.example.test, roles: [front-end] }]
+            services:
+              - { name: core, tier: core, priority: 1, roles: [front-end], steps: [{ name: a, exec: [sh, -c, "echo core >> \(effects)"] }] }
+              - { name: conf, tier: optional, priority: 4, depends_on: [core], steps: [{ name: start, exec: [sh, -c, "echo conf >> \(effects)"] }] }
+            health:
+              probes: []
+            policy:
+              incident_leads: [alice]
+              last_review: 2026-10-01
+              last_drill: 2026-10-01
+            """
+        try lab.write("site/site.yaml", yaml)
+        return lab.file("site/site.yaml")
+    }
+
+    @Test func waitingStageIsResumedWhenTheWindowIsOpen() throws {
+        let lab = try LabDirectory(prefix: "standby-service-failover")
+        defer { lab.remove() }
+        let binary = try StandbyBinary()
+        let hour = Calendar(identifier: .gregorian).dateComponents(in: TimeZone(identifier: "UTC")!, from: Date()).hour!
+        let closed = String(format: "%02d:00-%02d:00", (hour + 6) % 24, (hour + 7) % 24)
+        let open = String(format: "%02d:00-%02d:00", hour, (hour + 2) % 24)
+        let state = lab.file("state")
+
+        let path = try site(lab, window: closed)
+        let declared = try binary.run(
+            ["failover", path, "--state", state, "--declare", "Redmond lost power", "--lead", "alice", "--yes"])
+        #expect(declared.status == 4, "\(declared)")
+
+        // The window opens (here: the file says so); the service resumes the run on its own.
+        _ = try site(lab, window: open)
+        let out = lab.file("run.out")
+        let err = lab.file("run.err")
+        let command = try binary.start(
+            ["run", path, "--state", state, "--listen", "127.0.0.1:0", "--tick-milliseconds", "100"], stdout: out,
+            stderr: err)
+        defer { command.stop() }
+        var port = 0
+        let deadline = ContinuousClock.now + .seconds(20)
+        while port == 0, ContinuousClock.now < deadline {
+            if let text = try? String(contentsOfFile: out, encoding: .utf8), let range = text.range(of: "(port ") {
+                port = Int(text[range.upperBound...].prefix(while: \.isNumber)) ?? 0
+            }
+            usleep(20_000)
+        }
+        try #require(
+            port > 0, "standby run did not start: \((try? String(contentsOfFile: err, encoding: .utf8)) ?? "")")
+        let status = try waitForStatus(port: port) { status in
+            (status["failover"] as? [String: Any])?["state"] as? String == "done"
+        }
+        let run = try #require(status["failover"] as? [String: Any])
+        #expect(run["lead"] as? String == "alice")
+        let effects = (try? String(contentsOfFile: lab.file("effects"), encoding: .utf8)) ?? ""
+        #expect(effects == "core\nconf\n")
+        #expect(command.stop() == 0)
+        let log = (try? String(contentsOfFile: err, encoding: .utf8)) ?? ""
+        #expect(log.contains("job=resume"))
+    }
+}

@@ -1,0 +1,212 @@
+import Foundation
+import Logging
+import StandbyLab
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+extension Tag {
+    @Tag static var server: Self
+}
+
+let testLogger = Logger(label: "standby.service.tests") { _ in SwiftLogNoOpLogHandler() }
+
+/// A deployment whose backup sets live on a real nginx on loopback, a state directory, and the
+/// built `standby` binary to run against them.
+struct ServiceFixture {
+    let lab: LabDirectory
+    let nginx: NginxServer
+    let binary: StandbyBinary
+    var state: String { lab.file("state") }
+
+    init() throws {
+        lab = try LabDirectory(prefix: "standby-service")
+        binary = try StandbyBinary()
+        nginx = try NginxServer.start(in: lab)
+    }
+
+    func stop() {
+        nginx.stop()
+        lab.remove()
+    }
+
+    /// Writes a file of `size` pseudo-random bytes under nginx's root.
+    func serve(_ name: String, size: Int, seed: UInt64) throws -> String {
+        let path = (nginx.root as NSString).appendingPathComponent(name)
+        var generator = seed &+ 0x9E37_79B9_7F4A_7C15
+        var bytes = [UInt8](repeating: 0, count: size)
+        bytes.withUnsafeMutableBytes { raw in
+            let words = raw.bindMemory(to: UInt64.self)
+            for i in words.indices {
+                generator ^= generator << 13
+                generator ^= generator >> 7
+                generator ^= generator << 17
+                words[i] = generator
+            }
+        }
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    /// A site.yaml with the given backup sets (name: file under nginx) and extra top-level YAML.
+    /// Both sites are in UTC; `offPeak` is both windows.
+    func writeSite(
+        sets: [String: String], offPeak: String, extra: String = "", probes: String? = nil, peakRate: String = "1GB/s"
+    ) throws -> String {
+        var yaml = """
+            deployment: svc
+            domain: svc.test
+            sites:
+              primary: { name: east, timezone: UTC, pool: pool01.svc.test, off_peak: ["\(offPeak)"] }
+              secondary:
+                name: west
+                timezone: UTC
+                pool: pool02-dr.svc.test
+                off_peak: ["\(offPeak)"]
+                store: \(lab.file("store"))
+                standby_servers: [{ host: 127.0.2.10, roles: [front-end] }]
+            replication: { peak_rate: \(peakRate) }
+            backup_sets:
+
+            """
+        for (name, file) in sets.sorted(by: { $0.key < $1.key }) {
+            yaml +=
+                "  - { name: \(name), kind: database, source: \"\(nginx.url(file).absoluteString)\", schedule: { every: 4h }, rpo: 1h }\n"
+        }
+        yaml += """
+            services:
+              - { name: core, tier: core, priority: 1, backup_sets: [\(sets.keys.sorted().joined(separator: ", "))], steps: [{ name: start, exec: [/bin/true] }] }
+            health:
+              interval: 200ms
+              fall: 1
+              rise: 1
+              timeout: 1s
+              probes:
+            \(probes ?? "    - { name: web, tcp: \"127.0.0.1:\(nginx.port)\", site: primary }")
+            policy:
+              incident_leads: [alice]
+              drill_every: 3650d
+              review_every: 3650d
+              last_review: 2026-10-01
+              last_drill: 2026-10-01
+            \(extra)
+            """
+        let path = lab.file("site.yaml")
+        try Data(yaml.utf8).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    /// Starts `standby run` on a free port; returns once it said which port it serves.
+    func start(_ site: String, run: Int = 1) throws -> (command: RunningCommand, port: Int, stderr: String) {
+        let out = lab.file("run\(run).out")
+        let err = lab.file("run\(run).err")
+        let command = try binary.start(
+            ["run", site, "--state", state, "--listen", "127.0.0.1:0", "--tick-milliseconds", "100"],
+            stdout: out, stderr: err)
+        let deadline = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < deadline {
+            if let text = try? String(contentsOfFile: out, encoding: .utf8),
+                let range = text.range(of: "(port "),
+                let port = Int(text[range.upperBound...].prefix(while: \.isNumber))
+            {
+                return (command, port, err)
+            }
+            if let status = command.exited() {
+                throw LabError(
+                    .notReady,
+                    "standby run exited \(status) before serving: \((try? String(contentsOfFile: err, encoding: .utf8)) ?? "")"
+                )
+            }
+            usleep(20_000)
+        }
+        command.kill9()
+        throw LabError(.notReady, "standby run did not start serving within 20 s")
+    }
+}
+
+extension RunningCommand {
+    /// The exit status if the process ended (reaping it), nil while it runs; -1 when it was
+    /// already reaped (a second `stop()` in a `defer`).
+    func exited() -> Int32? {
+        var status: Int32 = 0
+        let result = waitpid(pid, &status, WNOHANG)
+        if result == -1 && errno == ECHILD { return -1 }
+        guard result == pid else { return nil }
+        return status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    }
+
+    /// Sends `signal` and waits (with a deadline) for the exit status.
+    @discardableResult
+    func stop(signal: Int32 = SIGTERM, within: Duration = .seconds(30)) -> Int32? {
+        if let status = exited() { return status }
+        kill(pid, signal)
+        let deadline = ContinuousClock.now + within
+        while ContinuousClock.now < deadline {
+            if let status = exited() { return status }
+            usleep(20_000)
+        }
+        kill9()
+        _ = exited()
+        return nil
+    }
+}
+
+/// Runs python3 with a script; returns stdout (throws with stderr on a non-zero exit).
+func python(_ script: String, _ arguments: [String] = []) throws -> String {
+    let lab = try LabDirectory(prefix: "standby-python")
+    defer { lab.remove() }
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = ["python3", "-c", script] + arguments
+    let out = lab.file("out")
+    let err = lab.file("err")
+    _ = FileManager.default.createFile(atPath: out, contents: nil)
+    _ = FileManager.default.createFile(atPath: err, contents: nil)
+    process.standardOutput = FileHandle(forWritingAtPath: out)
+    process.standardError = FileHandle(forWritingAtPath: err)
+    try process.run()
+    process.waitUntilExit()
+    let stdout = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+    guard process.terminationStatus == 0 else {
+        throw LabError(
+            .setupFailed, "python3 failed: \((try? String(contentsOfFile: err, encoding: .utf8)) ?? "")")
+    }
+    return stdout
+}
+
+/// GET through python's urllib: (status, body).
+func httpGet(_ url: String, token: String? = nil) throws -> (status: Int, body: String) {
+    let script = """
+        import sys, urllib.request, urllib.error, json
+        req = urllib.request.Request(sys.argv[1])
+        if len(sys.argv) > 2: req.add_header("Authorization", "Bearer " + sys.argv[2])
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r: print(json.dumps([r.status, r.read().decode()]))
+        except urllib.error.HTTPError as e: print(json.dumps([e.code, e.read().decode()]))
+        """
+    let text = try python(script, [url] + (token.map { [$0] } ?? []))
+    let array = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [Any]
+    return ((array?[0] as? Int) ?? 0, (array?[1] as? String) ?? "")
+}
+
+/// Polls `/status.json` until `condition` holds (deadline), returning the decoded object.
+func waitForStatus(port: Int, within: Duration = .seconds(60), _ condition: ([String: Any]) -> Bool) throws
+    -> [String: Any]
+{
+    let deadline = ContinuousClock.now + within
+    var last: [String: Any] = [:]
+    while ContinuousClock.now < deadline {
+        if let (status, body) = try? httpGet("http://127.0.0.1:\(port)/status.json"), status == 200,
+            let object = try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]
+        {
+            last = object
+            if condition(object) { return object }
+        }
+        usleep(100_000)
+    }
+    throw LabError(.notReady, "status never reached the expected state; last: \(last)")
+}
+
+func sets(_ status: [String: Any]) -> [[String: Any]] { status["sets"] as? [[String: Any]] ?? [] }
