@@ -150,3 +150,62 @@ struct DrillAndFailbackTests {
         #expect(again.refusals.contains { $0.contains("already returned from failover") }, "\(again.refusals)")
     }
 }
+
+@Suite("drill DNS stages on a real BIND", .tags(.server), .serialized)
+struct DrillDNSTests {
+    @Test("the DNS check changes nothing; the drill zone is cut over and back")
+    func dnsStages() async throws {
+        let lab = try LabDirectory(prefix: "drill-dns")
+        defer { lab.remove() }
+        let named = try NamedServer.start(
+            in: lab, zone: "drill.test",
+            records: [
+                "_sipinternaltls._tcp 60 IN SRV 0 0 5061 pool01.drill.test.", "pool01 IN A 127.0.1.10",
+                "pool02-dr IN A 127.0.2.10",
+            ])
+        defer { named.process.stop() }
+        let yaml = """
+            deployment: drilldns
+            domain: drill.test
+            sites:
+              primary: { name: red, timezone: UTC, pool: pool01.drill.test }
+              secondary:
+                name: dub
+                timezone: UTC
+                pool: pool02-dr.drill.test
+                standby_servers:
+                  - { host: fe.drill.test, roles: [front-end] }
+            services: []
+            dns:
+              zone: drill.test
+              drill_zone: drill.test
+              servers: ["\(named.address)"]
+              key: \(named.keyPath)
+              verify_timeout: 10s
+              records:
+                - { name: _sipinternaltls._tcp, type: SRV, ttl: 60, primary: "0 0 5061 pool01.drill.test.", secondary: "0 0 5061 pool02-dr.drill.test." }
+            health:
+              probes: []
+            policy:
+              incident_leads: [alice]
+            """
+        try lab.write("site/site.yaml", yaml)
+        let topology = try TopologyLoader.load(lab.file("site/site.yaml"), environment: ["HOME": lab.path])
+        let state = StateDirectory(explicit: lab.file("state"), deployment: topology.deployment)
+        let runner = DrillRunner(
+            topology: topology, log: DrillLog(store: try StateStore(directory: state)), stateDirectory: state,
+            modules: FakeModules(versions: [:]).modules, logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
+        )
+        let report = try await runner.run(lead: "alice")
+        #expect(report.drill.succeeded == true, "\(report.text)")
+        let stages = Dictionary(uniqueKeysWithValues: report.stages.map { ($0.name, $0) })
+        #expect(stages["dns-check"]?.state == .succeeded, "\(report.text)")
+        #expect(stages["dns-check"]?.detail?.contains("nothing changed") == true)
+        #expect(stages["dns-drill-zone"]?.state == .succeeded, "\(report.text)")
+        #expect(stages["dns-drill-zone"]?.detail?.contains("over: ") == true)
+
+        // Back where it started: a second drill's check passes again.
+        let again = try await runner.run(lead: "alice")
+        #expect(again.stages.first { $0.name == "dns-check" }?.state == .succeeded, "\(again.text)")
+    }
+}
