@@ -16,9 +16,16 @@ struct ReportCommand: AsyncParsableCommand {
     @Option(help: "Also write a self-contained HTML page with the timeline chart to this file.")
     var html: String?
 
+    @Option(help: "Report a drill instead of a run: its id, or last.")
+    var drill: String?
+
     func run() async throws {
         try await RunContext.mappingErrors {
             let context = try RunContext(site: site)
+            if let drill {
+                try DrillCommand.report(context, id: drill, json: output.json)
+                return
+            }
             guard let runId = try run ?? context.journal.currentRun(deployment: context.topology.deployment)?.id
             else {
                 throw CommandExit(.badInput, "standby: \(context.topology.deployment) has no failover run to report")
@@ -44,7 +51,9 @@ struct ReportCommand: AsyncParsableCommand {
     static func text(_ report: RunReport) -> String {
         var lines: [String] = []
         let run = report.run
-        lines.append("Run \(run.id) of \(run.deployment): \(run.state)\(run.planned ? " (planned)" : "")")
+        lines.append(
+            "\(run.direction == "failback" ? "Failback run" : "Run") \(run.id) of \(run.deployment): \(run.state)\(run.planned ? " (planned)" : "")"
+                + (run.returnsFrom.map { ", returning from run \($0)" } ?? ""))
         lines.append("Declared \(RunReport.time(run.declaredAt)) by \(run.lead): \(run.reason)")
         lines.append(
             "Elapsed \(RunReport.span(run.elapsedSeconds)); recovery (core and DNS done): \(report.recoverySeconds.map(RunReport.span) ?? "not yet")"

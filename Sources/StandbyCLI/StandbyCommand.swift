@@ -16,6 +16,8 @@ public struct StandbyCommand: AsyncParsableCommand {
             ReplicateCommand.self, PublishCommand.self, VerifyCommand.self, RestoreCommand.self,
             StatusCommand.self, HealthCommand.self, RunCommand.self,
             FailoverCommand.self,
+            FailbackCommand.self,
+            DrillCommand.self,
             ResumeCommand.self,
             ConfirmCommand.self,
             RetryCommand.self,

@@ -13,6 +13,8 @@ public struct FailoverEngine: Sendable {
     public var killPoints: KillPoints
     /// One line per step start and end, for the command's output.
     public var progress: @Sendable (String) -> Void
+    /// Extra `{{name}}` variables for every step (a drill sets `drill` to `true`).
+    public var variables: [String: String] = [:]
 
     public init(
         topology: Topology, journal: FailoverJournal, modules: FailoverModules, stateDirectory: StateDirectory,
@@ -213,7 +215,9 @@ public struct FailoverEngine: Sendable {
         }
 
         let overrides = Set(try journal.decisions(runId: runId).filter { $0.kind == "override" }.compactMap(\.target))
-        let windowOpen = topology.secondary.offPeak.contains(now, in: topology.secondary.timezone)
+        // Optional services come back during the off-peak window of the site they move to.
+        let site = run.direction == Planner.Direction.failback.rawValue ? topology.primary : topology.secondary
+        let windowOpen = site.offPeak.contains(now, in: site.timezone)
         var blocked = Set<String>()
         var restored = Self.restoredPaths(steps)
 
@@ -233,7 +237,7 @@ public struct FailoverEngine: Sendable {
                 }
                 if !windowOpen && !overrides.contains(service) {
                     blocked.insert(service)
-                    try markWaiting(&steps[index], "waits for " + offPeakText(after: now))
+                    try markWaiting(&steps[index], "waits for " + offPeakText(after: now, site: site))
                     continue
                 }
             }
@@ -262,7 +266,7 @@ public struct FailoverEngine: Sendable {
             run.state = .waiting
             run.note =
                 "\(blocked.count) optional service\(blocked.count == 1 ? "" : "s") (\(blocked.sorted().joined(separator: ", "))) "
-                + (blocked.count == 1 ? "waits" : "wait") + " for " + offPeakText(after: now)
+                + (blocked.count == 1 ? "waits" : "wait") + " for " + offPeakText(after: now, site: site)
             try journal.update(run)
             return .waiting(run.note ?? "")
         }
@@ -271,7 +275,7 @@ public struct FailoverEngine: Sendable {
         run.note = nil
         try journal.update(run)
         try journal.releaseLease(deployment: run.deployment, runId: run.id)
-        logger.info("Failover done", metadata: ["run": "\(run.id)"])
+        logger.info("Run done", metadata: ["run": "\(run.id)", "direction": "\(run.direction)"])
         return .done
     }
 
@@ -292,8 +296,8 @@ public struct FailoverEngine: Sendable {
 
     /// "the off-peak window 22:00-05:00 at dub; next opens Wed 2026-11-25 22:00 GMT": what an
     /// optional service waits for.
-    public func offPeakText(after now: Date) -> String {
-        let site = topology.secondary
+    public func offPeakText(after now: Date, site: Site? = nil) -> String {
+        let site = site ?? topology.secondary
         guard let opening = site.offPeak.nextOpening(after: now, in: site.timezone) else {
             return
                 "a decision: no off-peak window is configured at \(site.name); run it with `standby resume --now SERVICE`"
@@ -310,9 +314,14 @@ public struct FailoverEngine: Sendable {
         return step.summary
     }
 
+    /// The step as the topology defines it: a failback run's steps are the services' `failback_steps`.
     func definition(of step: RunStep) -> Step? {
         let name = step.stepId.split(separator: "/", maxSplits: 1).last.map(String.init) ?? step.stepId
-        return topology.service(named: step.service)?.steps.first { $0.name == name }
+        guard let service = topology.service(named: step.service) else { return nil }
+        let steps =
+            (try? journal.run(id: step.runId))?.direction == Planner.Direction.failback.rawValue
+            ? service.failbackSteps : service.steps
+        return steps.first { $0.name == name }
     }
 
     static func restoredPaths(_ steps: [RunStep]) -> [String: String] {
@@ -425,8 +434,12 @@ public struct FailoverEngine: Sendable {
     private func sideEffect(
         _ step: RunStep, definition: Step?, run: inout FailoverRun, restored: [String: String]
     ) async throws -> StepSuccess {
-        let variables = StepVariables(
+        var variables = StepVariables(
             topology: topology, runId: run.id, stateDirectory: stateDirectory.path, restored: restored)
+        variables.values.merge(self.variables) { _, extra in extra }
+        if step.kind == "replicate" {
+            return try await replicateStep(step, variables: variables)
+        }
         if step.kind == "dns" {
             guard let dns = topology.dns else {
                 throw StepFailure(message: "the topology has no dns section any more", output: "")

@@ -26,6 +26,9 @@ public protocol BackupCatalog: Sendable {
     func newestVerified(set: String) async throws -> SetVersionInfo?
     /// A last replication pass of `sets` before a planned switch (`failover --planned`).
     func finalPass(sets: [String]) async throws
+    /// Replicates `sources` into the store as a new version of `set` (failback's reverse
+    /// replication) and returns the newest verified version. Defaults to "not wired".
+    func replicate(set: String, sources: [String]) async throws -> SetVersionInfo?
 }
 
 /// Materialises a set version from the store into a directory.

@@ -37,6 +37,8 @@ public struct FailoverRun: Sendable, Codable, FetchableRecord, PersistableRecord
     public var dnsReplaced: String?
     /// Why the run stopped, in a line: the failed step, what it waits for.
     public var note: String?
+    /// A failback: the failover run it returns from (migration v3).
+    public var returnsFrom: String? = nil
 
     public func decodedPlan() -> FailoverPlan? {
         try? JSONDecoder.journal.decode(FailoverPlan.self, from: Data(plan.utf8))

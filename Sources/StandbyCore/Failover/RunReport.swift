@@ -24,6 +24,10 @@ public struct RunReport: Sendable, Codable {
         public var finishedAt: Date?
         public var elapsedSeconds: Double
         public var note: String?
+        /// `failover` or `failback`.
+        public var direction: String = "failover"
+        /// A failback: the failover run it returns from.
+        public var returnsFrom: String? = nil
     }
 
     public struct StageTimeline: Sendable, Codable {
@@ -79,7 +83,8 @@ public struct RunReport: Sendable, Codable {
         self.run = RunSummary(
             id: run.id, deployment: run.deployment, scenario: run.scenario, reason: run.reason, lead: run.lead,
             planned: run.planned, state: run.state.rawValue, declaredAt: run.declaredAt, finishedAt: run.finishedAt,
-            elapsedSeconds: end.timeIntervalSince(run.declaredAt), note: run.note)
+            elapsedSeconds: end.timeIntervalSince(run.declaredAt), note: run.note, direction: run.direction,
+            returnsFrom: run.returnsFrom)
         var stages: [StageTimeline] = []
         for number in Set(steps.map(\.stage)).sorted() {
             let inStage = steps.filter { $0.stage == number }

@@ -14,6 +14,8 @@ public struct StepVariables: Sendable {
             "secondary_pool": topology.secondary.pool,
             "run": runId,
             "state": stateDirectory,
+            // `true` during `standby drill`, so a step can tell a rehearsal from the real thing.
+            "drill": "false",
         ]
         for (set, path) in restored { values["restored.\(set)"] = path }
         self.values = values

@@ -59,6 +59,28 @@ public final class StateStore: Sendable {
         migrator.registerMigration("service v1: job times") { db in
             try ServiceJournal.migrationV1(db)
         }
+        migrator.registerMigration("v3: drill stages and failback") { db in
+            try db.alter(table: "drill") { t in
+                t.add(column: "deployment", .text)
+                /// The drill directory while the drill runs; removed at its end or by the next drill.
+                t.add(column: "directory", .text)
+                t.add(column: "pid", .integer)
+                t.add(column: "host", .text)
+                /// What failed, in a line per stage.
+                t.add(column: "failed", .text)
+            }
+            try db.create(table: "drill_stage") { t in
+                t.column("drillId", .integer).notNull().references("drill", onDelete: .cascade)
+                t.column("seq", .integer).notNull()
+                t.column("name", .text).notNull()
+                t.column("state", .text).notNull()
+                t.column("startedAt", .datetime).notNull()
+                t.column("finishedAt", .datetime)
+                t.column("detail", .text)
+                t.primaryKey(["drillId", "seq"])
+            }
+            try db.alter(table: "failover_run") { t in t.add(column: "returnsFrom", .text) }
+        }
         return migrator
     }
 

@@ -45,6 +45,20 @@ public struct ReplicationAdapter: BackupCatalog, Restorer {
         }
     }
 
+    /// Reverse replication on failback: `sources` (where the set is produced now) into the store.
+    public func replicate(set name: String, sources: [String]) async throws -> SetVersionInfo? {
+        var urls: [URL] = []
+        for source in sources {
+            guard let url = URL(string: source) else {
+                throw FailoverError(.badInput, "backup set \(name): failback_source '\(source)' is not a URL")
+            }
+            urls.append(url)
+        }
+        _ = try await store(create: true).replicate(
+            set: SetSpec(name: name, sources: urls, keepLast: topology.backupSet(named: name)?.keepLast))
+        return try await newestVerified(set: name)
+    }
+
     /// The restored file when the version holds one file (a database backup), else the directory.
     public func restore(set: String, version: String, to directory: String) async throws -> String {
         guard let id = Int64(version) else {
