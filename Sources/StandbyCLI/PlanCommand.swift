@@ -34,15 +34,18 @@ struct PlanCommand: AsyncParsableCommand {
 enum PlanText {
     static func render(_ plan: FailoverPlan, topology: Topology) -> String {
         var lines: [String] = []
-        lines.append("Failover plan for \(plan.deployment): \(plan.scenario) (\(plan.scenarioSummary))")
+        let failback = plan.direction == .failback
+        let (from, to) = failback ? (topology.secondary, topology.primary) : (topology.primary, topology.secondary)
         lines.append(
-            "From \(topology.primary.name) (\(topology.primary.pool)) to \(topology.secondary.name) (\(topology.secondary.pool))"
-        )
+            failback
+                ? "Failback plan for \(plan.deployment): back to the rebuilt primary"
+                : "Failover plan for \(plan.deployment): \(plan.scenario) (\(plan.scenarioSummary))")
+        lines.append("From \(from.name) (\(from.pool)) to \(to.name) (\(to.pool))")
         for stage in plan.stages {
             lines.append("")
             var header = "Stage \(stage.number): \(stage.title)"
             if stage.waitsForOffPeak {
-                let windows = topology.secondary.offPeak.map(\.description).joined(separator: ", ")
+                let windows = to.offPeak.map(\.description).joined(separator: ", ")
                 if let local = stage.opensAtLocal {
                     header += " — waits for the off-peak window \(windows); next opens \(local)"
                 } else {
@@ -76,7 +79,8 @@ enum PlanText {
         }
         if !plan.notRestored.isEmpty {
             lines.append("")
-            lines.append("Not restored at the secondary:")
+            lines.append(
+                failback ? "Not restored at the secondary, so not moved back:" : "Not restored at the secondary:")
             for item in plan.notRestored {
                 lines.append("  \(item.service): \(item.reason)")
             }

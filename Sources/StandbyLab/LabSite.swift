@@ -65,10 +65,7 @@ public struct LabSite: Sendable {
         try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: keys + "/failover.key")
 
         try writeBackups(day: 1, databaseMiB: backupMiB)
-        let nginx = try NginxServer.start(
-            in: directory, serving: try directory.directory("www"), host: Self.primaryBackups, port: ports.http)
-        try record("backups", nginx.process)
-        try startFrontEnd(site: "primary")
+        try startPrimary()
 
         let exe =
             (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
@@ -97,6 +94,16 @@ public struct LabSite: Sendable {
     /// The primary site is lost: its front end and its backup source stop.
     public func losePrimary() {
         stop(["frontend-primary", "backups"])
+    }
+
+    /// The primary site is back (rebuilt): its backup source and front end run again.
+    public func startPrimary() throws {
+        if pids()["backups"].map({ kill($0, 0) != 0 }) ?? true {
+            let nginx = try NginxServer.start(
+                in: directory, serving: try directory.directory("www"), host: Self.primaryBackups, port: ports.http)
+            try record("backups", nginx.process)
+        }
+        try startFrontEnd(site: "primary")
     }
 
     /// Stops every lab server recorded in `pids`.

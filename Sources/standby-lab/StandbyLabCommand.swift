@@ -9,7 +9,7 @@ struct StandbyLabCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "standby-lab",
         abstract: "Start and stop the loopback servers of the Standby lab (sites/lab).",
-        subcommands: [Up.self, Down.self, FrontEnd.self, LosePrimary.self, Backups.self])
+        subcommands: [Up.self, Down.self, FrontEnd.self, LosePrimary.self, RecoverPrimary.self, Backups.self])
 
     struct Common: ParsableArguments {
         @Option(help: "The lab directory: keys, backups, server logs, pids and lab.env.")
@@ -61,6 +61,14 @@ struct StandbyLabCommand: ParsableCommand {
             commandName: "lose-primary", abstract: "The primary site is lost: stop its front end and backup source.")
         @OptionGroup var common: Common
         func run() throws { try common.site().losePrimary() }
+    }
+
+    struct RecoverPrimary: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "recover-primary",
+            abstract: "The primary site is rebuilt: start its backup source and front end again.")
+        @OptionGroup var common: Common
+        func run() throws { try common.site().startPrimary() }
     }
 
     struct Backups: ParsableCommand {

@@ -73,6 +73,17 @@ struct PlannerTests {
         #expect(dns.dnsChanges[0].to == ["0 0 5061 pool02-dr.fabrikam.com."])
     }
 
+    @Test func failbackRunsTheOtherWay() throws {
+        let text = try Fixture.minimal()
+        let p = try Planner(topology: try topology(text), now: Fixture.now).plan(direction: .failback)
+        #expect(p.direction == .failback)
+        let dns = try #require(p.stages.first { $0.kind == .dns })
+        #expect(dns.dnsChanges[0].from == ["0 0 5061 pool02-dr.fabrikam.com."])
+        #expect(dns.dnsChanges[0].to == ["0 0 5061 pool01.fabrikam.com."])
+        // Optional services come back in the primary's off-peak window (Paris, 20:00-06:00): 19:00 UTC.
+        #expect(p.stages.last?.opensAt == ISO8601DateFormatter().date(from: "2026-11-25T19:00:00Z"))
+    }
+
     @Test func offPeakStageOpensInTheSecondarysLocalTime() throws {
         // 12:00 UTC is 07:00 in Montreal; the 22:00-05:00 window opens at 22:00 EST = 03:00 UTC next day.
         let optional = try #require(try plan().stages.last)

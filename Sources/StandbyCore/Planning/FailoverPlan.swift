@@ -4,6 +4,8 @@ import Foundation
 /// place, every step, the DNS changes, and what the secondary does not restore.
 public struct FailoverPlan: Sendable, Codable {
     public var deployment: String
+    /// Failover (primary to secondary) or failback (back to the rebuilt primary).
+    public var direction: Planner.Direction = .failover
     public var scenario: String
     public var scenarioSummary: String
     public var stages: [Stage]

@@ -86,7 +86,8 @@ public struct Planner: Sendable {
                 opensAtLocal: opening.map { Self.localTime($0, in: site.timezone) },
                 services: optional.map(planned), dnsChanges: []))
         return FailoverPlan(
-            deployment: topology.deployment, scenario: scenario.name, scenarioSummary: scenario.summary, stages: stages,
+            deployment: topology.deployment, direction: direction, scenario: scenario.name,
+            scenarioSummary: scenario.summary, stages: stages,
             notRestored: notRestored)
     }
 
