@@ -19,39 +19,42 @@ public enum Ports {
     }
 
     private static func bindEphemeral(address: String, type: __socket_type) -> UInt16? {
-        let fd = socket(AF_INET, Int32(type.rawValue), 0)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = 0
-        inet_pton(AF_INET, address, &addr.sin_addr)
-        let bound = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        withSocket(address, port: 0, type: Int32(type.rawValue)) { fd, addr in
+            guard Self.call(bind, fd, &addr) == 0 else { return nil }
+            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let named = withUnsafeMutablePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
             }
-        }
-        guard bound == 0 else { return nil }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let named = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        guard named == 0 else { return nil }
-        return UInt16(bigEndian: addr.sin_port)
+            return named == 0 ? UInt16(bigEndian: addr.sin_port) : nil
+        } ?? nil
     }
 
     /// Whether `port` on `address` can be bound with the given socket type now.
     public static func canBind(address: String, port: UInt16, type: Int32) -> Bool {
+        withSocket(address, port: port, type: type) { fd, addr in Self.call(bind, fd, &addr) == 0 } ?? false
+    }
+
+    /// A socket of `type` and the IPv4 address `address:port` for `body`; nil when no socket could be made.
+    private static func withSocket<T>(
+        _ address: String, port: UInt16, type: Int32, _ body: (Int32, inout sockaddr_in) -> T
+    ) -> T? {
         let fd = socket(AF_INET, type, 0)
-        guard fd >= 0 else { return false }
+        guard fd >= 0 else { return nil }
         defer { close(fd) }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_port = port.bigEndian
         inet_pton(AF_INET, address, &addr.sin_addr)
-        return withUnsafePointer(to: &addr) {
+        return body(fd, &addr)
+    }
+
+    /// `bind` or `connect` with a `sockaddr_in`.
+    private static func call(
+        _ function: (Int32, UnsafePointer<sockaddr>?, socklen_t) -> Int32, _ fd: Int32, _ addr: inout sockaddr_in
+    ) -> Int32 {
+        withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+                function(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
             }
         }
     }
@@ -70,17 +73,8 @@ public enum Ports {
     }
 
     public static func connects(_ address: String, _ port: UInt16) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = port.bigEndian
-        inet_pton(AF_INET, address, &addr.sin_addr)
-        return withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
-            }
-        }
+        withSocket(address, port: port, type: Int32(SOCK_STREAM.rawValue)) { fd, addr in
+            Self.call(connect, fd, &addr) == 0
+        } ?? false
     }
 }
