@@ -91,7 +91,9 @@ let package = Package(
         .target(
             name: "StandbyCLI",
             dependencies: [
-                "StandbyCore", "StandbyService",
+                // The CLI renders the leaf modules' own results and errors, so it names them.
+                "StandbyCore", "StandbyService", "StandbyReplication", "StandbyDNS", "StandbyProbes",
+                "StandbyTransport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
