@@ -96,11 +96,12 @@ struct StatusCommand: AsyncParsableCommand {
         }
         return topology.backupSets.map { set in
             let status = byName[set.name]
-            let newest = status?.newestVerified
-            let age = newest?.captured.map { now.timeIntervalSince($0) }
+            // The catalog's own RPO arithmetic; a set never replicated breaches its RPO.
             return SetRow(
-                name: set.name, kind: set.kind.rawValue, rpoSeconds: set.rpo.seconds, newestVersion: newest?.id,
-                capturedAt: newest?.captured, ageSeconds: age, breached: age.map { $0 > set.rpo.seconds } ?? true,
+                name: set.name, kind: set.kind.rawValue, rpoSeconds: set.rpo.seconds,
+                newestVersion: status?.newestVerified?.id, capturedAt: status?.captureTime,
+                ageSeconds: status?.captureTime.map { now.timeIntervalSince($0) },
+                breached: status?.breaches(rpo: set.rpo.duration, now: now) ?? true,
                 versions: status?.versionCount ?? 0, sizeBytes: status?.size ?? 0,
                 storedBytes: status?.storedBytes ?? 0, dedupRatio: status?.dedupRatio ?? 0)
         }

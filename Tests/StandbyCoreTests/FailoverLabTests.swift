@@ -15,6 +15,19 @@ import Testing
 /// DNS cutover, a TCP probe.
 @Suite("failover with the real modules", .tags(.server))
 struct FailoverLabTests {
+    /// The engine with the real modules over `lab`'s site.yaml and a state directory in `lab`.
+    func wiredEngine(_ lab: LabDirectory) throws -> (Topology, StateDirectory, FailoverJournal, FailoverEngine) {
+        let topology = try TopologyLoader.load(lab.file("site/site.yaml"), environment: ["HOME": lab.path])
+        let state = StateDirectory(explicit: lab.file("state"), deployment: topology.deployment)
+        let journal = FailoverJournal(store: try StateStore(directory: state))
+        let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
+        let engine = FailoverEngine(
+            topology: topology, journal: journal,
+            modules: .wired(topology: topology, stateDirectory: state, logger: logger), stateDirectory: state,
+            logger: logger)
+        return (topology, state, journal, engine)
+    }
+
     @Test("planned failover: final pass, restore, exec on the restored file, probe, DNS on two servers")
     func labFailover() async throws {
         let lab = try LabDirectory(prefix: "engine-lab")
@@ -82,14 +95,7 @@ struct FailoverLabTests {
               incident_leads: [alice]
             """
         try lab.write("site/site.yaml", yaml)
-        let topology = try TopologyLoader.load(lab.file("site/site.yaml"), environment: ["HOME": lab.path])
-        let state = StateDirectory(explicit: lab.file("state"), deployment: topology.deployment)
-        let journal = FailoverJournal(store: try StateStore(directory: state))
-        let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
-        let engine = FailoverEngine(
-            topology: topology, journal: journal,
-            modules: .wired(topology: topology, stateDirectory: state, logger: logger), stateDirectory: state,
-            logger: logger)
+        let (topology, state, journal, engine) = try wiredEngine(lab)
 
         let now = Date()
         let unreplicated = try await engine.preflight(scenario: "site-loss", now: now, planned: false)
@@ -186,14 +192,7 @@ struct FailoverLabTests {
             try Programs.locate("nsupdate", package: "bind9-dnsutils"), ["-k", named.keyPath, lab.file("update.txt")])
         #expect(changed.status == 0, "\(changed.output)")
 
-        let topology = try TopologyLoader.load(lab.file("site/site.yaml"), environment: ["HOME": lab.path])
-        let state = StateDirectory(explicit: lab.file("state"), deployment: topology.deployment)
-        let journal = FailoverJournal(store: try StateStore(directory: state))
-        let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
-        let engine = FailoverEngine(
-            topology: topology, journal: journal,
-            modules: .wired(topology: topology, stateDirectory: state, logger: logger), stateDirectory: state,
-            logger: logger)
+        let (topology, _, journal, engine) = try wiredEngine(lab)
         let now = Date()
         let preflight = try await engine.preflight(scenario: "site-loss", now: now, planned: false)
         let run = try engine.declare(
