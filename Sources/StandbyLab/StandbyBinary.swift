@@ -23,6 +23,11 @@ public struct StandbyBinary: Sendable {
 
     public let path: String
 
+    /// Any program, run the same way (a test runs chromium or python3 through it too).
+    public init(path: String) {
+        self.path = path
+    }
+
     /// `$STANDBY_BIN`, else `standby` beside the running test bundle (SwiftPM puts products and
     /// the test runner in the same build directory).
     public init() throws {
@@ -65,9 +70,12 @@ public struct StandbyBinary: Sendable {
     }
 
     /// Starts the binary without waiting, for tests that kill it mid-run.
-    public func start(_ arguments: [String], environment: [String: String] = [:], stdout: String, stderr: String) throws
-        -> RunningCommand
-    {
+    /// `removing` names variables of this process's environment the child must not inherit
+    /// (a test's STANDBY_STATE, say).
+    public func start(
+        _ arguments: [String], environment: [String: String] = [:], removing: Set<String> = [], stdout: String,
+        stderr: String
+    ) throws -> RunningCommand {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -79,7 +87,7 @@ public struct StandbyBinary: Sendable {
         defer { posix_spawnattr_destroy(&attributes) }
         posix_spawnattr_setpgroup(&attributes, 0)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP))
-        var merged = ProcessInfo.processInfo.environment
+        var merged = ProcessInfo.processInfo.environment.filter { !removing.contains($0.key) }
         for (key, value) in environment { merged[key] = value }
         let argv = ([path] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
@@ -104,6 +112,13 @@ public struct RunningCommand: Sendable {
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         if status & 0x7f == 0 { return ((status >> 8) & 0xff, nil) }
         return (128 + (status & 0x7f), status & 0x7f)
+    }
+
+    /// `wait()` on a thread of its own (waitpid blocks), for async tests.
+    public func waitAsync() async -> (status: Int32, signal: Int32?) {
+        await withCheckedContinuation { continuation in
+            Thread { continuation.resume(returning: self.wait()) }.start()
+        }
     }
 
     /// kill -9 of the process and everything it started.

@@ -13,10 +13,11 @@ extension Tag {
     @Tag static var failover: Self
 }
 
-/// The built `standby` executable, run as a user runs it: stdin is /dev/null (no terminal),
-/// stdout and stderr go to files (no pipe to fill), and the exit code or signal is reported.
+/// The built `standby` executable, run as a user runs it: StandbyLab's `StandbyBinary` (stdin
+/// /dev/null, output to files, exit code or signal), with an async wait and a clean environment.
 struct StandbyRunner {
-    let path: String
+    let binary: StandbyBinary
+    var path: String { binary.path }
 
     struct Result: CustomStringConvertible {
         var status: Int32
@@ -30,54 +31,22 @@ struct StandbyRunner {
         }
     }
 
-    /// `standby` next to the test bundle (`.build/<config>/`), else `.build/debug/standby` above
-    /// the working directory. `swift build` builds it before `swift test` runs.
-    static func locate() throws -> StandbyRunner {
-        var candidates: [String] = []
-        if let argument = CommandLine.arguments.first {
-            var directory = (argument as NSString).deletingLastPathComponent
-            for _ in 0..<4 {
-                candidates.append((directory as NSString).appendingPathComponent("standby"))
-                directory = (directory as NSString).deletingLastPathComponent
-            }
-        }
-        candidates.append(FileManager.default.currentDirectoryPath + "/.build/debug/standby")
-        for candidate in candidates where FileManager.default.isExecutableFile(atPath: candidate) {
-            var isDirectory: ObjCBool = false
-            if FileManager.default.fileExists(atPath: candidate, isDirectory: &isDirectory), !isDirectory.boolValue {
-                return StandbyRunner(path: candidate)
-            }
-        }
-        throw LabError(
-            .missingProgram, "the standby executable is not built (looked at \(candidates.joined(separator: ", ")))")
-    }
+    init(binary: StandbyBinary) { self.binary = binary }
 
-    /// Starts `standby arguments...`; returns its pid and a task that waits for it.
+    /// Another program run the same way (chromium, python3).
+    init(path: String) { self.binary = StandbyBinary(path: path) }
+
+    static func locate() throws -> StandbyRunner { StandbyRunner(binary: try StandbyBinary()) }
+
+    /// Starts `standby arguments...`; returns its pid and a way to wait for it.
     func start(_ arguments: [String], environment extra: [String: String] = [:], in lab: LabDirectory) throws -> Running
     {
         let id = UUID().uuidString.prefix(8)
         let out = lab.file("out-\(id).txt")
         let err = lab.file("err-\(id).txt")
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        posix_spawn_file_actions_addopen(&actions, 2, err, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        var environment = ProcessInfo.processInfo.environment
-        environment.removeValue(forKey: "STANDBY_STATE")
-        environment.removeValue(forKey: "STANDBY_KILL_AT")
-        for (key, value) in extra { environment[key] = value }
-        let argv = ([path] + arguments).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        let env = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { env.forEach { free($0) } }
-        var pid: pid_t = 0
-        let result = posix_spawn(&pid, path, &actions, nil, argv, env)
-        guard result == 0 else {
-            throw LabError(.spawnFailed, "could not start \(path): \(String(cString: strerror(result)))")
-        }
-        return Running(pid: pid, stdoutPath: out, stderrPath: err)
+        let command = try binary.start(
+            arguments, environment: extra, removing: ["STANDBY_STATE", "STANDBY_KILL_AT"], stdout: out, stderr: err)
+        return Running(command: command, stdoutPath: out, stderrPath: err)
     }
 
     /// Runs `standby arguments...` to its end.
@@ -86,25 +55,16 @@ struct StandbyRunner {
     }
 
     struct Running: Sendable {
-        let pid: pid_t
+        let command: RunningCommand
         let stdoutPath: String
         let stderrPath: String
+        var pid: pid_t { command.pid }
 
-        /// Waits on a dispatch thread (waitpid blocks) and collects the output.
         func wait() async -> Result {
-            let pid = self.pid
-            let status: Int32 = await withCheckedContinuation { continuation in
-                DispatchQueue.global().async {
-                    var status: Int32 = 0
-                    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-                    continuation.resume(returning: status)
-                }
-            }
-            let signaled = (status & 0x7f) != 0 && (status & 0x7f) != 0x7f
+            let (status, signal) = await command.waitAsync()
             let read = { (path: String) in (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
             return Result(
-                status: signaled ? -1 : (status >> 8) & 0xff, signal: signaled ? status & 0x7f : nil,
-                stdout: read(stdoutPath), stderr: read(stderrPath))
+                status: signal == nil ? status : -1, signal: signal, stdout: read(stdoutPath), stderr: read(stderrPath))
         }
     }
 }
