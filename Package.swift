@@ -39,6 +39,9 @@ let package = Package(
             name: "CTLS", path: "Sources/CTLS", pkgConfig: "openssl",
             providers: [.apt(["libssl-dev"])]),
 
+        // The Linux file calls Swift's Glibc module does not expose (sync_file_range).
+        .target(name: "CFileIO", path: "Sources/CFileIO"),
+
         // Leaf modules: they take plain values, never the topology.
         .target(
             name: "StandbyTransport",
@@ -59,7 +62,7 @@ let package = Package(
         .target(
             name: "StandbyReplication",
             dependencies: [
-                "StandbyTransport",
+                "StandbyTransport", "CFileIO",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),

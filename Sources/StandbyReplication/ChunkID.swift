@@ -1,4 +1,5 @@
 import Crypto
+import Foundation
 
 /// The SHA-256 of a chunk's bytes: its name in the store.
 public struct ChunkID: Hashable, Sendable, CustomStringConvertible {
@@ -46,6 +47,12 @@ public struct ChunkID: Hashable, Sendable, CustomStringConvertible {
             raw.storeBytes(of: d, toByteOffset: 24, as: UInt64.self)
         }
         return out
+    }
+
+    /// The 32 bytes as `Data`, as the catalog stores them.
+    var data: Data {
+        var words = (a, b, c, d)
+        return Swift.withUnsafeBytes(of: &words) { Data($0) }
     }
 
     func append(to out: inout [UInt8]) {

@@ -68,22 +68,69 @@ enum Gear {
         }
         let limit = min(count, p.maxSize)
         let normal = min(limit, p.averageSize)
-        let strict = p.strictMask
-        let loose = p.looseMask
+        // Not empty (longer than minSize) and the table has 256 words: both have an address.
+        guard let bytes = data.baseAddress?.assumingMemoryBound(to: UInt8.self), let words = table.baseAddress
+        else { return limit }
         var hash: UInt64 = 0
         var i = p.minSize
-        let bytes = data.bindMemory(to: UInt8.self)
-        while i < normal {
-            hash = (hash << 1) &+ table[Int(bytes[i])]
-            if hash & strict == 0 { return i + 1 }
-            i += 1
-        }
-        while i < limit {
-            hash = (hash << 1) &+ table[Int(bytes[i])]
-            if hash & loose == 0 { return i + 1 }
-            i += 1
-        }
+        if scan(bytes, &i, normal, &hash, p.strictMask, words) { return i }
+        if scan(bytes, &i, limit, &hash, p.looseMask, words) { return i }
         return limit
+    }
+
+    /// Rolls the hash over `bytes[i..<end]`; true with `i` just past the first byte where
+    /// `hash & mask == 0`, false with `i == end`. Four bytes a step, each step's four hashes
+    /// computed from the hash before it (shifts distribute over wrapping adds), so the loop
+    /// carries one shift and one add per four bytes instead of per byte: the same hashes and
+    /// the same cuts, about twice as fast.
+    @inline(__always)
+    static func scan(
+        _ bytes: UnsafePointer<UInt8>, _ i: inout Int, _ end: Int, _ hash: inout UInt64, _ mask: UInt64,
+        _ table: UnsafePointer<UInt64>
+    ) -> Bool {
+        var h = hash
+        var k = i
+        while k + 4 <= end {
+            let t0 = table[Int(bytes[k])]
+            let t1 = table[Int(bytes[k + 1])]
+            let t2 = table[Int(bytes[k + 2])]
+            let t3 = table[Int(bytes[k + 3])]
+            let a1 = (t0 << 1) &+ t1
+            let a2 = (a1 << 1) &+ t2
+            let a3 = (a2 << 1) &+ t3
+            let h0 = (h << 1) &+ t0
+            let h1 = (h << 2) &+ a1
+            let h2 = (h << 3) &+ a2
+            let h3 = (h << 4) &+ a3
+            if h0 & mask == 0 {
+                (hash, i) = (h0, k + 1)
+                return true
+            }
+            if h1 & mask == 0 {
+                (hash, i) = (h1, k + 2)
+                return true
+            }
+            if h2 & mask == 0 {
+                (hash, i) = (h2, k + 3)
+                return true
+            }
+            if h3 & mask == 0 {
+                (hash, i) = (h3, k + 4)
+                return true
+            }
+            h = h3
+            k += 4
+        }
+        while k < end {
+            h = (h << 1) &+ table[Int(bytes[k])]
+            k += 1
+            if h & mask == 0 {
+                (hash, i) = (h, k)
+                return true
+            }
+        }
+        (hash, i) = (h, k)
+        return false
     }
 }
 

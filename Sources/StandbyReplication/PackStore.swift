@@ -36,9 +36,13 @@ final class PackWriter {
     private let fd: Int32
     private var buffer: [UInt8] = []
     private(set) var size: Int64
+    /// Bytes already written to the file (the rest of `size` waits in `buffer`).
+    private var written: Int64 = 0
     private(set) var chunks: [ChunkID: (offset: Int64, length: Int)] = [:]
     private(set) var order: [ChunkID] = []
     private var closed = false
+    /// A write failed (a full disk): what the pack holds on disk is not what `chunks` says.
+    private(set) var failed = false
 
     init(directory: String) throws {
         self.directory = directory
@@ -70,9 +74,62 @@ final class PackWriter {
         if buffer.count >= 1 << 20 { try flush() }
     }
 
+    /// Appends chunks of a block of the stream (`chunks` are their indices in it, `block.ids`
+    /// their ids) with one writev from the block's memory: no copy of the bytes on the way.
+    func append(_ block: StreamBlock, chunks indices: [Int]) throws {
+        guard !indices.isEmpty else { return }
+        try flush()
+        guard !failed else { throw ReplicationError(.storeIO, "pack \(tempPath) failed an earlier write") }
+        var headers = [UInt8](repeating: 0, count: indices.count * PackFormat.recordHeader)
+        var vectors: [iovec] = []
+        vectors.reserveCapacity(indices.count * 2)
+        try headers.withUnsafeMutableBytes { raw in
+            guard let headerBase = raw.baseAddress else { return }
+            for (n, index) in indices.enumerated() {
+                let id = block.ids[index]
+                let chunk = block.chunk(index)
+                let header = headerBase + n * PackFormat.recordHeader
+                header.storeBytes(of: UInt32(chunk.count).littleEndian, as: UInt32.self)
+                header.storeBytes(of: id.a, toByteOffset: 4, as: UInt64.self)
+                header.storeBytes(of: id.b, toByteOffset: 12, as: UInt64.self)
+                header.storeBytes(of: id.c, toByteOffset: 20, as: UInt64.self)
+                header.storeBytes(of: id.d, toByteOffset: 28, as: UInt64.self)
+                vectors.append(iovec(iov_base: header, iov_len: PackFormat.recordHeader))
+                vectors.append(
+                    iovec(iov_base: UnsafeMutableRawPointer(mutating: chunk.baseAddress), iov_len: chunk.count))
+            }
+            do {
+                try FileIO.writevAll(fd, &vectors, path: tempPath)
+            } catch {
+                // Some records may be on disk, torn or whole: the pack is never registered as
+                // it is; the next run's recovery adopts its valid records.
+                failed = true
+                throw error
+            }
+        }
+        // Only what is on disk is known to be in the pack.
+        for index in indices {
+            let id = block.ids[index]
+            let length = block.ends[index] - block.start(of: index)
+            chunks[id] = (size + Int64(PackFormat.recordHeader), length)
+            order.append(id)
+            size += Int64(PackFormat.recordHeader + length)
+        }
+        FileIO.startWriteback(fd, offset: written, length: size - written)
+        written = size
+    }
+
     func flush() throws {
         guard !buffer.isEmpty else { return }
-        try buffer.withUnsafeBytes { try FileIO.writeAll(fd, $0, path: tempPath) }
+        guard !failed else { throw ReplicationError(.storeIO, "pack \(tempPath) failed an earlier write") }
+        do {
+            try buffer.withUnsafeBytes { try FileIO.writeAll(fd, $0, path: tempPath) }
+        } catch {
+            failed = true
+            throw error
+        }
+        FileIO.startWriteback(fd, offset: written, length: Int64(buffer.count))
+        written += Int64(buffer.count)
         buffer.removeAll(keepingCapacity: true)
     }
 
@@ -90,12 +147,19 @@ final class PackWriter {
 
     /// fsync, rename to the final name, fsync the directory.
     func seal() throws {
+        try sealFile()
+        try FileIO.syncDirectory(directory)
+    }
+
+    /// fsync and rename to the final name; the caller fsyncs the directory (once for several
+    /// packs) before the catalog learns of them.
+    func sealFile() throws {
         try flush()
+        guard !failed else { throw ReplicationError(.storeIO, "pack \(tempPath) failed an earlier write") }
         try FileIO.fsync(fd, path: tempPath)
         close(fd)
         closed = true
         try FileIO.rename(tempPath, finalPath)
-        try FileIO.syncDirectory(directory)
     }
 
     /// Gives up on the pack (nothing in it was committed); the file stays for recovery.

@@ -180,7 +180,7 @@ extension ReplicationStore {
             let update = try db.cachedStatement(sql: "UPDATE chunks SET pack = ?, offset = ? WHERE id = ?")
             for id in writer.order {
                 guard let location = writer.chunks[id] else { continue }
-                try update.execute(arguments: [fresh, location.offset, Data(id.bytes)])
+                try update.execute(arguments: [fresh, location.offset, id.data])
             }
             try db.execute(sql: "DELETE FROM chunks WHERE pack = ?", arguments: [packID])
             try db.execute(sql: "DELETE FROM packs WHERE id = ?", arguments: [packID])

@@ -107,7 +107,7 @@ extension ReplicationStore {
             }
             for (id, problem) in bad where problem.kind == .corrupt {
                 // Forget the corrupt copy: the next replicate stores the chunk again.
-                try db.execute(sql: "DELETE FROM chunks WHERE id = ?", arguments: [Data(id.bytes)])
+                try db.execute(sql: "DELETE FROM chunks WHERE id = ?", arguments: [id.data])
             }
             if full {
                 for ref in allVersions where !broken.contains(ref.version) {

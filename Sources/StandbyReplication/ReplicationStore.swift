@@ -107,28 +107,85 @@ public final class ReplicationStore: Sendable {
 
     func chunkExists(_ db: Database, _ id: ChunkID) throws -> Bool {
         let statement = try db.cachedStatement(sql: "SELECT 1 FROM chunks WHERE id = ?")
-        return try Int.fetchOne(statement, arguments: [Data(id.bytes)]) != nil
+        return try Int.fetchOne(statement, arguments: [id.data]) != nil
+    }
+
+    /// Which of `ids` the catalog has: one query for every 64 ids, not one for each.
+    func existingChunks(_ db: Database, _ ids: [ChunkID]) throws -> Set<ChunkID> {
+        var found = Set<ChunkID>()
+        guard !ids.isEmpty else { return found }
+        let width = 64
+        let statement = try db.cachedStatement(
+            sql: "SELECT id FROM chunks WHERE id IN (\(repeatElement("?", count: width).joined(separator: ",")))")
+        var start = 0
+        while start < ids.count {
+            let slice = ids[start..<min(start + width, ids.count)]
+            var values = slice.map { $0.data.databaseValue }
+            // Pad with the first id: one prepared statement serves every batch.
+            values.append(contentsOf: repeatElement(values[0], count: width - values.count))
+            let rows = try Data.fetchCursor(statement, arguments: StatementArguments(values))
+            while let data = try rows.next() {
+                if let id = ChunkID(bytes: data) { found.insert(id) }
+            }
+            start += width
+        }
+        return found
+    }
+
+    /// Where the store has each of `ids` (those it has): one query for every 64 ids.
+    func chunkLocations(_ db: Database, _ ids: some Sequence<ChunkID>) throws -> [ChunkID: ChunkLocation] {
+        let width = 64
+        let statement = try db.cachedStatement(
+            sql: """
+                SELECT c.id, p.name, c.offset, c.length FROM chunks c JOIN packs p ON p.id = c.pack
+                WHERE c.id IN (\(repeatElement("?", count: width).joined(separator: ",")))
+                """)
+        var found: [ChunkID: ChunkLocation] = [:]
+        var batch: [DatabaseValue] = []
+        func run() throws {
+            guard !batch.isEmpty else { return }
+            batch.append(contentsOf: repeatElement(batch[0], count: width - batch.count))
+            let rows = try Row.fetchCursor(statement, arguments: StatementArguments(batch))
+            while let row = try rows.next() {
+                let data: Data = row[0]
+                if let id = ChunkID(bytes: data) {
+                    found[id] = ChunkLocation(pack: row[1], offset: row[2], length: row[3])
+                }
+            }
+            batch.removeAll(keepingCapacity: true)
+        }
+        for id in ids {
+            batch.append(id.data.databaseValue)
+            if batch.count == width { try run() }
+        }
+        try run()
+        return found
     }
 
     func chunkLocation(_ db: Database, _ id: ChunkID) throws -> ChunkLocation? {
         let statement = try db.cachedStatement(
             sql: "SELECT p.name, c.offset, c.length FROM chunks c JOIN packs p ON p.id = c.pack WHERE c.id = ?")
-        guard let row = try Row.fetchOne(statement, arguments: [Data(id.bytes)]) else { return nil }
+        guard let row = try Row.fetchOne(statement, arguments: [id.data]) else { return nil }
         return ChunkLocation(pack: row[0], offset: row[1], length: row[2])
     }
 
     func registerPack(_ db: Database, name: String, size: Int64, chunks: [(ChunkID, Int64, Int)]) throws {
         try db.inTransaction {
-            try db.execute(
-                sql: "INSERT INTO packs(name, size, created) VALUES (?, ?, ?)",
-                arguments: [name, size, Date().timeIntervalSince1970])
-            let pack = db.lastInsertedRowID
-            let insert = try db.cachedStatement(
-                sql: "INSERT OR IGNORE INTO chunks(id, pack, offset, length) VALUES (?, ?, ?, ?)")
-            for (id, offset, length) in chunks {
-                try insert.execute(arguments: [Data(id.bytes), pack, offset, length])
-            }
+            try insertPack(db, name: name, size: size, chunks: chunks)
             return .commit
+        }
+    }
+
+    /// The rows of a sealed pack and its chunks, inside the caller's transaction.
+    func insertPack(_ db: Database, name: String, size: Int64, chunks: [(ChunkID, Int64, Int)]) throws {
+        try db.execute(
+            sql: "INSERT INTO packs(name, size, created) VALUES (?, ?, ?)",
+            arguments: [name, size, Date().timeIntervalSince1970])
+        let pack = db.lastInsertedRowID
+        let insert = try db.cachedStatement(
+            sql: "INSERT OR IGNORE INTO chunks(id, pack, offset, length) VALUES (?, ?, ?, ?)")
+        for (id, offset, length) in chunks {
+            try insert.execute(arguments: [id.data, pack, offset, length])
         }
     }
 

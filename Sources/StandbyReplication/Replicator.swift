@@ -31,11 +31,21 @@ extension ReplicationStore {
         let session = try TransferSession(options: transportOptions, logger: logger)
         session.cancellation = cancellation
         let replicator = Replicator(store: self, spec: spec, options: options, session: session)
-        return try catalog {
-            try pool.writeWithoutTransaction { db in
-                try recover(db)
-                return try replicator.run(db)
+        do {
+            return try catalog {
+                try pool.writeWithoutTransaction { db in
+                    try recover(db)
+                    return try replicator.run(db)
+                }
             }
+        } catch var error as ReplicationError where error.set == nil {
+            // A failure at the store: say which set's run it stopped, and what became of it.
+            error.set = spec.name
+            if error.code == .storeFull {
+                error.message +=
+                    "; the set's earlier versions are intact and nothing of this run is visible: free space at the store and run replicate again (the chunks it stored are kept and reused)"
+            }
+            throw error
         }
     }
 }
@@ -57,11 +67,24 @@ final class Replicator {
     let started = ContinuousClock.now
 
     private var writer: PackWriter?
+    /// Full packs not yet in the catalog: still `.pack.tmp`, their chunks known here. They are
+    /// sealed and registered together at a checkpoint, so a run pays one fsync of the directory
+    /// and one catalog commit for several packs, not for each.
+    private var finished: [PackWriter] = []
+    private var finishedBytes: Int64 = 0
+    private var oldestFinished: ContinuousClock.Instant?
+    /// Recipe segments waiting for the next checkpoint's transaction.
+    private var pendingSegments: [(file: Int64, seq: Int, entries: Data)] = []
+    static let checkpointBytes: Int64 = 128 << 20
+    static let checkpointAge: Duration = .seconds(1)
+    static let pendingSegmentLimit = 16
     private let reader: PackReader
     private var newBytes: Int64 = 0
     private var processed: Int64 = 0
     private var total: Int64 = 0
     private var lastProgress = ContinuousClock.now - .seconds(1)
+    /// The session's received bytes before the current pipelined transfer began.
+    private var receivedBefore: Int64 = 0
     private var currentFile = ""
     private var phase = ReplicationProgress.Phase.checking
     private var filesByIndex = 0
@@ -105,7 +128,8 @@ final class Replicator {
             }
             phase = .committing
             reportProgress(force: true)
-            try sealWriter(db)
+            try finishPack(db)
+            try checkpoint(db)
             let captured = before.compactMap(\.modificationTime).max()
             let now = Date().timeIntervalSince1970
             try db.inTransaction {
@@ -119,7 +143,9 @@ final class Replicator {
             }
         } catch {
             // Keep what was fetched (the next run skips it); the version never becomes visible.
-            try? sealWriter(db)
+            pendingSegments.removeAll()
+            try? finishPack(db)
+            try? checkpoint(db)
             try? db.execute(sql: "DELETE FROM versions WHERE id = ?", arguments: [versionID])
             throw error
         }
@@ -222,6 +248,7 @@ final class Replicator {
             startRecipe(fileID)
             outcome = try replicateByIndex(db, source: source, info: info)
             if outcome == nil {
+                pendingSegments.removeAll { $0.file == fileID }
                 try db.execute(sql: "DELETE FROM recipes WHERE file_id = ?", arguments: [fileID])
                 processed = base
             } else {
@@ -248,32 +275,62 @@ final class Replicator {
 
     // MARK: - Whole-file read
 
+    /// Reads the whole source through a `ReadPipeline`: the transfer and the cutting on one
+    /// thread, the whole-file SHA-256 on another, and on this one (which owns the catalog) the
+    /// chunks' SHA-256, the look-ups and the pack writes.
     private func replicateWhole(_ db: Database, source: Source, info: RemoteFileInfo) throws -> ([UInt8], Int) {
         phase = .fetching
-        var chunker = StreamChunker(parameters: parameters)
-        let hasher = BackgroundHasher()
-        var received: Int64 = 0
         let base = processed
+        receivedBefore = session.stats.totalBytes
+        let pipeline = ReadPipeline(parameters: parameters)
+        let transfer = UncheckedTransfer(session: session, url: source.url)
+        pipeline.start { sink in try transfer.run(sink) }
+        var stored: Int64 = 0
+        let outcome: (sha256: [UInt8], bytes: Int64)
         do {
-            try session.get(source.url) { bytes in
-                hasher.update(bytes)
-                received += Int64(bytes.count)
-                try chunker.feed(bytes) { chunk in try self.keep(db, chunk) }
-                processed = base + received
-                reportProgress()
+            while let block = try pipeline.next() {
+                defer { pipeline.release(block) }
+                try store(db, block)
+                stored += Int64(block.count)
+                processed = base + stored
+                reportProgress(received: pipeline.receivedBytes)
             }
-        } catch let error as TransportError {
-            throw ReplicationError.source(error, set: set)
+            outcome = try pipeline.join()
+        } catch {
+            pipeline.abort()
+            _ = try? pipeline.join()
+            if let error = error as? TransportError { throw ReplicationError.source(error, set: set) }
+            throw error
         }
-        try chunker.finish { chunk in try keep(db, chunk) }
-        if let size = info.size, received != size {
-            let code: ReplicationError.Code = received < size ? .sourceTruncated : .sourceChanged
+        if let size = info.size, outcome.bytes != size {
+            let code: ReplicationError.Code = outcome.bytes < size ? .sourceTruncated : .sourceChanged
             throw ReplicationError(
-                code, "\(redacted(source.url)) gave \(received) bytes, but its size was \(size)", set: set,
+                code, "\(redacted(source.url)) gave \(outcome.bytes) bytes, but its size was \(size)", set: set,
                 host: source.url.host)
         }
         try flushRecipe(db)
-        return (hasher.finalize(), recipeCount)
+        return (outcome.sha256, recipeCount)
+    }
+
+    /// Stores the chunks of a block: their SHA-256, which of them the store lacks (one catalog
+    /// query per 64 chunks), those written to the open pack with one writev, and every chunk
+    /// appended to the file's recipe.
+    private func store(_ db: Database, _ block: StreamBlock) throws {
+        for index in 0..<block.chunkCount { block.ids.append(ChunkID.of(block.chunk(index))) }
+        let candidates = block.ids.filter { !inFlight($0) }
+        let existing = try store.existingChunks(db, candidates)
+        var fresh: [Int] = []
+        var taken = Set<ChunkID>()
+        for (index, id) in block.ids.enumerated()
+        where !inFlight(id) && !existing.contains(id) && taken.insert(id).inserted {
+            fresh.append(index)
+            newBytes += Int64(block.ends[index] - block.start(of: index))
+        }
+        if !fresh.isEmpty { try openWriter().append(block, chunks: fresh) }
+        for (index, id) in block.ids.enumerated() {
+            try appendRecipe(db, RecipeEntry(id: id, length: block.ends[index] - block.start(of: index)))
+        }
+        try packWritten(db)
     }
 
     /// Stores a chunk unless the store has it, and appends it to the file's recipe.
@@ -287,14 +344,26 @@ final class Replicator {
             let pack = try openWriter()
             try pack.append(id, chunk)
             newBytes += Int64(chunk.count)
-            if pack.size >= PackFormat.targetSize { try sealWriter(db) }
+            try packWritten(db)
         }
         try appendRecipe(db, RecipeEntry(id: id, length: chunk.count))
     }
 
     private func has(_ db: Database, _ id: ChunkID) throws -> Bool {
-        if writer?.chunks[id] != nil { return true }
+        if inFlight(id) { return true }
         return try store.chunkExists(db, id)
+    }
+
+    /// Whether the chunk is in a pack of this run that the catalog does not know yet.
+    private func inFlight(_ id: ChunkID) -> Bool {
+        if writer?.chunks[id] != nil { return true }
+        return finished.contains { $0.chunks[id] != nil }
+    }
+
+    /// The pack of this run (open or finished, not yet in the catalog) that holds the chunk.
+    private func inFlightPack(_ id: ChunkID) -> PackWriter? {
+        if let writer, writer.chunks[id] != nil { return writer }
+        return finished.first { $0.chunks[id] != nil }
     }
 
     private func openWriter() throws -> PackWriter {
@@ -304,19 +373,67 @@ final class Replicator {
         return fresh
     }
 
-    /// Seals the open pack and records its chunks: from here on they are stored for good.
-    private func sealWriter(_ db: Database) throws {
+    /// After writes to the open pack: a full one is finished, and a checkpoint is due once the
+    /// finished packs hold `checkpointBytes` or the oldest waited `checkpointAge` (so a slow,
+    /// rate-capped transfer still makes its chunks durable as it goes).
+    private func packWritten(_ db: Database) throws {
+        if let pack = writer, pack.size >= PackFormat.targetSize { try finishPack(db) }
+        if finishedBytes >= Self.checkpointBytes
+            || oldestFinished.map({ ContinuousClock.now - $0 >= Self.checkpointAge }) == true
+        {
+            try checkpoint(db)
+        }
+    }
+
+    /// Closes the open pack for appends; it waits for the next checkpoint.
+    private func finishPack(_ db: Database) throws {
         guard let pack = writer else { return }
         writer = nil
-        guard !pack.order.isEmpty else {
+        // A pack whose write failed (a full disk, mostly) is deleted: the space it holds is
+        // what the store needs now, for the catalog and the next run. Packs of this run that
+        // were finished before stay, and are registered by the checkpoint.
+        guard !pack.order.isEmpty, !pack.failed else {
             pack.abandon()
             unlink(pack.tempPath)
             return
         }
-        try pack.seal()
-        try store.registerPack(
-            db, name: pack.name, size: pack.size,
-            chunks: pack.order.compactMap { id in pack.chunks[id].map { (id, $0.offset, $0.length) } })
+        do {
+            try pack.flush()
+        } catch {
+            pack.abandon()
+            unlink(pack.tempPath)
+            throw error
+        }
+        finished.append(pack)
+        finishedBytes += pack.size
+        if oldestFinished == nil { oldestFinished = .now }
+    }
+
+    /// Makes the finished packs durable and known: each fsynced and renamed, the directory
+    /// fsynced once, then one catalog transaction registers them all with the recipe segments
+    /// waiting. From here on their chunks are stored for good.
+    private func checkpoint(_ db: Database) throws {
+        let packs = finished
+        for pack in packs { try pack.sealFile() }
+        if !packs.isEmpty { try FileIO.syncDirectory(store.packDirectory) }
+        let segments = pendingSegments
+        guard !packs.isEmpty || !segments.isEmpty else { return }
+        try db.inTransaction {
+            for pack in packs {
+                try store.insertPack(
+                    db, name: pack.name, size: pack.size,
+                    chunks: pack.order.compactMap { id in pack.chunks[id].map { (id, $0.offset, $0.length) } })
+            }
+            let insert = try db.cachedStatement(sql: "INSERT INTO recipes(file_id, seq, entries) VALUES (?, ?, ?)")
+            for segment in segments {
+                try insert.execute(arguments: [segment.file, segment.seq, segment.entries])
+            }
+            return .commit
+        }
+        finished.removeAll()
+        finishedBytes = 0
+        oldestFinished = nil
+        pendingSegments.removeAll()
     }
 
     // MARK: - Recipes
@@ -334,12 +451,14 @@ final class Replicator {
         if recipeBuffer.count >= Self.recipeSegment { try flushRecipe(db) }
     }
 
+    /// The buffered entries become a segment for the next checkpoint (brought forward when
+    /// `pendingSegmentLimit` segments wait, so memory stays bounded when nothing new is stored).
     private func flushRecipe(_ db: Database) throws {
         guard !recipeBuffer.isEmpty else { return }
-        let statement = try db.cachedStatement(sql: "INSERT INTO recipes(file_id, seq, entries) VALUES (?, ?, ?)")
-        try statement.execute(arguments: [recipeFile, recipeSeq, recipeBuffer.encoded()])
+        pendingSegments.append((recipeFile, recipeSeq, recipeBuffer.encoded()))
         recipeSeq += 1
         recipeBuffer.removeAll(keepingCapacity: true)
+        if pendingSegments.count >= Self.pendingSegmentLimit { try checkpoint(db) }
     }
 
     // MARK: - Delta transfer with a published index
@@ -441,19 +560,17 @@ final class Replicator {
         _ db: Database, source: Source, indexURL: URL, size: Int64, top: ChunkIndexTop, header: ChunkIndexHeader,
         previous: PreviousRecipe?, known: [UInt64: UInt64]
     ) throws -> ([UInt8], Int)? {
-
         phase = .fetching
-        let hasher = BackgroundHasher()
+        let hasher = FileHasher()
+        defer { hasher.abort() }
         var offset: Int64 = 0
         let base = processed
         let window = 1024
         var g = 0
-        var stored: [UInt8] = []
         while g < top.groups.count {
             let end = min(g + window, top.groups.count)
             // Entries of the window's groups: known ones from the previous recipe, the others
             // fetched in runs of adjacent groups.
-            var entries: [(entry: RecipeEntry, present: Bool)] = []
             var fetched: [Int: [RecipeEntry]] = [:]
             var i = g
             while i < end {
@@ -483,68 +600,45 @@ final class Replicator {
                 }
                 i = j
             }
+            var entries: [RecipeEntry] = []
             for k in g..<end {
                 if let previous, let packed = known[top.groups[k].key.high] {
                     let (start, count) = PreviousRecipe.unpack(packed)
-                    for entry in try previous.entries(db, start: start, count: count) {
-                        entries.append((entry, true))
-                    }
+                    entries.append(contentsOf: try previous.entries(db, start: start, count: count))
                 } else if let list = fetched[k] {
-                    for entry in list { entries.append((entry, try has(db, entry.id))) }
+                    entries.append(contentsOf: list)
                 }
             }
+            // Where the store has each chunk: one catalog query per 64 chunks. The open pack's
+            // chunks are read from it.
+            let locations = try store.chunkLocations(db, entries.lazy.map(\.id).filter { !self.inFlight($0) })
 
             // Walk the chunks in file order: stored ones are read back for the whole-file
             // hash, runs of missing ones fetched as one range each.
             var c = 0
             while c < entries.count {
-                let (entry, present) = entries[c]
-                let stillPresent = try present || has(db, entry.id)
-                if stillPresent {
-                    // A run of stored chunks, read back in as few preads as their packs allow.
-                    var stop = c + 1
-                    while stop < entries.count, stop - c < 1024,
-                        try entries[stop].present || has(db, entries[stop].entry.id)
-                    {
-                        stop += 1
-                    }
-                    let run = entries[c..<stop].map(\.entry)
-                    try readBack(db, run, into: hasher, buffer: &stored)
-                    for entry in run {
-                        try appendRecipe(db, entry)
-                        offset += Int64(entry.length)
-                    }
-                    c = stop
+                let entry = entries[c]
+                if let location = locations[entry.id] {
+                    try readStored(entry, at: location, into: hasher)
+                    try appendRecipe(db, entry)
+                    offset += Int64(entry.length)
+                    c += 1
+                } else if let pack = inFlightPack(entry.id) {
+                    try readInFlight(entry, from: pack, into: hasher)
+                    try appendRecipe(db, entry)
+                    offset += Int64(entry.length)
+                    c += 1
                 } else {
                     var stop = c
                     var length = 0
-                    while stop < entries.count && !entries[stop].present && length < 8 << 20 {
-                        length += entries[stop].entry.length
+                    while stop < entries.count, length < 8 << 20, locations[entries[stop].id] == nil,
+                        !inFlight(entries[stop].id)
+                    {
+                        length += entries[stop].length
                         stop += 1
                     }
-                    var buffer: [UInt8] = []
-                    buffer.reserveCapacity(length)
-                    do {
-                        try session.get(source.url, range: ByteRange(offset: offset, length: Int64(length))) {
-                            buffer.append(contentsOf: $0)
-                        }
-                    } catch let error as TransportError {
-                        throw ReplicationError.source(error, set: set)
-                    }
-                    var at = 0
-                    try buffer.withUnsafeBytes { raw in
-                        for k in c..<stop {
-                            let entry = entries[k].entry
-                            let chunk = UnsafeRawBufferPointer(rebasing: raw[at..<(at + entry.length)])
-                            guard ChunkID.of(chunk) == entry.id else {
-                                throw IndexProblem(
-                                    reason: "bytes at offset \(offset + Int64(at)) do not match the index")
-                            }
-                            hasher.update(chunk)
-                            try keep(db, entry.id, chunk)
-                            at += entry.length
-                        }
-                    }
+                    try fetchMissing(
+                        db, entries[c..<stop], source: source, offset: offset, length: length, into: hasher)
                     offset += Int64(length)
                     c = stop
                 }
@@ -553,89 +647,99 @@ final class Replicator {
             }
             g = end
         }
-        guard offset == size, hasher.finalize() == header.fileSHA256 else {
+        guard offset == size, try hasher.finalize() == header.fileSHA256 else {
             throw IndexProblem(reason: "the file rebuilt from the index does not match its SHA-256")
         }
         try flushRecipe(db)
         return (header.fileSHA256, recipeCount)
     }
 
-    /// Feeds the stored bytes of `run` (chunks in file order) to the file hasher. Chunks that lie
-    /// one after another in a pack, as a previous copy of the same file left them, are read with
-    /// one pread. Not re-hashed one by one: the whole-file hash covers them.
-    private func readBack(
-        _ db: Database, _ run: [RecipeEntry], into hasher: BackgroundHasher, buffer: inout [UInt8]
+    /// Fetches a run of chunks the store lacks as one byte range, checks each against its id,
+    /// stores it and feeds it to the file hasher.
+    private func fetchMissing(
+        _ db: Database, _ run: ArraySlice<RecipeEntry>, source: Source, offset: Int64, length: Int,
+        into hasher: FileHasher
     ) throws {
-        var i = 0
-        while i < run.count {
-            let entry = run[i]
-            guard writer?.chunks[entry.id] == nil, let first = try store.chunkLocation(db, entry.id) else {
-                try readStored(db, entry.id, into: &buffer)
-                guard buffer.count == entry.length else {
-                    throw ReplicationError(
-                        .corruptPack,
-                        "chunk \(entry.id) has \(buffer.count) bytes in the store, the index says \(entry.length)",
-                        set: set)
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(length)
+        do {
+            try session.get(source.url, range: ByteRange(offset: offset, length: Int64(length))) {
+                buffer.append(contentsOf: $0)
+            }
+        } catch let error as TransportError {
+            throw ReplicationError.source(error, set: set)
+        }
+        var at = 0
+        try buffer.withUnsafeBytes { raw in
+            for entry in run {
+                guard at + entry.length <= raw.count else {
+                    throw IndexProblem(reason: "the range at offset \(offset) is shorter than the index says")
                 }
-                buffer.withUnsafeBytes { hasher.update($0) }
-                i += 1
-                continue
-            }
-            // Extend the span while the next chunk follows this one in the same pack.
-            var spans = [(offset: first.offset, length: first.length)]
-            var end = first.offset + Int64(first.length)
-            var j = i + 1
-            while j < run.count, end - first.offset < 8 << 20, writer?.chunks[run[j].id] == nil,
-                let next = try store.chunkLocation(db, run[j].id), next.pack == first.pack,
-                next.offset == end + Int64(PackFormat.recordHeader)
-            {
-                spans.append((next.offset, next.length))
-                end = next.offset + Int64(next.length)
-                j += 1
-            }
-            let length = Int(end - first.offset)
-            if buffer.count < length { buffer = [UInt8](repeating: 0, count: length) }
-            let fd = try reader.descriptor(first.pack)
-            let got = try buffer.withUnsafeMutableBytes {
-                try FileIO.preadAll(
-                    fd, into: UnsafeMutableRawBufferPointer(rebasing: $0[..<length]), at: first.offset,
-                    path: reader.path(first.pack))
-            }
-            guard got == length else {
-                throw ReplicationError(
-                    .corruptPack, "pack \(reader.path(first.pack)) is shorter than its chunks", set: set)
-            }
-            buffer.withUnsafeBytes { raw in
-                for span in spans {
-                    let start = Int(span.offset - first.offset)
-                    hasher.update(UnsafeRawBufferPointer(rebasing: raw[start..<(start + span.length)]))
+                let chunk = UnsafeRawBufferPointer(rebasing: raw[at..<(at + entry.length)])
+                guard ChunkID.of(chunk) == entry.id else {
+                    throw IndexProblem(reason: "bytes at offset \(offset + Int64(at)) do not match the index")
                 }
+                try hasher.update(chunk)
+                try keep(db, entry.id, chunk)
+                at += entry.length
             }
-            i = j
         }
     }
 
-    /// A stored chunk's bytes (from the open pack or a sealed one), not re-hashed: the
-    /// whole-file hash covers them.
-    private func readStored(_ db: Database, _ id: ChunkID, into out: inout [UInt8]) throws {
-        if let writer, try writer.read(id, into: &out) { return }
-        guard let location = try store.chunkLocation(db, id) else {
-            throw ReplicationError(
-                .corruptPack, "chunk \(id) is in the catalog's recipes but not in the store", set: set)
+    /// Reads a stored chunk's bytes straight into the file hasher. Not re-hashed one by one:
+    /// the whole-file hash covers them. A length other than the index's means the index lies.
+    private func readStored(_ entry: RecipeEntry, at location: ChunkLocation, into hasher: FileHasher) throws {
+        guard location.length == entry.length, entry.length <= FileHasher.blockSize else {
+            throw IndexProblem(
+                reason: "the index gives chunk \(entry.id) \(entry.length) bytes, the store has \(location.length)")
         }
-        out = try reader.read(id, at: location, verify: false)
+        let fd = try reader.descriptor(location.pack)
+        let room = try hasher.reserve(entry.length)
+        let got = try FileIO.preadAll(fd, into: room, at: location.offset, path: reader.path(location.pack))
+        guard got == entry.length else {
+            throw ReplicationError(
+                .corruptPack, "pack \(reader.path(location.pack)) ends before chunk \(entry.id)", set: set)
+        }
+        hasher.commit(got)
+    }
+
+    /// A chunk of a pack of this run, read back into the file hasher.
+    private func readInFlight(_ entry: RecipeEntry, from pack: PackWriter, into hasher: FileHasher) throws {
+        var bytes: [UInt8] = []
+        guard try pack.read(entry.id, into: &bytes) else {
+            throw ReplicationError(.corruptPack, "chunk \(entry.id) is not in the open pack", set: set)
+        }
+        guard bytes.count == entry.length else {
+            throw IndexProblem(
+                reason: "the index gives chunk \(entry.id) \(entry.length) bytes, the store has \(bytes.count)")
+        }
+        try bytes.withUnsafeBytes { try hasher.update($0) }
     }
 
     // MARK: - Progress
 
-    private func reportProgress(force: Bool = false) {
+    /// `received`: what the current transfer has delivered, when another thread runs it (the
+    /// session's own figures are then not to be read here).
+    private func reportProgress(force: Bool = false, received: Int64? = nil) {
         guard let progress = options.progress else { return }
         let now = ContinuousClock.now
         guard force || now - lastProgress >= .milliseconds(200) else { return }
         lastProgress = now
+        let receivedBytes = received.map { receivedBefore + $0 } ?? session.stats.totalBytes
         progress(
             ReplicationProgress(
                 set: set, file: currentFile, phase: phase, processedBytes: processed, totalBytes: total,
-                receivedBytes: session.stats.totalBytes, elapsed: now - started))
+                receivedBytes: receivedBytes, elapsed: now - started))
+    }
+}
+
+/// The session and URL of one whole-file transfer, handed to the pipeline's reading thread.
+/// The session is used there alone until the pipeline is joined.
+private struct UncheckedTransfer: @unchecked Sendable {
+    let session: TransferSession
+    let url: URL
+
+    func run(_ sink: (UnsafeRawBufferPointer) throws -> Void) throws {
+        try session.get(url, sink: sink)
     }
 }

@@ -75,6 +75,18 @@ struct ReplicationBench: AsyncParsableCommand {
             [try Programs.locate("rsync", package: "rsync"), "--stats", rsyncURL, rsyncTarget + "/db.bak"],
             statsOut: lab.file("rsync-full.txt"))
         record("rsync (daemon, loopback)", rsyncFull)
+        // rsync leaves its copy in the page cache; with a sync after it, it is as durable as
+        // Standby's fsynced packs and cp + sync.
+        let rsyncSyncTarget = try lab.directory("rsync-sync")
+        let rsyncDurable = try measure(
+            [
+                "/bin/sh", "-c", "\"$0\" --stats \"$1\" \"$2\" && sync", try Programs.locate("rsync", package: "rsync"),
+                rsyncURL, rsyncSyncTarget + "/db.bak",
+            ], statsOut: lab.file("rsync-full-sync.txt"))
+        record("rsync + sync", rsyncDurable)
+        // The extra copies are not needed again: give their disk space back (a 10 GiB run).
+        try? FileManager.default.removeItem(atPath: cpTarget)
+        try? FileManager.default.removeItem(atPath: rsyncSyncTarget)
         let store = lab.file("store")
         let full = try measureStandby(store: store, url: url, useIndex: false, result: lab.file("full.json"))
         record("standby replicate (no index)", full)
@@ -105,8 +117,10 @@ struct ReplicationBench: AsyncParsableCommand {
         let cp = rows[0].1
         print(
             String(
-                format: "  full:  standby %.2f s vs cp+sync %.2f s (%.2fx) and rsync %.2f s (%.2fx)", full.seconds,
-                cp.seconds, full.seconds / cp.seconds, rsyncFull.seconds, full.seconds / rsyncFull.seconds))
+                format:
+                    "  full:  standby %.2f s vs cp+sync %.2f s (%.2fx), rsync %.2f s (%.2fx), rsync+sync %.2f s (%.2fx)",
+                full.seconds, cp.seconds, full.seconds / cp.seconds, rsyncFull.seconds,
+                full.seconds / rsyncFull.seconds, rsyncDurable.seconds, full.seconds / rsyncDurable.seconds))
         print(
             String(
                 format: "  day 2: standby %.2f s, %@ vs rsync %.2f s, %@ (time %.2fx, bytes %.2fx)", delta.seconds,
@@ -197,6 +211,7 @@ struct ReplicationBench: AsyncParsableCommand {
     /// Runs a command as a child; wall time, its peak RSS, and rsync's "Total bytes received".
     func measure(_ argv: [String], statsOut: String? = nil) throws -> Measurement {
         let log = statsOut ?? "/dev/null"
+        settle()
         let started = ContinuousClock.now
         let (status, peak) = try spawnAndWait(argv, output: log)
         let elapsed = ContinuousClock.now - started
@@ -220,6 +235,7 @@ struct ReplicationBench: AsyncParsableCommand {
             executable, "replication-worker", "--store", store, "--url", url.absoluteString, "--result", result,
         ]
         if !useIndex { argv.append("--no-index") }
+        settle()
         let started = ContinuousClock.now
         let (status, _) = try spawnAndWait(argv, output: result + ".log")
         let elapsed = ContinuousClock.now - started
@@ -230,6 +246,13 @@ struct ReplicationBench: AsyncParsableCommand {
         let data = try Data(contentsOf: URL(fileURLWithPath: result))
         let outcome = try JSONDecoder().decode(WorkerResult.self, from: data)
         return Measurement(seconds: seconds(elapsed), wireBytes: outcome.bytesReceived, peakRSS: outcome.peakRSS)
+    }
+
+    /// Before each contender, untimed: write out what the previous one left dirty, so that no
+    /// contender's fsync or sync waits for another's data.
+    func settle() {
+        sync()
+        usleep(200_000)
     }
 
     func seconds(_ d: Duration) -> Double {

@@ -1,0 +1,11 @@
+#ifndef STANDBY_CFILEIO_H
+#define STANDBY_CFILEIO_H
+
+/// Linux calls the Glibc module of Swift does not expose (they need _GNU_SOURCE).
+
+/// Starts writeback of the byte range of `fd` without waiting for it (sync_file_range with
+/// SYNC_FILE_RANGE_WRITE), so a later fsync has little left to wait for. Returns 0, or -1 with
+/// errno set. Elsewhere than Linux it does nothing and returns 0.
+int standby_start_writeback(int fd, long long offset, long long length);
+
+#endif

@@ -1,0 +1,411 @@
+import Crypto
+import Foundation
+import StandbyTransport
+import Synchronization
+
+/// A piece of the source stream on its way from the reading thread to the storing and the
+/// file-hashing ones: its bytes, cut into whole chunks. Blocks come from a fixed pool, so a
+/// full read holds the pool's memory whatever the size of the file.
+final class StreamBlock: @unchecked Sendable {
+    // Written by the reading thread until the block is handed over, then only read (the ids
+    // by the storing thread alone); the channels' lock orders the hand-over.
+    let capacity: Int
+    let base: UnsafeMutableRawPointer
+    /// Bytes in the block, the start of a chunk the block's end cut short included.
+    fileprivate(set) var fill = 0
+    /// Bytes of whole chunks: what the block hands over (the cut-short chunk moves on to the
+    /// next block before the hand-over).
+    fileprivate(set) var count = 0
+    /// Where each chunk ends, in order; the last ends at `count`.
+    fileprivate(set) var ends: [Int] = []
+    /// The chunks' ids, filled in by the storing thread.
+    var ids: [ChunkID] = []
+    fileprivate let holders = Atomic<Int>(0)
+
+    init(capacity: Int) {
+        self.capacity = capacity
+        base = .allocate(byteCount: capacity, alignment: 64)
+        ends.reserveCapacity(capacity / 2048 + 1)
+        ids.reserveCapacity(capacity / 2048 + 1)
+    }
+
+    deinit { base.deallocate() }
+
+    var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
+    var chunkCount: Int { ends.count }
+
+    func start(of chunk: Int) -> Int { chunk == 0 ? 0 : ends[chunk - 1] }
+
+    func chunk(_ index: Int) -> UnsafeRawBufferPointer {
+        let start = start(of: index)
+        return UnsafeRawBufferPointer(start: base + start, count: ends[index] - start)
+    }
+
+    fileprivate func reset() {
+        fill = 0
+        count = 0
+        ends.removeAll(keepingCapacity: true)
+        ids.removeAll(keepingCapacity: true)
+    }
+}
+
+/// A first-in first-out hand-over between threads. `take` blocks while it is empty; `put`
+/// blocks while it holds `limit` items. `finish` ends it normally (takers drain what is left,
+/// then get nil); `close` ends it at once, and takers get the error it is closed with.
+final class Channel<Element>: @unchecked Sendable {
+    // Every field is guarded by `condition`.
+    private let condition = NSCondition()
+    private var items: [Element] = []
+    private var head = 0
+    private let limit: Int
+    private var finished = false
+    private var closed = false
+    private var failure: (any Error)?
+
+    init(limit: Int = .max) {
+        self.limit = limit
+    }
+
+    /// False when the channel was closed: the item was not taken.
+    @discardableResult
+    func put(_ item: Element) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        while !closed && items.count - head >= limit { condition.wait() }
+        guard !closed && !finished else { return false }
+        items.append(item)
+        condition.broadcast()
+        return true
+    }
+
+    /// The next item; nil once the channel is finished and drained, or closed without an error.
+    func take() throws -> Element? {
+        condition.lock()
+        defer { condition.unlock() }
+        while !closed && head == items.count && !finished { condition.wait() }
+        if closed {
+            if let failure { throw failure }
+            return nil
+        }
+        guard head < items.count else { return nil }
+        let item = items[head]
+        head += 1
+        if head > 64 && head * 2 > items.count {
+            items.removeFirst(head)
+            head = 0
+        }
+        condition.broadcast()
+        return item
+    }
+
+    func finish() {
+        condition.lock()
+        finished = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    func close(_ error: (any Error)? = nil) {
+        condition.lock()
+        if !closed {
+            closed = true
+            failure = error
+            items.removeAll()
+            head = 0
+        }
+        condition.broadcast()
+        condition.unlock()
+    }
+}
+
+/// A thread of its own for one body, and a way to wait for its end.
+final class WorkerThread: @unchecked Sendable {
+    // `result` is written by the thread before `done` is signalled and read only after.
+    private let done = DispatchSemaphore(value: 0)
+    private var result: Result<Void, any Error> = .success(())
+    private var joined = false
+
+    init(name: String, _ body: @escaping @Sendable () throws -> Void) {
+        let thread = Thread { [self] in
+            do {
+                try body()
+            } catch {
+                result = .failure(error)
+            }
+            done.signal()
+        }
+        thread.name = name
+        thread.start()
+    }
+
+    /// Waits for the body's end (once) and returns how it ended.
+    func join() -> Result<Void, any Error> {
+        if !joined {
+            done.wait()
+            joined = true
+        }
+        return result
+    }
+}
+
+/// The whole-file read of one source as a pipeline over the machine's cores. The reading
+/// thread runs the transfer and cuts the bytes into chunks (Gear) in blocks of a fixed pool;
+/// each block goes to the caller (`next`, on the thread that owns the catalog: chunk SHA-256,
+/// look-ups, pack writes) and to a thread of its own that hashes the whole file in order. A
+/// block returns to the pool when both are done with it, so at most `blocks` × `blockSize`
+/// bytes are held, and a slow disk or catalog slows the transfer instead of growing memory.
+///
+/// Cut points are exactly `StreamChunker`'s: a cut is decided only with a full window of
+/// bytes, and the chunk a block's end cuts short is finished in the next block.
+final class ReadPipeline: @unchecked Sendable {
+    static let blockSize = 2 << 20
+    static let blocks = 8
+
+    private struct Stopped: Error {}
+
+    private let parameters: ChunkerParameters
+    private let pool = Channel<StreamBlock>()
+    private let toStore = Channel<StreamBlock>()
+    private let toHasher = Channel<StreamBlock>()
+    private let delivered = Atomic<Int64>(0)
+    // Written by the hashing thread before it ends; read after `join`.
+    private var digest: [UInt8] = []
+    private var reader: WorkerThread?
+    private var hasher: WorkerThread?
+
+    /// Bytes the transfer has delivered so far (for progress).
+    var receivedBytes: Int64 { delivered.load(ordering: .relaxed) }
+
+    init(parameters: ChunkerParameters) {
+        self.parameters = parameters
+        for _ in 0..<Self.blocks { pool.put(StreamBlock(capacity: Self.blockSize)) }
+    }
+
+    /// Starts the reading and hashing threads. `transfer` runs on the reading thread and
+    /// feeds the source's bytes, in order, to the sink it is given.
+    func start(transfer: @escaping @Sendable (_ sink: (UnsafeRawBufferPointer) throws -> Void) throws -> Void) {
+        let pipeline = self
+        hasher = WorkerThread(name: "standby.file-hash") {
+            var sha = SHA256()
+            while let block = try pipeline.toHasher.take() {
+                sha.update(bufferPointer: block.bytes)
+                pipeline.release(block)
+            }
+            pipeline.digest = Array(sha.finalize())
+        }
+        reader = WorkerThread(name: "standby.read") {
+            do {
+                var cutter = Cutter(pipeline: pipeline)
+                try transfer { bytes in try cutter.feed(bytes) }
+                try cutter.finish()
+                pipeline.toStore.finish()
+                pipeline.toHasher.finish()
+            } catch {
+                pipeline.toStore.close(error)
+                pipeline.toHasher.close(error)
+                throw error
+            }
+        }
+    }
+
+    /// The next block in file order (its chunks cut, ids not yet computed); nil at the end of
+    /// the source. Throws the transfer's error. Hand each block back with `release`.
+    func next() throws -> StreamBlock? {
+        try toStore.take()
+    }
+
+    func release(_ block: StreamBlock) {
+        if block.holders.wrappingSubtract(1, ordering: .acquiringAndReleasing).newValue == 0 {
+            block.reset()
+            pool.put(block)
+        }
+    }
+
+    /// Stops the transfer and the hashing (after an error of the caller's).
+    func abort() {
+        pool.close(Stopped())
+        toStore.close()
+        toHasher.close()
+    }
+
+    /// Waits for both threads. Returns the whole file's SHA-256 and the bytes delivered, or
+    /// throws the transfer's error.
+    func join() throws -> (sha256: [UInt8], bytes: Int64) {
+        let read = reader?.join() ?? .success(())
+        let hashed = hasher?.join() ?? .success(())
+        try read.get()
+        try hashed.get()
+        return (digest, delivered.load(ordering: .relaxed))
+    }
+
+    /// Cuts the stream into the pool's blocks; lives on the reading thread.
+    private struct Cutter {
+        let pipeline: ReadPipeline
+        let parameters: ChunkerParameters
+        var block: StreamBlock?
+        /// Where the chunk being cut starts in `block`.
+        var chunkStart = 0
+
+        init(pipeline: ReadPipeline) {
+            self.pipeline = pipeline
+            parameters = pipeline.parameters
+        }
+
+        mutating func feed(_ bytes: UnsafeRawBufferPointer) throws {
+            var input = bytes
+            while !input.isEmpty {
+                let current = try self.current()
+                let take = min(current.capacity - current.fill, input.count)
+                UnsafeMutableRawBufferPointer(start: current.base + current.fill, count: take)
+                    .copyMemory(from: UnsafeRawBufferPointer(rebasing: input[..<take]))
+                current.fill += take
+                input = UnsafeRawBufferPointer(rebasing: input[take...])
+                pipeline.delivered.wrappingAdd(Int64(take), ordering: .relaxed)
+                cut(current, final: false)
+                if current.fill == current.capacity { try handOver(current) }
+            }
+        }
+
+        mutating func finish() throws {
+            guard let block else { return }
+            cut(block, final: true)
+            block.count = chunkStart
+            self.block = nil
+            if block.count > 0 { send(block) } else { pipeline.pool.put(block) }
+        }
+
+        private mutating func current() throws -> StreamBlock {
+            if let block { return block }
+            guard let fresh = try pipeline.pool.take() else { throw Stopped() }
+            block = fresh
+            chunkStart = 0
+            return fresh
+        }
+
+        private mutating func cut(_ block: StreamBlock, final: Bool) {
+            let parameters = parameters
+            Gear.table.withUnsafeBufferPointer { table in
+                while chunkStart < block.fill {
+                    let rest = UnsafeRawBufferPointer(start: block.base + chunkStart, count: block.fill - chunkStart)
+                    guard let length = Gear.cut(rest, parameters: parameters, table: table, final: final) else {
+                        break
+                    }
+                    chunkStart += length
+                    block.ends.append(chunkStart)
+                }
+            }
+        }
+
+        /// Sends the full block on; the chunk its end cut short starts the next block.
+        private mutating func handOver(_ full: StreamBlock) throws {
+            guard let next = try pipeline.pool.take() else { throw Stopped() }
+            let tail = full.fill - chunkStart
+            next.base.copyMemory(from: full.base + chunkStart, byteCount: tail)
+            next.fill = tail
+            full.count = chunkStart
+            send(full)
+            block = next
+            chunkStart = 0
+        }
+
+        private func send(_ block: StreamBlock) {
+            block.holders.store(2, ordering: .releasing)
+            if !pipeline.toStore.put(block) { pipeline.release(block) }
+            if !pipeline.toHasher.put(block) { pipeline.release(block) }
+        }
+    }
+}
+
+/// The SHA-256 of a file assembled in order from pieces (chunks read back from packs, chunks
+/// fetched), computed on a thread of its own. The pieces are written straight into blocks of
+/// a fixed pool (`reserve`, then `commit`), and a block goes to the hashing thread when full:
+/// no copy on the way, and memory bounded by the pool.
+final class FileHasher {
+    static let blockSize = 2 << 20
+    static let blocks = 6
+
+    private let pool = Channel<StreamBlock>()
+    private let queue = Channel<StreamBlock>()
+    private var current: StreamBlock?
+    private var thread: WorkerThread?
+    private let result = DigestBox()
+
+    private final class DigestBox: @unchecked Sendable {
+        // Written by the hashing thread before it ends; read after it is joined.
+        var digest: [UInt8] = []
+    }
+
+    init() {
+        for _ in 0..<Self.blocks { pool.put(StreamBlock(capacity: Self.blockSize)) }
+        let pool = pool
+        let queue = queue
+        let result = result
+        thread = WorkerThread(name: "standby.file-hash") {
+            var sha = SHA256()
+            while let block = try queue.take() {
+                sha.update(bufferPointer: UnsafeRawBufferPointer(start: block.base, count: block.fill))
+                block.reset()
+                pool.put(block)
+            }
+            result.digest = Array(sha.finalize())
+        }
+    }
+
+    deinit { abort() }
+
+    /// Room for the next `length` bytes of the file (at most `blockSize`): write them there,
+    /// then `commit` how many were written.
+    func reserve(_ length: Int) throws -> UnsafeMutableRawBufferPointer {
+        precondition(length <= Self.blockSize)
+        if let block = current, block.fill + length > block.capacity {
+            current = nil
+            queue.put(block)
+        }
+        let block: StreamBlock
+        if let current {
+            block = current
+        } else {
+            guard let fresh = try pool.take() else { throw ReplicationError(.storeIO, "the file hasher stopped") }
+            block = fresh
+            current = fresh
+        }
+        return UnsafeMutableRawBufferPointer(start: block.base + block.fill, count: length)
+    }
+
+    func commit(_ length: Int) {
+        current?.fill += length
+    }
+
+    /// Copies `bytes` in as the next bytes of the file.
+    func update(_ bytes: UnsafeRawBufferPointer) throws {
+        var rest = bytes
+        while !rest.isEmpty {
+            let take = min(rest.count, Self.blockSize)
+            let room = try reserve(take)
+            room.copyMemory(from: UnsafeRawBufferPointer(rebasing: rest[..<take]))
+            commit(take)
+            rest = UnsafeRawBufferPointer(rebasing: rest[take...])
+        }
+    }
+
+    /// Waits for the hashing thread and returns the digest of everything committed.
+    func finalize() throws -> [UInt8] {
+        if let block = current {
+            current = nil
+            queue.put(block)
+        }
+        queue.finish()
+        try thread?.join().get()
+        thread = nil
+        return result.digest
+    }
+
+    /// Stops the hashing thread without a digest.
+    func abort() {
+        guard let thread else { return }
+        queue.close()
+        pool.close()
+        _ = thread.join()
+        self.thread = nil
+    }
+}
