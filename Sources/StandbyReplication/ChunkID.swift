@@ -27,6 +27,12 @@ public struct ChunkID: Hashable, Sendable, CustomStringConvertible {
         self = array.withUnsafeBytes { ChunkID(bytes: $0) }
     }
 
+    /// The id in a catalog blob; nil unless it holds 32 bytes.
+    init?(data: Data) {
+        guard data.count == 32 else { return nil }
+        self = data.withUnsafeBytes { ChunkID(bytes: $0) }
+    }
+
     init(digest: SHA256.Digest) {
         self = digest.withUnsafeBytes { ChunkID(bytes: $0) }
     }

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Logging
 import StandbyTransport
 import Synchronization
 
@@ -20,6 +21,9 @@ final class StreamBlock: @unchecked Sendable {
     fileprivate(set) var ends: [Int] = []
     /// The chunks' ids, filled in by the storing thread.
     var ids: [ChunkID] = []
+    /// For the file hasher: the byte ranges of the block that belong to the file, in order
+    /// (chunks read back from a pack with the record headers between them).
+    fileprivate var segments: [(start: Int, length: Int)] = []
     fileprivate let holders = Atomic<Int>(0)
 
     init(capacity: Int) {
@@ -46,6 +50,7 @@ final class StreamBlock: @unchecked Sendable {
         count = 0
         ends.removeAll(keepingCapacity: true)
         ids.removeAll(keepingCapacity: true)
+        segments.removeAll(keepingCapacity: true)
     }
 }
 
@@ -316,16 +321,24 @@ final class ReadPipeline: @unchecked Sendable {
     }
 }
 
-/// The SHA-256 of a file assembled in order from pieces (chunks read back from packs, chunks
-/// fetched), computed on a thread of its own. The pieces are written straight into blocks of
-/// a fixed pool (`reserve`, then `commit`), and a block goes to the hashing thread when full:
-/// no copy on the way, and memory bounded by the pool.
+/// The SHA-256 of a file assembled in order from pieces, computed on a thread of its own:
+/// runs of chunks stored in a pack (read there, with one pread each, the record headers between
+/// them skipped), and bytes handed over (fetched chunks, chunks of a pack being written), which
+/// are copied into blocks of a fixed pool (`reserve` then `commit`, or `update`). The caller
+/// only plans; reading and hashing happen on the other core. Memory: the pool and one read
+/// buffer; at most `queueLimit` pieces wait.
 final class FileHasher {
     static let blockSize = 2 << 20
     static let blocks = 6
+    static let queueLimit = 64
+
+    private enum Work {
+        case block(StreamBlock)
+        case stored(pack: String, offset: Int64, span: Int, segments: [(start: Int, length: Int)])
+    }
 
     private let pool = Channel<StreamBlock>()
-    private let queue = Channel<StreamBlock>()
+    private let queue = Channel<Work>(limit: FileHasher.queueLimit)
     private var current: StreamBlock?
     private var thread: WorkerThread?
     private let result = DigestBox()
@@ -335,20 +348,56 @@ final class FileHasher {
         var digest: [UInt8] = []
     }
 
-    init() {
+    /// `packDirectory`: where `stored` runs are read.
+    init(packDirectory: String) {
         for _ in 0..<Self.blocks { pool.put(StreamBlock(capacity: Self.blockSize)) }
         let pool = pool
         let queue = queue
         let result = result
         thread = WorkerThread(name: "standby.file-hash") {
-            var sha = SHA256()
-            while let block = try queue.take() {
-                sha.update(bufferPointer: UnsafeRawBufferPointer(start: block.base, count: block.fill))
+            do {
+                try Self.hash(queue: queue, pool: pool, packDirectory: packDirectory, into: result)
+            } catch {
+                // Wake the caller if it waits for room or a block.
+                queue.close(error)
+                pool.close(error)
+                throw error
+            }
+        }
+    }
+
+    private static func hash(
+        queue: Channel<Work>, pool: Channel<StreamBlock>, packDirectory: String, into result: DigestBox
+    ) throws {
+        var sha = SHA256()
+        let reader = PackReader(directory: packDirectory)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.blockSize, alignment: 64)
+        defer { buffer.deallocate() }
+        while let work = try queue.take() {
+            switch work {
+            case .block(let block):
+                for segment in block.segments {
+                    sha.update(
+                        bufferPointer: UnsafeRawBufferPointer(start: block.base + segment.start, count: segment.length))
+                }
                 block.reset()
                 pool.put(block)
+            case .stored(let pack, let offset, let span, let segments):
+                let room = UnsafeMutableRawBufferPointer(rebasing: buffer[..<span])
+                let got = try FileIO.preadAll(
+                    try reader.descriptor(pack), into: room, at: offset, path: reader.path(pack))
+                guard got == span else {
+                    throw ReplicationError(
+                        .corruptPack, "pack \(reader.path(pack)) ends at \(offset + Int64(got)), before its chunks do")
+                }
+                for segment in segments {
+                    sha.update(
+                        bufferPointer: UnsafeRawBufferPointer(
+                            rebasing: room[segment.start..<(segment.start + segment.length)]))
+                }
             }
-            result.digest = Array(sha.finalize())
         }
+        result.digest = Array(sha.finalize())
     }
 
     deinit { abort() }
@@ -359,13 +408,13 @@ final class FileHasher {
         precondition(length <= Self.blockSize)
         if let block = current, block.fill + length > block.capacity {
             current = nil
-            queue.put(block)
+            try send(.block(block))
         }
         let block: StreamBlock
         if let current {
             block = current
         } else {
-            guard let fresh = try pool.take() else { throw ReplicationError(.storeIO, "the file hasher stopped") }
+            guard let fresh = try pool.take() else { throw stopped() }
             block = fresh
             current = fresh
         }
@@ -373,7 +422,13 @@ final class FileHasher {
     }
 
     func commit(_ length: Int) {
-        current?.fill += length
+        guard let block = current else { return }
+        if let last = block.segments.last, last.start + last.length == block.fill {
+            block.segments[block.segments.count - 1].length += length
+        } else {
+            block.segments.append((block.fill, length))
+        }
+        block.fill += length
     }
 
     /// Copies `bytes` in as the next bytes of the file.
@@ -388,11 +443,22 @@ final class FileHasher {
         }
     }
 
-    /// Waits for the hashing thread and returns the digest of everything committed.
+    /// The next bytes of the file are stored in `pack`: `span` bytes from `offset`, of which
+    /// `segments` (offsets in the span, in order) belong to the file. At most `blockSize`.
+    func stored(pack: String, offset: Int64, span: Int, segments: [(start: Int, length: Int)]) throws {
+        precondition(span <= Self.blockSize)
+        if let block = current {
+            current = nil
+            try send(.block(block))
+        }
+        try send(.stored(pack: pack, offset: offset, span: span, segments: segments))
+    }
+
+    /// Waits for the hashing thread and returns the digest of everything handed over.
     func finalize() throws -> [UInt8] {
         if let block = current {
             current = nil
-            queue.put(block)
+            try send(.block(block))
         }
         queue.finish()
         try thread?.join().get()
@@ -407,5 +473,95 @@ final class FileHasher {
         pool.close()
         _ = thread.join()
         self.thread = nil
+    }
+
+    private func send(_ work: Work) throws {
+        guard queue.put(work) else { throw stopped() }
+    }
+
+    /// The hashing thread ended early: its own error (a pack shorter than the catalog says).
+    private func stopped() -> any Error {
+        if case .failure(let error) = thread?.join() { return error }
+        return ReplicationError(.storeIO, "the file hasher stopped")
+    }
+}
+
+/// Fetches byte ranges on a thread and a transfer session of its own, in the order they are
+/// asked for, ahead of the walk that uses them: the round trips of a delta transfer (an index
+/// group's entries, a run of missing chunks) overlap the reading back of stored chunks instead
+/// of adding up. At most `ahead` results wait, each at most `maxBytes`, so memory stays bounded.
+final class RangeFetcher: @unchecked Sendable {
+    struct Job: Sendable {
+        var url: URL
+        var range: ByteRange
+    }
+
+    private let jobs = Channel<Job>()
+    private let results: Channel<Result<[UInt8], any Error>>
+    private let counters = Counters()
+    private var thread: WorkerThread?
+
+    private final class Counters: Sendable {
+        let bytes = Atomic<Int64>(0)
+        let requests = Atomic<Int>(0)
+    }
+
+    /// Bytes received and requests made so far (body and headers, as `TransferStats` counts).
+    var receivedBytes: Int64 { counters.bytes.load(ordering: .relaxed) }
+    var requests: Int { counters.requests.load(ordering: .relaxed) }
+
+    init(options: TransportOptions, cancellation: CancellationFlag?, logger: Logger, ahead: Int = 4) throws {
+        results = Channel(limit: ahead)
+        let session = try TransferSession(options: options, logger: logger)
+        session.cancellation = cancellation
+        let box = UncheckedSession(session: session)
+        let jobs = jobs
+        let results = results
+        let counters = counters
+        thread = WorkerThread(name: "standby.fetch") {
+            while let job = try jobs.take() {
+                var bytes: [UInt8] = []
+                bytes.reserveCapacity(Int(job.range.length))
+                let before = box.session.stats
+                let outcome: Result<[UInt8], any Error>
+                do {
+                    try box.session.get(job.url, range: job.range) { bytes.append(contentsOf: $0) }
+                    outcome = .success(bytes)
+                } catch {
+                    outcome = .failure(error)
+                }
+                counters.bytes.wrappingAdd(box.session.stats.totalBytes - before.totalBytes, ordering: .relaxed)
+                counters.requests.wrappingAdd(box.session.stats.requests - before.requests, ordering: .relaxed)
+                guard results.put(outcome) else { return }
+            }
+        }
+    }
+
+    deinit { stop() }
+
+    func request(_ url: URL, _ range: ByteRange) {
+        jobs.put(Job(url: url, range: range))
+    }
+
+    /// The bytes of the oldest range not yet taken; throws the error its transfer ended with.
+    func next() throws -> [UInt8] {
+        guard let result = try results.take() else {
+            throw ReplicationError(.storeIO, "the range fetcher stopped")
+        }
+        return try result.get()
+    }
+
+    /// Drops what is queued and waits for the thread (a transfer under way ends first).
+    func stop() {
+        guard let thread else { return }
+        jobs.close()
+        results.close()
+        _ = thread.join()
+        self.thread = nil
+    }
+
+    private struct UncheckedSession: @unchecked Sendable {
+        // Used by the fetching thread alone.
+        let session: TransferSession
     }
 }

@@ -125,7 +125,7 @@ public final class ReplicationStore: Sendable {
             values.append(contentsOf: repeatElement(values[0], count: width - values.count))
             let rows = try Data.fetchCursor(statement, arguments: StatementArguments(values))
             while let data = try rows.next() {
-                if let id = ChunkID(bytes: data) { found.insert(id) }
+                if let id = ChunkID(data: data) { found.insert(id) }
             }
             start += width
         }
@@ -133,13 +133,16 @@ public final class ReplicationStore: Sendable {
     }
 
     /// Where the store has each of `ids` (those it has): one query for every 64 ids.
-    func chunkLocations(_ db: Database, _ ids: some Sequence<ChunkID>) throws -> [ChunkID: ChunkLocation] {
-        let width = 64
+    func chunkLocations(
+        _ db: Database, _ ids: some Sequence<ChunkID>, packNames: inout [Int64: String]
+    ) throws -> [ChunkID: ChunkLocation] {
+        let width = 128
         let statement = try db.cachedStatement(
             sql: """
-                SELECT c.id, p.name, c.offset, c.length FROM chunks c JOIN packs p ON p.id = c.pack
-                WHERE c.id IN (\(repeatElement("?", count: width).joined(separator: ",")))
+                SELECT id, pack, offset, length FROM chunks
+                WHERE id IN (\(repeatElement("?", count: width).joined(separator: ",")))
                 """)
+        let packName = try db.cachedStatement(sql: "SELECT name FROM packs WHERE id = ?")
         var found: [ChunkID: ChunkLocation] = [:]
         var batch: [DatabaseValue] = []
         func run() throws {
@@ -148,9 +151,18 @@ public final class ReplicationStore: Sendable {
             let rows = try Row.fetchCursor(statement, arguments: StatementArguments(batch))
             while let row = try rows.next() {
                 let data: Data = row[0]
-                if let id = ChunkID(bytes: data) {
-                    found[id] = ChunkLocation(pack: row[1], offset: row[2], length: row[3])
+                let pack: Int64 = row[1]
+                guard let id = ChunkID(data: data) else { continue }
+                let name: String
+                if let known = packNames[pack] {
+                    name = known
+                } else {
+                    // Looked up once per pack, not joined for every chunk.
+                    guard let fetched = try String.fetchOne(packName, arguments: [pack]) else { continue }
+                    packNames[pack] = fetched
+                    name = fetched
                 }
+                found[id] = ChunkLocation(pack: name, offset: row[2], length: row[3])
             }
             batch.removeAll(keepingCapacity: true)
         }

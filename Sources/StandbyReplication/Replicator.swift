@@ -85,6 +85,10 @@ final class Replicator {
     private var lastProgress = ContinuousClock.now - .seconds(1)
     /// The session's received bytes before the current pipelined transfer began.
     private var receivedBefore: Int64 = 0
+    /// What the sessions of range fetchers received, and their requests.
+    private var otherSessionBytes: Int64 = 0
+    private var otherSessionRequests = 0
+    private var receivedBytes: Int64 { session.stats.totalBytes + otherSessionBytes }
     private var currentFile = ""
     private var phase = ReplicationProgress.Phase.checking
     private var filesByIndex = 0
@@ -138,7 +142,7 @@ final class Replicator {
                         UPDATE versions SET state = 'committed', size = ?, captured = ?, new_bytes = ?,
                             fetched_bytes = ?, verified = ? WHERE id = ?
                         """,
-                    arguments: [total, captured.map(Double.init), newBytes, session.stats.totalBytes, now, versionID])
+                    arguments: [total, captured.map(Double.init), newBytes, receivedBytes, now, versionID])
                 return .commit
             }
         } catch {
@@ -153,7 +157,7 @@ final class Replicator {
             "Set replicated",
             metadata: [
                 "set": "\(set)", "version": "\(versionID)", "bytes": "\(total)", "new": "\(newBytes)",
-                "received": "\(session.stats.totalBytes)",
+                "received": "\(receivedBytes)",
             ])
         var dropped: [Int64] = []
         var reclaimed: Int64 = 0
@@ -173,7 +177,7 @@ final class Replicator {
             throw ReplicationError(.catalog, "version \(versionID) vanished after its commit", set: set)
         }
         return ReplicationReport(
-            version: version, bytesReceived: session.stats.totalBytes, requests: session.stats.requests,
+            version: version, bytesReceived: receivedBytes, requests: session.stats.requests + otherSessionRequests,
             filesByIndex: filesByIndex, filesRead: filesRead, elapsed: ContinuousClock.now - started,
             droppedVersions: dropped, reclaimedBytes: reclaimed)
     }
@@ -281,7 +285,7 @@ final class Replicator {
     private func replicateWhole(_ db: Database, source: Source, info: RemoteFileInfo) throws -> ([UInt8], Int) {
         phase = .fetching
         let base = processed
-        receivedBefore = session.stats.totalBytes
+        receivedBefore = receivedBytes
         let pipeline = ReadPipeline(parameters: parameters)
         let transfer = UncheckedTransfer(session: session, url: source.url)
         pipeline.start { sink in try transfer.run(sink) }
@@ -290,6 +294,7 @@ final class Replicator {
         do {
             while let block = try pipeline.next() {
                 defer { pipeline.release(block) }
+                try checkCancelled()
                 try store(db, block)
                 stored += Int64(block.count)
                 processed = base + stored
@@ -556,41 +561,76 @@ final class Replicator {
         return top
     }
 
+    /// What the walk of a window does with its chunks, in file order.
+    private enum Step {
+        /// Chunks the catalog has, read back from their packs.
+        case stored(Range<Int>)
+        /// A chunk in a pack of this run, not yet in the catalog.
+        case inFlight(Int)
+        /// Chunks the store lacks: one byte range of the source, fetched ahead.
+        case fetch(Range<Int>, offset: Int64, length: Int)
+    }
+
     private func deltaTransfer(
         _ db: Database, source: Source, indexURL: URL, size: Int64, top: ChunkIndexTop, header: ChunkIndexHeader,
         previous: PreviousRecipe?, known: [UInt64: UInt64]
     ) throws -> ([UInt8], Int)? {
         phase = .fetching
-        let hasher = FileHasher()
+        let hasher = FileHasher(packDirectory: store.packDirectory)
         defer { hasher.abort() }
-        var offset: Int64 = 0
+        let fetcher = try RangeFetcher(
+            options: session.options, cancellation: session.cancellation, logger: logger)
+        defer {
+            fetcher.stop()
+            otherSessionBytes += fetcher.receivedBytes
+            otherSessionRequests += fetcher.requests
+        }
         let base = processed
         let window = 1024
-        var g = 0
-        while g < top.groups.count {
-            let end = min(g + window, top.groups.count)
-            // Entries of the window's groups: known ones from the previous recipe, the others
-            // fetched in runs of adjacent groups.
-            var fetched: [Int: [RecipeEntry]] = [:]
-            var i = g
-            while i < end {
+        let windows = stride(from: 0, to: top.groups.count, by: window).map { $0..<min($0 + window, top.groups.count) }
+
+        // The index entries of a window's groups that the previous version does not have, in
+        // runs of adjacent groups: one range each, asked for a window ahead of the walk.
+        func indexRuns(_ groups: Range<Int>) -> [Range<Int>] {
+            var runs: [Range<Int>] = []
+            var i = groups.lowerBound
+            while i < groups.upperBound {
                 guard known[top.groups[i].key.high] == nil else {
                     i += 1
                     continue
                 }
                 var j = i
-                var count = 0
-                while j < end && known[top.groups[j].key.high] == nil && j - i < 256 {
-                    count += top.groups[j].chunkCount
-                    j += 1
-                }
-                let data = try session.fetch(
+                while j < groups.upperBound && known[top.groups[j].key.high] == nil && j - i < 256 { j += 1 }
+                runs.append(i..<j)
+                i = j
+            }
+            return runs
+        }
+        func requestIndex(_ runs: [Range<Int>]) {
+            for run in runs {
+                let count = run.reduce(0) { $0 + top.groups[$1].chunkCount }
+                fetcher.request(
                     indexURL,
-                    range: ByteRange(offset: top.secondLevelOffsets[i], length: Int64(count * RecipeEntry.size)),
-                    maxBytes: count * RecipeEntry.size)
-                let decoded = [RecipeEntry].decode(data)
+                    ByteRange(offset: top.secondLevelOffsets[run.lowerBound], length: Int64(count * RecipeEntry.size)))
+            }
+        }
+
+        var offset: Int64 = 0
+        var packNames: [Int64: String] = [:]
+        var nextRuns = windows.first.map(indexRuns) ?? []
+        requestIndex(nextRuns)
+        for (w, groups) in windows.enumerated() {
+            let runs = nextRuns
+            var fetched: [Int: [RecipeEntry]] = [:]
+            for run in runs {
+                let count = run.reduce(0) { $0 + top.groups[$1].chunkCount }
+                let data = try fetcher.next()
+                guard data.count == count * RecipeEntry.size else {
+                    throw IndexProblem(reason: "index entries of groups \(run) are short")
+                }
+                let decoded = [RecipeEntry].decode(Data(data))
                 var at = 0
-                for k in i..<j {
+                for k in run {
                     let slice = decoded[at..<(at + top.groups[k].chunkCount)]
                     guard GroupKey.of(slice) == top.groups[k].key else {
                         throw IndexProblem(reason: "index entries of group \(k) corrupt")
@@ -598,10 +638,9 @@ final class Replicator {
                     fetched[k] = Array(slice)
                     at += top.groups[k].chunkCount
                 }
-                i = j
             }
             var entries: [RecipeEntry] = []
-            for k in g..<end {
+            for k in groups {
                 if let previous, let packed = known[top.groups[k].key.high] {
                     let (start, count) = PreviousRecipe.unpack(packed)
                     entries.append(contentsOf: try previous.entries(db, start: start, count: count))
@@ -609,43 +648,47 @@ final class Replicator {
                     entries.append(contentsOf: list)
                 }
             }
-            // Where the store has each chunk: one catalog query per 64 chunks. The open pack's
-            // chunks are read from it.
-            let locations = try store.chunkLocations(db, entries.lazy.map(\.id).filter { !self.inFlight($0) })
+            // Where the store has each chunk: one catalog query per 64 chunks.
+            let locations = try store.chunkLocations(
+                db, entries.lazy.map(\.id).filter { !self.inFlight($0) }, packNames: &packNames)
+            let steps = plan(entries, locations: locations, at: offset)
+            for case .fetch(_, let at, let length) in steps {
+                fetcher.request(source.url, ByteRange(offset: at, length: Int64(length)))
+            }
+            // The next window's index entries come while this one is walked.
+            nextRuns = w + 1 < windows.count ? indexRuns(windows[w + 1]) : []
+            requestIndex(nextRuns)
 
             // Walk the chunks in file order: stored ones are read back for the whole-file
-            // hash, runs of missing ones fetched as one range each.
-            var c = 0
-            while c < entries.count {
-                let entry = entries[c]
-                if let location = locations[entry.id] {
-                    try readStored(entry, at: location, into: hasher)
-                    try appendRecipe(db, entry)
-                    offset += Int64(entry.length)
-                    c += 1
-                } else if let pack = inFlightPack(entry.id) {
-                    try readInFlight(entry, from: pack, into: hasher)
-                    try appendRecipe(db, entry)
-                    offset += Int64(entry.length)
-                    c += 1
-                } else {
-                    var stop = c
-                    var length = 0
-                    while stop < entries.count, length < 8 << 20, locations[entries[stop].id] == nil,
-                        !inFlight(entries[stop].id)
-                    {
-                        length += entries[stop].length
-                        stop += 1
+            // hash, missing ones taken from the fetcher as they come.
+            for step in steps {
+                try checkCancelled()
+                switch step {
+                case .stored(let run):
+                    try readStored(entries[run], locations, into: hasher)
+                    for entry in entries[run] { try appendRecipe(db, entry) }
+                case .inFlight(let c):
+                    guard let pack = inFlightPack(entries[c].id) else {
+                        throw ReplicationError(.corruptPack, "chunk \(entries[c].id) left the open pack", set: set)
                     }
-                    try fetchMissing(
-                        db, entries[c..<stop], source: source, offset: offset, length: length, into: hasher)
-                    offset += Int64(length)
-                    c = stop
+                    try readInFlight(entries[c], from: pack, into: hasher)
+                    try appendRecipe(db, entries[c])
+                case .fetch(let run, let at, _):
+                    let bytes: [UInt8]
+                    do {
+                        bytes = try fetcher.next()
+                    } catch let error as TransportError {
+                        throw ReplicationError.source(error, set: set)
+                    }
+                    try storeFetched(db, entries[run], bytes, at: at, into: hasher)
+                }
+                switch step {
+                case .stored(let run), .fetch(let run, _, _): offset += run.reduce(0) { $0 + Int64(entries[$1].length) }
+                case .inFlight(let c): offset += Int64(entries[c].length)
                 }
                 processed = base + offset
                 reportProgress()
             }
-            g = end
         }
         guard offset == size, try hasher.finalize() == header.fileSHA256 else {
             throw IndexProblem(reason: "the file rebuilt from the index does not match its SHA-256")
@@ -654,21 +697,54 @@ final class Replicator {
         return (header.fileSHA256, recipeCount)
     }
 
-    /// Fetches a run of chunks the store lacks as one byte range, checks each against its id,
-    /// stores it and feeds it to the file hasher.
-    private func fetchMissing(
-        _ db: Database, _ run: ArraySlice<RecipeEntry>, source: Source, offset: Int64, length: Int,
-        into hasher: FileHasher
-    ) throws {
-        var buffer: [UInt8] = []
-        buffer.reserveCapacity(length)
-        do {
-            try session.get(source.url, range: ByteRange(offset: offset, length: Int64(length))) {
-                buffer.append(contentsOf: $0)
+    /// Splits a window's chunks into steps: runs that follow each other in one pack (as a
+    /// previous copy of the file left them, one pread each), chunks of this run's packs, and
+    /// runs of missing chunks (one byte range each, at most 4 MiB).
+    private func plan(_ entries: [RecipeEntry], locations: [ChunkID: ChunkLocation], at start: Int64) -> [Step] {
+        var steps: [Step] = []
+        var offset = start
+        var c = 0
+        while c < entries.count {
+            let entry = entries[c]
+            if let location = locations[entry.id] {
+                var stop = c + 1
+                var spanEnd = location.offset + Int64(location.length)
+                while stop < entries.count, let next = locations[entries[stop].id], next.pack == location.pack,
+                    next.offset == spanEnd + Int64(PackFormat.recordHeader),
+                    next.offset + Int64(next.length) - location.offset <= Int64(FileHasher.blockSize)
+                {
+                    spanEnd = next.offset + Int64(next.length)
+                    stop += 1
+                }
+                steps.append(.stored(c..<stop))
+                offset += entries[c..<stop].reduce(0) { $0 + Int64($1.length) }
+                c = stop
+            } else if inFlight(entry.id) {
+                steps.append(.inFlight(c))
+                offset += Int64(entry.length)
+                c += 1
+            } else {
+                var stop = c
+                var length = 0
+                while stop < entries.count, length < 4 << 20, locations[entries[stop].id] == nil,
+                    !inFlight(entries[stop].id)
+                {
+                    length += entries[stop].length
+                    stop += 1
+                }
+                steps.append(.fetch(c..<stop, offset: offset, length: length))
+                offset += Int64(length)
+                c = stop
             }
-        } catch let error as TransportError {
-            throw ReplicationError.source(error, set: set)
         }
+        return steps
+    }
+
+    /// Checks each chunk of a fetched run against its id, stores it and feeds it to the file
+    /// hasher.
+    private func storeFetched(
+        _ db: Database, _ run: ArraySlice<RecipeEntry>, _ buffer: [UInt8], at offset: Int64, into hasher: FileHasher
+    ) throws {
         var at = 0
         try buffer.withUnsafeBytes { raw in
             for entry in run {
@@ -686,21 +762,28 @@ final class Replicator {
         }
     }
 
-    /// Reads a stored chunk's bytes straight into the file hasher. Not re-hashed one by one:
-    /// the whole-file hash covers them. A length other than the index's means the index lies.
-    private func readStored(_ entry: RecipeEntry, at location: ChunkLocation, into hasher: FileHasher) throws {
-        guard location.length == entry.length, entry.length <= FileHasher.blockSize else {
-            throw IndexProblem(
-                reason: "the index gives chunk \(entry.id) \(entry.length) bytes, the store has \(location.length)")
+    /// Reads stored chunks that lie one after another in a pack straight into the file hasher,
+    /// with one pread (the record headers between them are skipped by the hasher). Not
+    /// re-hashed one by one: the whole-file hash covers them. A length other than the index's
+    /// means the index lies.
+    private func readStored(
+        _ run: ArraySlice<RecipeEntry>, _ locations: [ChunkID: ChunkLocation], into hasher: FileHasher
+    ) throws {
+        var segments: [(start: Int, length: Int)] = []
+        segments.reserveCapacity(run.count)
+        var first: ChunkLocation?
+        for entry in run {
+            guard let location = locations[entry.id] else { continue }
+            guard location.length == entry.length else {
+                throw IndexProblem(
+                    reason: "the index gives chunk \(entry.id) \(entry.length) bytes, the store has \(location.length)")
+            }
+            let start = first.map { location.offset - $0.offset } ?? 0
+            if first == nil { first = location }
+            segments.append((Int(start), location.length))
         }
-        let fd = try reader.descriptor(location.pack)
-        let room = try hasher.reserve(entry.length)
-        let got = try FileIO.preadAll(fd, into: room, at: location.offset, path: reader.path(location.pack))
-        guard got == entry.length else {
-            throw ReplicationError(
-                .corruptPack, "pack \(reader.path(location.pack)) ends before chunk \(entry.id)", set: set)
-        }
-        hasher.commit(got)
+        guard let first, let last = segments.last else { return }
+        try hasher.stored(pack: first.pack, offset: first.offset, span: last.start + last.length, segments: segments)
     }
 
     /// A chunk of a pack of this run, read back into the file hasher.
@@ -716,6 +799,14 @@ final class Replicator {
         try bytes.withUnsafeBytes { try hasher.update($0) }
     }
 
+    /// Transfers on other threads may be ahead of what is stored: a cancelled run stops at
+    /// the next piece it stores, not when those transfers end.
+    private func checkCancelled() throws {
+        if session.cancellation?.isCancelled == true {
+            throw ReplicationError(.cancelled, "the replicate was cancelled; nothing of this run is visible", set: set)
+        }
+    }
+
     // MARK: - Progress
 
     /// `received`: what the current transfer has delivered, when another thread runs it (the
@@ -725,7 +816,7 @@ final class Replicator {
         let now = ContinuousClock.now
         guard force || now - lastProgress >= .milliseconds(200) else { return }
         lastProgress = now
-        let receivedBytes = received.map { receivedBefore + $0 } ?? session.stats.totalBytes
+        let receivedBytes = received.map { receivedBefore + $0 } ?? self.receivedBytes
         progress(
             ReplicationProgress(
                 set: set, file: currentFile, phase: phase, processedBytes: processed, totalBytes: total,

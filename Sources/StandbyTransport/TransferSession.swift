@@ -32,6 +32,13 @@ public final class TransferSession {
     /// whenever data arrives).
     public var progress: ((TransferProgress) -> Void)?
 
+    /// ~/.ssh/known_hosts if it exists, looked up once: a delta transfer prepares a request
+    /// for every byte range.
+    private lazy var standardKnownHosts: String? = {
+        guard let home = ProcessInfo.processInfo.environment["HOME"] else { return nil }
+        let standard = home + "/.ssh/known_hosts"
+        return FileManager.default.fileExists(atPath: standard) ? standard : nil
+    }()
     private let handle: UnsafeMutableRawPointer
     private let errorBuffer: UnsafeMutablePointer<CChar>
     private let logger: Logger
@@ -131,6 +138,7 @@ public final class TransferSession {
         let url = request.url
         let state = CallbackState(url: url)
         state.collectBody = true
+        state.collectHeaders = true
         state.maxBody = request.maxResponseBytes
         try prepare(url, state: state)
         set(CURLOPT_TIMEOUT_MS, Int(request.timeout.milliseconds))
@@ -228,9 +236,8 @@ public final class TransferSession {
         }
         if let knownHosts = ssh.knownHostsFile {
             set(CURLOPT_SSH_KNOWNHOSTS, knownHosts)
-        } else if ssh.hostKeySHA256 == nil, let home = ProcessInfo.processInfo.environment["HOME"] {
-            let standard = home + "/.ssh/known_hosts"
-            if FileManager.default.fileExists(atPath: standard) { set(CURLOPT_SSH_KNOWNHOSTS, standard) }
+        } else if ssh.hostKeySHA256 == nil, let standard = standardKnownHosts {
+            set(CURLOPT_SSH_KNOWNHOSTS, standard)
         }
 
         let tls = options.tls
@@ -422,6 +429,8 @@ final class CallbackState {
     var status = 0
     var headers: [(name: String, value: String)] = []
     var collectBody = false
+    /// Keep every header line (for `request`); a transfer needs only the status lines.
+    var collectHeaders = false
     var body = Data()
     var maxBody = Int.max
     var cancellation: CancellationFlag?
@@ -471,6 +480,13 @@ final class CallbackState {
         return bytes.count
     }
 
+    func header(_ bytes: UnsafeRawBufferPointer) {
+        // "HTTP/": a status line, the only one a transfer needs; other lines only when kept.
+        let isStatus = bytes.count >= 5 && bytes.prefix(5).elementsEqual("HTTP/".utf8)
+        guard isStatus || collectHeaders else { return }
+        header(String(decoding: bytes, as: UTF8.self))
+    }
+
     func header(_ line: String) {
         let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
         if trimmed.hasPrefix("HTTP/") {
@@ -504,9 +520,7 @@ private let headerCallback: @convention(c) (UnsafeMutablePointer<CChar>?, Int, I
     pointer, size, count, context in
     guard let context, let pointer else { return size * count }
     let state = Unmanaged<CallbackState>.fromOpaque(context).takeUnretainedValue()
-    let line = String(
-        decoding: UnsafeRawBufferPointer(start: pointer, count: size * count), as: UTF8.self)
-    state.header(line)
+    state.header(UnsafeRawBufferPointer(start: pointer, count: size * count))
     return size * count
 }
 

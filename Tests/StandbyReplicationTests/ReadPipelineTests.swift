@@ -155,7 +155,7 @@ import Testing
     @Test func fileHasherHashesPiecesInOrder() throws {
         var random = TestRandom(state: 21)
         let data = random.bytes(7 << 20 + 99)
-        let hasher = FileHasher()
+        let hasher = FileHasher(packDirectory: "/nonexistent")
         try data.withUnsafeBytes { raw in
             var at = 0
             var size = 1

@@ -142,10 +142,16 @@ import Testing
         transport.maxReceiveRate = 8 << 20
         let halfway = AsyncStream<Void>.makeStream()
         let once = Once()
+        // The run waits at the halfway mark until the test has cancelled it, so a loaded
+        // machine that resumes the test late cannot let the run finish first.
+        let cancelled = DispatchSemaphore(value: 0)
         let options = ReplicateOptions(
             transport: transport,
             progress: { progress in
-                if progress.processedBytes > 12 << 20, once.first() { halfway.continuation.yield() }
+                if progress.processedBytes > 12 << 20, once.first() {
+                    halfway.continuation.yield()
+                    _ = cancelled.wait(timeout: .now() + 60)
+                }
             })
         let store = day.fixture.store
         let spec = day.spec
@@ -153,6 +159,7 @@ import Testing
         var iterator = halfway.stream.makeAsyncIterator()
         _ = await iterator.next()
         run.cancel()
+        cancelled.signal()
         let error = await #expect(throws: ReplicationError.self) { try await run.value }
         #expect(error?.code == .cancelled)
         #expect(try await store.versions(set: "sql").isEmpty)
