@@ -24,7 +24,6 @@ final class StreamBlock: @unchecked Sendable {
     /// For the file hasher: the byte ranges of the block that belong to the file, in order
     /// (chunks read back from a pack with the record headers between them).
     fileprivate var segments: [(start: Int, length: Int)] = []
-    fileprivate let holders = Atomic<Int>(0)
 
     init(capacity: Int) {
         self.capacity = capacity
@@ -155,9 +154,10 @@ final class WorkerThread: @unchecked Sendable {
 
 /// The whole-file read of one source as a pipeline over the machine's cores. The reading
 /// thread runs the transfer and cuts the bytes into chunks (Gear) in blocks of a fixed pool;
-/// each block goes to the caller (`next`, on the thread that owns the catalog: chunk SHA-256,
-/// look-ups, pack writes) and to a thread of its own that hashes the whole file in order. A
-/// block returns to the pool when both are done with it, so at most `blocks` × `blockSize`
+/// the hashing thread takes each block in order and, chunk by chunk while its bytes are in the
+/// cache, computes the chunk's SHA-256 (its id) and feeds the whole file's; then the caller
+/// (`next`, on the thread that owns the catalog) looks the ids up and writes the new chunks.
+/// A block returns to the pool when the caller releases it, so at most `blocks` × `blockSize`
 /// bytes are held, and a slow disk or catalog slows the transfer instead of growing memory.
 ///
 /// Cut points are exactly `StreamChunker`'s: a cut is decided only with a full window of
@@ -190,40 +190,46 @@ final class ReadPipeline: @unchecked Sendable {
     /// feeds the source's bytes, in order, to the sink it is given.
     func start(transfer: @escaping @Sendable (_ sink: (UnsafeRawBufferPointer) throws -> Void) throws -> Void) {
         let pipeline = self
-        hasher = WorkerThread(name: "standby.file-hash") {
-            var sha = SHA256()
-            while let block = try pipeline.toHasher.take() {
-                sha.update(bufferPointer: block.bytes)
-                pipeline.release(block)
+        hasher = WorkerThread(name: "standby.hash") {
+            do {
+                var sha = SHA256()
+                while let block = try pipeline.toHasher.take() {
+                    for index in 0..<block.chunkCount {
+                        let chunk = block.chunk(index)
+                        block.ids.append(ChunkID.of(chunk))
+                        sha.update(bufferPointer: chunk)
+                    }
+                    if !pipeline.toStore.put(block) { pipeline.release(block) }
+                }
+                pipeline.digest = Array(sha.finalize())
+                pipeline.toStore.finish()
+            } catch {
+                pipeline.toStore.close(error)
+                throw error
             }
-            pipeline.digest = Array(sha.finalize())
         }
         reader = WorkerThread(name: "standby.read") {
             do {
                 var cutter = Cutter(pipeline: pipeline)
                 try transfer { bytes in try cutter.feed(bytes) }
                 try cutter.finish()
-                pipeline.toStore.finish()
                 pipeline.toHasher.finish()
             } catch {
-                pipeline.toStore.close(error)
                 pipeline.toHasher.close(error)
                 throw error
             }
         }
     }
 
-    /// The next block in file order (its chunks cut, ids not yet computed); nil at the end of
+    /// The next block in file order, its chunks cut and their ids computed; nil at the end of
     /// the source. Throws the transfer's error. Hand each block back with `release`.
     func next() throws -> StreamBlock? {
         try toStore.take()
     }
 
     func release(_ block: StreamBlock) {
-        if block.holders.wrappingSubtract(1, ordering: .acquiringAndReleasing).newValue == 0 {
-            block.reset()
-            pool.put(block)
-        }
+        block.reset()
+        pool.put(block)
     }
 
     /// Stops the transfer and the hashing (after an error of the caller's).
@@ -314,8 +320,6 @@ final class ReadPipeline: @unchecked Sendable {
         }
 
         private func send(_ block: StreamBlock) {
-            block.holders.store(2, ordering: .releasing)
-            if !pipeline.toStore.put(block) { pipeline.release(block) }
             if !pipeline.toHasher.put(block) { pipeline.release(block) }
         }
     }

@@ -280,8 +280,8 @@ final class Replicator {
     // MARK: - Whole-file read
 
     /// Reads the whole source through a `ReadPipeline`: the transfer and the cutting on one
-    /// thread, the whole-file SHA-256 on another, and on this one (which owns the catalog) the
-    /// chunks' SHA-256, the look-ups and the pack writes.
+    /// thread, the chunks' and the whole file's SHA-256 on another, and on this one (which owns
+    /// the catalog) the look-ups and the pack writes.
     private func replicateWhole(_ db: Database, source: Source, info: RemoteFileInfo) throws -> ([UInt8], Int) {
         phase = .fetching
         let base = processed
@@ -317,11 +317,10 @@ final class Replicator {
         return (outcome.sha256, recipeCount)
     }
 
-    /// Stores the chunks of a block: their SHA-256, which of them the store lacks (one catalog
-    /// query per 64 chunks), those written to the open pack with one writev, and every chunk
-    /// appended to the file's recipe.
+    /// Stores the chunks of a block (their ids computed): which of them the store lacks (one
+    /// catalog query per 64 chunks), those written to the open pack with one writev, and every
+    /// chunk appended to the file's recipe.
     private func store(_ db: Database, _ block: StreamBlock) throws {
-        for index in 0..<block.chunkCount { block.ids.append(ChunkID.of(block.chunk(index))) }
         let candidates = block.ids.filter { !inFlight($0) }
         let existing = try store.existingChunks(db, candidates)
         var fresh: [Int] = []

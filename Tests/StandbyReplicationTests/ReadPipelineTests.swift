@@ -51,6 +51,7 @@ import Testing
         var joined: [UInt8] = []
         while let block = try pipeline.next() {
             for i in 0..<block.chunkCount { sizes.append(block.chunk(i).count) }
+            #expect(block.ids == (0..<block.chunkCount).map { ChunkID.of(block.chunk($0)) })
             joined.append(contentsOf: block.bytes)
             pipeline.release(block)
         }
