@@ -43,6 +43,8 @@ final class PackWriter {
     private var closed = false
     /// A write failed (a full disk): what the pack holds on disk is not what `chunks` says.
     private(set) var failed = false
+    private var synced = false
+    private var renamed = false
 
     init(directory: String) throws {
         self.directory = directory
@@ -136,6 +138,7 @@ final class PackWriter {
     /// Reads back a chunk of this pack (the whole-file check of a delta reads old chunks).
     func read(_ id: ChunkID, into out: inout [UInt8]) throws -> Bool {
         guard let (offset, length) = chunks[id] else { return false }
+        guard !closed else { throw ReplicationError(.storeIO, "pack \(tempPath) is closed") }
         try flush()
         out = [UInt8](repeating: 0, count: length)
         let got = try out.withUnsafeMutableBytes { try FileIO.preadAll(fd, into: $0, at: offset, path: tempPath) }
@@ -152,14 +155,23 @@ final class PackWriter {
     }
 
     /// fsync and rename to the final name; the caller fsyncs the directory (once for several
-    /// packs) before the catalog learns of them.
+    /// packs) before the catalog learns of them. Called again after a failure (a checkpoint
+    /// retried), it does only what is left: the descriptor is never used once closed.
     func sealFile() throws {
-        try flush()
-        guard !failed else { throw ReplicationError(.storeIO, "pack \(tempPath) failed an earlier write") }
-        try FileIO.fsync(fd, path: tempPath)
-        close(fd)
-        closed = true
-        try FileIO.rename(tempPath, finalPath)
+        if !synced {
+            try flush()
+            guard !failed, !closed else {
+                throw ReplicationError(.storeIO, "pack \(tempPath) failed an earlier write or was given up")
+            }
+            try FileIO.fsync(fd, path: tempPath)
+            close(fd)
+            closed = true
+            synced = true
+        }
+        if !renamed {
+            try FileIO.rename(tempPath, finalPath)
+            renamed = true
+        }
     }
 
     /// Gives up on the pack (nothing in it was committed); the file stays for recovery.
