@@ -103,8 +103,8 @@ final class PackWriter {
             do {
                 try FileIO.writevAll(fd, &vectors, path: tempPath)
             } catch {
-                // Some records may be on disk, torn or whole: the pack is never registered as
-                // it is; the next run's recovery adopts its valid records.
+                // Some records may be on disk, torn or whole: the pack is never registered
+                // (the replicate deletes it to give the disk its space back).
                 failed = true
                 throw error
             }
