@@ -110,60 +110,21 @@ public final class ReplicationStore: Sendable {
         return try Int.fetchOne(statement, arguments: [id.data]) != nil
     }
 
-    /// Which of `ids` the catalog has: one query for every 64 ids, not one for each.
-    func existingChunks(_ db: Database, _ ids: [ChunkID]) throws -> Set<ChunkID> {
-        var found = Set<ChunkID>()
-        guard !ids.isEmpty else { return found }
-        let width = 64
+    /// Runs `select` (whose `WHERE id IN (...)` the batch fills) for every `width` ids, padded
+    /// with the batch's first id so one prepared statement serves every batch, and hands each
+    /// row to `body`.
+    private func queryInBatches(
+        _ db: Database, _ ids: some Sequence<ChunkID>, width: Int, select: String, _ body: (Row) throws -> Void
+    ) throws {
         let statement = try db.cachedStatement(
-            sql: "SELECT id FROM chunks WHERE id IN (\(repeatElement("?", count: width).joined(separator: ",")))")
-        var start = 0
-        while start < ids.count {
-            let slice = ids[start..<min(start + width, ids.count)]
-            var values = slice.map { $0.data.databaseValue }
-            // Pad with the first id: one prepared statement serves every batch.
-            values.append(contentsOf: repeatElement(values[0], count: width - values.count))
-            let rows = try Data.fetchCursor(statement, arguments: StatementArguments(values))
-            while let data = try rows.next() {
-                if let id = ChunkID(data: data) { found.insert(id) }
-            }
-            start += width
-        }
-        return found
-    }
-
-    /// Where the store has each of `ids` (those it has): one query for every 64 ids.
-    func chunkLocations(
-        _ db: Database, _ ids: some Sequence<ChunkID>, packNames: inout [Int64: String]
-    ) throws -> [ChunkID: ChunkLocation] {
-        let width = 128
-        let statement = try db.cachedStatement(
-            sql: """
-                SELECT id, pack, offset, length FROM chunks
-                WHERE id IN (\(repeatElement("?", count: width).joined(separator: ",")))
-                """)
-        let packName = try db.cachedStatement(sql: "SELECT name FROM packs WHERE id = ?")
-        var found: [ChunkID: ChunkLocation] = [:]
+            sql: select + " WHERE id IN (\(repeatElement("?", count: width).joined(separator: ",")))")
         var batch: [DatabaseValue] = []
+        batch.reserveCapacity(width)
         func run() throws {
             guard !batch.isEmpty else { return }
             batch.append(contentsOf: repeatElement(batch[0], count: width - batch.count))
             let rows = try Row.fetchCursor(statement, arguments: StatementArguments(batch))
-            while let row = try rows.next() {
-                let data: Data = row[0]
-                let pack: Int64 = row[1]
-                guard let id = ChunkID(data: data) else { continue }
-                let name: String
-                if let known = packNames[pack] {
-                    name = known
-                } else {
-                    // Looked up once per pack, not joined for every chunk.
-                    guard let fetched = try String.fetchOne(packName, arguments: [pack]) else { continue }
-                    packNames[pack] = fetched
-                    name = fetched
-                }
-                found[id] = ChunkLocation(pack: name, offset: row[2], length: row[3])
-            }
+            while let row = try rows.next() { try body(row) }
             batch.removeAll(keepingCapacity: true)
         }
         for id in ids {
@@ -171,6 +132,39 @@ public final class ReplicationStore: Sendable {
             if batch.count == width { try run() }
         }
         try run()
+    }
+
+    /// Which of `ids` the catalog has: one query for every 64 ids, not one for each.
+    func existingChunks(_ db: Database, _ ids: [ChunkID]) throws -> Set<ChunkID> {
+        var found = Set<ChunkID>()
+        try queryInBatches(db, ids, width: 64, select: "SELECT id FROM chunks") { row in
+            if let id = ChunkID(data: row[0]) { found.insert(id) }
+        }
+        return found
+    }
+
+    /// Where the store has each of `ids` (those it has): one query for every 128 ids. Pack
+    /// names are looked up once per pack (`packNames` keeps them), not joined for every chunk.
+    func chunkLocations(
+        _ db: Database, _ ids: some Sequence<ChunkID>, packNames: inout [Int64: String]
+    ) throws -> [ChunkID: ChunkLocation] {
+        let packName = try db.cachedStatement(sql: "SELECT name FROM packs WHERE id = ?")
+        var found: [ChunkID: ChunkLocation] = [:]
+        var names = packNames
+        try queryInBatches(db, ids, width: 128, select: "SELECT id, pack, offset, length FROM chunks") { row in
+            let pack: Int64 = row[1]
+            guard let id = ChunkID(data: row[0]) else { return }
+            let name: String
+            if let known = names[pack] {
+                name = known
+            } else {
+                guard let fetched = try String.fetchOne(packName, arguments: [pack]) else { return }
+                names[pack] = fetched
+                name = fetched
+            }
+            found[id] = ChunkLocation(pack: name, offset: row[2], length: row[3])
+        }
+        packNames = names
         return found
     }
 

@@ -325,12 +325,12 @@ final class Replicator {
     /// catalog query per 64 chunks), those written to the open pack with one writev, and every
     /// chunk appended to the file's recipe.
     private func store(_ db: Database, _ block: StreamBlock) throws {
-        let candidates = block.ids.filter { !inFlight($0) }
-        let existing = try store.existingChunks(db, candidates)
+        let flying = block.ids.map(inFlight)
+        let existing = try store.existingChunks(db, block.ids.indices.filter { !flying[$0] }.map { block.ids[$0] })
         var fresh: [Int] = []
         var taken = Set<ChunkID>()
         for (index, id) in block.ids.enumerated()
-        where !inFlight(id) && !existing.contains(id) && taken.insert(id).inserted {
+        where !flying[index] && !existing.contains(id) && taken.insert(id).inserted {
             fresh.append(index)
             newBytes += Int64(block.ends[index] - block.start(of: index))
         }
