@@ -10,3 +10,11 @@ int standby_start_writeback(int fd, long long offset, long long length) {
     return 0;
 #endif
 }
+
+int standby_o_direct(void) {
+#ifdef O_DIRECT
+    return O_DIRECT;
+#else
+    return 0;
+#endif
+}

@@ -10,12 +10,34 @@ import Foundation
 public enum Ports {
     /// A port on `address` that is free for both TCP and UDP right now (DNS and SIP servers
     /// listen on both). The port is released before returning, so a server must bind it soon.
+    ///
+    /// Chosen at random below the kernel's ephemeral range: a port from that range (what a bind
+    /// to port 0 gives) can be taken, between the choice and the server's bind, by the local end
+    /// of any connection the tests open meanwhile, and the server then fails to start.
     public static func free(on address: String = "127.0.0.1") throws -> UInt16 {
+        let low = ephemeralRangeStart()
+        for _ in 0..<256 where low > 12_000 {
+            let port = UInt16.random(in: 10_000..<UInt16(low))
+            if canBind(address: address, port: port, type: Int32(SOCK_STREAM.rawValue)),
+                canBind(address: address, port: port, type: Int32(SOCK_DGRAM.rawValue))
+            {
+                return port
+            }
+        }
         for _ in 0..<64 {
             guard let port = bindEphemeral(address: address, type: SOCK_STREAM) else { continue }
             if canBind(address: address, port: port, type: Int32(SOCK_DGRAM.rawValue)) { return port }
         }
         throw LabError(.noFreePort, "no free TCP+UDP port on \(address)")
+    }
+
+    /// The first port of the kernel's ephemeral range (32768 when it cannot be read).
+    static func ephemeralRangeStart() -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8),
+            let first = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).first,
+            let low = Int(first), low <= Int(UInt16.max)
+        else { return 32768 }
+        return low
     }
 
     private static func bindEphemeral(address: String, type: __socket_type) -> UInt16? {

@@ -1,7 +1,8 @@
 import Foundation
 
 /// A tmpfs of a fixed size mounted on a directory of the lab: a disk that really fills up
-/// (ENOSPC from write, SQLITE_FULL from the catalog), for the tests of a full store. Mounting
+/// (ENOSPC from write, SQLITE_FULL from the catalog), for the tests of a full store; or a
+/// ramfs, which refuses O_DIRECT. Mounting
 /// needs root, as CI runs; without it the test fails with the reason, it is never skipped.
 public final class SmallFilesystem: Sendable {
     public let path: String
@@ -15,6 +16,14 @@ public final class SmallFilesystem: Sendable {
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         try run(
             ["-t", "tmpfs", "-o", "size=\(bytes),mode=0755", "standby-lab", path], what: "mount a tmpfs on \(path)")
+        return SmallFilesystem(path: path)
+    }
+
+    /// Mounts a ramfs on `path`: a filesystem that refuses O_DIRECT, for the tests of the
+    /// buffered path of the store's pack writes. It has no size limit; keep what goes there small.
+    public static func mountWithoutDirectIO(at path: String) throws -> SmallFilesystem {
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        try run(["-t", "ramfs", "-o", "mode=0755", "standby-lab", path], what: "mount a ramfs on \(path)")
         return SmallFilesystem(path: path)
     }
 

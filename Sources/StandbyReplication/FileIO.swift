@@ -36,35 +36,6 @@ enum FileIO {
         }
     }
 
-    /// writev(2) until every byte of `vectors` is written (it may write less at a time).
-    static func writevAll(_ fd: Int32, _ vectors: inout [iovec], path: String) throws {
-        var first = 0
-        while first < vectors.count {
-            let batch = min(vectors.count - first, 512)
-            let n = vectors.withUnsafeBufferPointer { all in
-                Glibc.writev(fd, UnsafeBufferPointer(rebasing: all[first...]).baseAddress, Int32(batch))
-            }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw fail("write", path)
-            }
-            // Skip the vectors written whole, and trim the one written in part.
-            var left = n
-            while left > 0 && first < vectors.count {
-                let length = vectors[first].iov_len
-                if left >= length {
-                    left -= length
-                    first += 1
-                } else {
-                    vectors[first].iov_base = vectors[first].iov_base.map { $0 + left }
-                    vectors[first].iov_len = length - left
-                    left = 0
-                }
-            }
-            while first < vectors.count && vectors[first].iov_len == 0 { first += 1 }
-        }
-    }
-
     /// Asks the kernel to start writing the range to disk now, without waiting: the fsync that
     /// seals a pack then waits for little. Only a hint; a failure shows at that fsync.
     static func startWriteback(_ fd: Int32, offset: Int64, length: Int64) {

@@ -27,123 +27,156 @@ enum PackFormat {
     static let targetSize: Int64 = 32 << 20
 }
 
-/// The pack being written by a replicate. Not thread-safe: one replicate owns it.
+/// The pack being written by a replicate (or a retention pass). Not thread-safe: one owner.
+///
+/// Records are copied into a staging buffer of `PackIO.bufferSize` bytes; each full buffer is
+/// written by the `PackIO` thread (with O_DIRECT where the filesystem allows it) while the next
+/// one fills. `finish` writes the last, partial buffer padded to the alignment; `sealFile`
+/// waits for the writes, cuts the padding off, fsyncs and renames. A write that fails (a full
+/// disk) fails the pack: it is never registered, and the appends and the seal that follow throw.
 final class PackWriter {
     let directory: String
     let name: String
     let tempPath: String
     let finalPath: String
     private let fd: Int32
-    private var buffer: [UInt8] = []
+    private let io: PackIO
+    private let state = PackWriteState()
+    /// Where records are copied; it starts at file offset `stagingStart` (aligned).
+    private var staging: IOBuffer?
+    private var stagingStart: Int64 = 0
+    private var stagingFill = 0
+    /// A descriptor for reading back (direct I/O would want aligned reads); opened on demand.
+    private var readFD: Int32 = -1
     private(set) var size: Int64
-    /// Bytes already written to the file (the rest of `size` waits in `buffer`).
-    private var written: Int64 = 0
     private(set) var chunks: [ChunkID: (offset: Int64, length: Int)] = [:]
     private(set) var order: [ChunkID] = []
+    private var finishing = false
     private var closed = false
-    /// A write failed (a full disk): what the pack holds on disk is not what `chunks` says.
-    private(set) var failed = false
     private var synced = false
     private var renamed = false
 
-    init(directory: String) throws {
+    /// A write failed (a full disk): what the pack holds on disk is not what `chunks` says.
+    var failed: Bool { state.error != nil }
+
+    /// Whether the pack is written with O_DIRECT (until sealed).
+    var writesDirect: Bool { !closed && PackIO.isDirect(fd) }
+
+    init(directory: String, io: PackIO) throws {
         self.directory = directory
+        self.io = io
         name = String(format: "%016llx", UInt64.random(in: 0...UInt64.max))
         finalPath = directory + "/" + name + ".pack"
         tempPath = finalPath + ".tmp"
-        fd = try FileIO.open(tempPath, O_RDWR | O_CREAT | O_EXCL)
-        buffer.reserveCapacity(1 << 20)
-        buffer.append(contentsOf: PackFormat.magic)
+        fd = try PackIO.create(tempPath)
+        size = 0
+        try PackFormat.magic.withUnsafeBytes { try put($0) }
         size = Int64(PackFormat.magic.count)
     }
 
     deinit {
+        // Queued writes use the descriptor: they end before it is closed.
+        _ = state.drain()
+        if let staging { io.recycle(staging) }
         if !closed { close(fd) }
+        if readFD >= 0 { close(readFD) }
     }
 
-    /// Appends a chunk; returns the offset of its bytes. Written through a 1 MiB buffer: a
-    /// kill loses at most that much of what was fetched.
+    /// Appends a chunk (once: a chunk already in the pack is not appended again).
     func append(_ id: ChunkID, _ bytes: UnsafeRawBufferPointer) throws {
         if chunks[id] != nil { return }
-        var length = UInt32(bytes.count).littleEndian
-        withUnsafeBytes(of: &length) { buffer.append(contentsOf: $0) }
-        id.append(to: &buffer)
-        buffer.append(contentsOf: bytes)
-        let offset = size + Int64(PackFormat.recordHeader)
-        size += Int64(PackFormat.recordHeader + bytes.count)
-        chunks[id] = (offset, bytes.count)
-        order.append(id)
-        if buffer.count >= 1 << 20 { try flush() }
+        try appendRecord(id, bytes)
     }
 
     /// Appends chunks of a block of the stream (`chunks` are their indices in it, `block.ids`
-    /// their ids) with one writev from the block's memory: no copy of the bytes on the way.
+    /// their ids).
     func append(_ block: StreamBlock, chunks indices: [Int]) throws {
-        guard !indices.isEmpty else { return }
-        try flush()
-        guard !failed else { throw ReplicationError(.storeIO, "pack \(tempPath) failed an earlier write") }
-        var headers = [UInt8](repeating: 0, count: indices.count * PackFormat.recordHeader)
-        var vectors: [iovec] = []
-        vectors.reserveCapacity(indices.count * 2)
-        try headers.withUnsafeMutableBytes { raw in
-            guard let headerBase = raw.baseAddress else { return }
-            for (n, index) in indices.enumerated() {
-                let id = block.ids[index]
-                let chunk = block.chunk(index)
-                let header = headerBase + n * PackFormat.recordHeader
-                header.storeBytes(of: UInt32(chunk.count).littleEndian, as: UInt32.self)
-                header.storeBytes(of: id.a, toByteOffset: 4, as: UInt64.self)
-                header.storeBytes(of: id.b, toByteOffset: 12, as: UInt64.self)
-                header.storeBytes(of: id.c, toByteOffset: 20, as: UInt64.self)
-                header.storeBytes(of: id.d, toByteOffset: 28, as: UInt64.self)
-                vectors.append(iovec(iov_base: header, iov_len: PackFormat.recordHeader))
-                vectors.append(
-                    iovec(iov_base: UnsafeMutableRawPointer(mutating: chunk.baseAddress), iov_len: chunk.count))
-            }
-            do {
-                try FileIO.writevAll(fd, &vectors, path: tempPath)
-            } catch {
-                // Some records may be on disk, torn or whole: the pack is never registered
-                // (the replicate deletes it to give the disk its space back).
-                failed = true
-                throw error
-            }
-        }
-        // Only what is on disk is known to be in the pack.
         for index in indices {
-            let id = block.ids[index]
-            let length = block.ends[index] - block.start(of: index)
-            chunks[id] = (size + Int64(PackFormat.recordHeader), length)
-            order.append(id)
-            size += Int64(PackFormat.recordHeader + length)
+            try appendRecord(block.ids[index], block.chunk(index))
         }
-        FileIO.startWriteback(fd, offset: written, length: size - written)
-        written = size
     }
 
-    func flush() throws {
-        guard !buffer.isEmpty else { return }
-        guard !failed else { throw ReplicationError(.storeIO, "pack \(tempPath) failed an earlier write") }
-        do {
-            try buffer.withUnsafeBytes { try FileIO.writeAll(fd, $0, path: tempPath) }
-        } catch {
-            failed = true
-            throw error
+    private func appendRecord(_ id: ChunkID, _ bytes: UnsafeRawBufferPointer) throws {
+        // The failed write's own error (a full disk is `storeFull`).
+        if let error = state.error { throw error }
+        precondition(!finishing, "append to a finished pack")
+        try withUnsafeTemporaryAllocation(byteCount: PackFormat.recordHeader, alignment: 8) { header in
+            header.storeBytes(of: UInt32(bytes.count).littleEndian, as: UInt32.self)
+            header.storeBytes(of: id.a, toByteOffset: 4, as: UInt64.self)
+            header.storeBytes(of: id.b, toByteOffset: 12, as: UInt64.self)
+            header.storeBytes(of: id.c, toByteOffset: 20, as: UInt64.self)
+            header.storeBytes(of: id.d, toByteOffset: 28, as: UInt64.self)
+            try put(UnsafeRawBufferPointer(header))
         }
-        FileIO.startWriteback(fd, offset: written, length: Int64(buffer.count))
-        written += Int64(buffer.count)
-        buffer.removeAll(keepingCapacity: true)
+        try put(bytes)
+        chunks[id] = (size + Int64(PackFormat.recordHeader), bytes.count)
+        order.append(id)
+        size += Int64(PackFormat.recordHeader + bytes.count)
     }
 
-    /// Reads back a chunk of this pack (the whole-file check of a delta reads old chunks).
+    /// Copies bytes to the end of the pack, queueing each staging buffer as it fills.
+    private func put(_ bytes: UnsafeRawBufferPointer) throws {
+        var rest = bytes
+        while !rest.isEmpty {
+            let buffer: IOBuffer
+            if let staging {
+                buffer = staging
+            } else {
+                buffer = try io.buffer()
+                staging = buffer
+            }
+            let take = min(rest.count, buffer.capacity - stagingFill)
+            (buffer.base + stagingFill).copyMemory(from: rest.baseAddress.unsafelyUnwrapped, byteCount: take)
+            stagingFill += take
+            rest = UnsafeRawBufferPointer(rebasing: rest[take...])
+            if stagingFill == buffer.capacity { queueStaging(length: buffer.capacity) }
+        }
+    }
+
+    private func queueStaging(length: Int) {
+        guard let buffer = staging else { return }
+        staging = nil
+        io.write(
+            PackIO.Job(fd: fd, path: tempPath, buffer: buffer, offset: stagingStart, length: length, state: state))
+        stagingStart += Int64(buffer.capacity)
+        stagingFill = 0
+    }
+
+    /// No more appends: the last bytes are queued (padded with zeros to the alignment; the
+    /// seal cuts the padding off). Failures show at the seal.
+    func finish() {
+        guard !finishing else { return }
+        finishing = true
+        guard let buffer = staging, stagingFill > 0 else { return }
+        let padded = (stagingFill + PackIO.alignment - 1) / PackIO.alignment * PackIO.alignment
+        (buffer.base + stagingFill).initializeMemory(as: UInt8.self, repeating: 0, count: padded - stagingFill)
+        queueStaging(length: padded)
+    }
+
+    /// Reads back a chunk of this pack (the whole-file check of a delta reads old chunks): what
+    /// was written from the file, what still waits in the staging buffer from there.
     func read(_ id: ChunkID, into out: inout [UInt8]) throws -> Bool {
         guard let (offset, length) = chunks[id] else { return false }
         guard !closed else { throw ReplicationError(.storeIO, "pack \(tempPath) is closed") }
-        try flush()
+        if let error = state.drain() { throw error }
         out = [UInt8](repeating: 0, count: length)
-        let got = try out.withUnsafeMutableBytes { try FileIO.preadAll(fd, into: $0, at: offset, path: tempPath) }
-        guard got == length else {
-            throw ReplicationError(.corruptPack, "pack \(tempPath) is shorter than its chunk \(id)")
+        let onDisk = Int(max(0, min(Int64(length), stagingStart - offset)))
+        if onDisk > 0 {
+            if readFD < 0 { readFD = try FileIO.open(tempPath, O_RDONLY) }
+            let got = try out.withUnsafeMutableBytes {
+                try FileIO.preadAll(
+                    readFD, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<onDisk]), at: offset, path: tempPath)
+            }
+            guard got == onDisk else {
+                throw ReplicationError(.corruptPack, "pack \(tempPath) is shorter than its chunk \(id)")
+            }
+        }
+        if onDisk < length, let staging {
+            let from = Int(offset + Int64(onDisk) - stagingStart)
+            out.withUnsafeMutableBytes {
+                ($0.baseAddress.unsafelyUnwrapped + onDisk).copyMemory(
+                    from: staging.base + from, byteCount: length - onDisk)
+            }
         }
         return true
     }
@@ -154,19 +187,24 @@ final class PackWriter {
         try FileIO.syncDirectory(directory)
     }
 
-    /// fsync and rename to the final name; the caller fsyncs the directory (once for several
-    /// packs) before the catalog learns of them. Called again after a failure (a checkpoint
-    /// retried), it does only what is left: the descriptor is never used once closed.
+    /// Waits for the pack's writes, cuts off the padding, fsyncs and renames to the final
+    /// name; the caller fsyncs the directory (once for several packs) before the catalog learns
+    /// of them. Called again after a failure (a checkpoint retried), it does only what is left:
+    /// the descriptor is never used once closed.
     func sealFile() throws {
         if !synced {
-            try flush()
-            guard !failed, !closed else {
-                throw ReplicationError(.storeIO, "pack \(tempPath) failed an earlier write or was given up")
-            }
+            finish()
+            if let error = state.drain() { throw error }
+            guard !closed else { throw ReplicationError(.storeIO, "pack \(tempPath) was given up") }
+            guard ftruncate(fd, off_t(size)) == 0 else { throw FileIO.fail("truncate", tempPath) }
             try FileIO.fsync(fd, path: tempPath)
             close(fd)
             closed = true
             synced = true
+            if readFD >= 0 {
+                close(readFD)
+                readFD = -1
+            }
         }
         if !renamed {
             try FileIO.rename(tempPath, finalPath)
@@ -174,12 +212,18 @@ final class PackWriter {
         }
     }
 
-    /// Gives up on the pack (nothing in it was committed); the file stays for recovery.
+    /// Gives up on the pack (nothing in it was committed); the file stays for recovery, with
+    /// what was written of it.
     func abandon() {
-        try? flush()
+        finish()
+        _ = state.drain()
         if !closed {
             close(fd)
             closed = true
+        }
+        if readFD >= 0 {
+            close(readFD)
+            readFD = -1
         }
     }
 }

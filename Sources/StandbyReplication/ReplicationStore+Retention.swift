@@ -160,7 +160,9 @@ extension ReplicationStore {
     /// finds nothing new in it and deletes it), or the new one in use and an orphan old one.
     private func rewrite(_ db: Database, packID: Int64, name: String) throws -> Int64 {
         let reader = PackReader(directory: packDirectory)
-        let writer = try PackWriter(directory: packDirectory)
+        let io = PackIO()
+        defer { io.stop() }
+        let writer = try PackWriter(directory: packDirectory, io: io)
         let live = try Row.fetchAll(
             db,
             sql: "SELECT c.id, c.offset, c.length FROM chunks c JOIN temp.live l ON l.id = c.id WHERE c.pack = ?",

@@ -70,6 +70,8 @@ final class Replicator {
     let parameters = ChunkerParameters.standard
     let started = ContinuousClock.now
 
+    /// Writes the packs on a thread of its own.
+    private let io = PackIO()
     private var writer: PackWriter?
     /// Full packs not yet in the catalog: still `.pack.tmp`, their chunks known here. They are
     /// sealed and registered together at a checkpoint, so a run pays one fsync of the directory
@@ -322,8 +324,8 @@ final class Replicator {
     }
 
     /// Stores the chunks of a block (their ids computed): which of them the store lacks (one
-    /// catalog query per 64 chunks), those written to the open pack with one writev, and every
-    /// chunk appended to the file's recipe.
+    /// catalog query per 64 chunks), those copied into the open pack, and every chunk appended
+    /// to the file's recipe.
     private func store(_ db: Database, _ block: StreamBlock) throws {
         let flying = block.ids.map(inFlight)
         let existing = try store.existingChunks(db, block.ids.indices.filter { !flying[$0] }.map { block.ids[$0] })
@@ -376,7 +378,7 @@ final class Replicator {
 
     private func openWriter() throws -> PackWriter {
         if let writer { return writer }
-        let fresh = try PackWriter(directory: store.packDirectory)
+        let fresh = try PackWriter(directory: store.packDirectory, io: io)
         writer = fresh
         return fresh
     }
@@ -405,13 +407,8 @@ final class Replicator {
             unlink(pack.tempPath)
             return
         }
-        do {
-            try pack.flush()
-        } catch {
-            pack.abandon()
-            unlink(pack.tempPath)
-            throw error
-        }
+        // Its last bytes are queued; the checkpoint waits for them.
+        pack.finish()
         finished.append(pack)
         finishedBytes += pack.size
         if oldestFinished == nil { oldestFinished = .now }
@@ -422,7 +419,20 @@ final class Replicator {
     /// waiting. From here on their chunks are stored for good.
     private func checkpoint(_ db: Database) throws {
         let packs = finished
-        for pack in packs { try pack.sealFile() }
+        for pack in packs {
+            do {
+                try pack.sealFile()
+            } catch {
+                // Its last writes failed (a full disk): it is deleted, as the open pack would
+                // be, and the others are registered when the checkpoint is retried.
+                guard pack.failed else { throw error }
+                pack.abandon()
+                unlink(pack.tempPath)
+                finished.removeAll { $0 === pack }
+                finishedBytes -= pack.size
+                throw error
+            }
+        }
         if !packs.isEmpty { try FileIO.syncDirectory(store.packDirectory) }
         let segments = pendingSegments
         guard !packs.isEmpty || !segments.isEmpty else { return }

@@ -265,7 +265,9 @@ import Testing
         }
         let started = ContinuousClock.now
         let results = await HealthCheck(logger: Logger(label: "test"), maximumInFlight: 150).results(of: probes)
-        #expect(started.duration(to: .now) < .milliseconds(1500))
-        #expect(results.allSatisfy { $0.outcome == .down && $0.latency < .milliseconds(1200) })
+        // Bounds that catch starvation (12 s), not speed: a loaded 2-core CI machine may run the
+        // answers a few hundred milliseconds late.
+        #expect(started.duration(to: .now) < .seconds(5))
+        #expect(results.allSatisfy { $0.outcome == .down && $0.latency < .seconds(3) })
     }
 }

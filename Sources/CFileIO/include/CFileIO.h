@@ -1,11 +1,15 @@
 #ifndef STANDBY_CFILEIO_H
 #define STANDBY_CFILEIO_H
 
-/// Linux calls the Glibc module of Swift does not expose (they need _GNU_SOURCE).
+/// Linux calls and flags the Glibc module of Swift does not expose (they need _GNU_SOURCE).
 
 /// Starts writeback of the byte range of `fd` without waiting for it (sync_file_range with
 /// SYNC_FILE_RANGE_WRITE), so a later fsync has little left to wait for. Returns 0, or -1 with
 /// errno set. Elsewhere than Linux it does nothing and returns 0.
 int standby_start_writeback(int fd, long long offset, long long length);
+
+/// O_DIRECT: writes that go from the caller's (aligned) memory to the device, past the page
+/// cache. 0 where the system has no such flag.
+int standby_o_direct(void);
 
 #endif
