@@ -78,8 +78,18 @@ final class PackWriter {
         // Queued writes use the descriptor: they end before it is closed.
         _ = state.drain()
         if let staging { io.recycle(staging) }
-        if !closed { close(fd) }
-        if readFD >= 0 { close(readFD) }
+        closeDescriptors()
+    }
+
+    private func closeDescriptors() {
+        if !closed {
+            close(fd)
+            closed = true
+        }
+        if readFD >= 0 {
+            close(readFD)
+            readFD = -1
+        }
     }
 
     /// Appends a chunk (once: a chunk already in the pack is not appended again).
@@ -158,10 +168,12 @@ final class PackWriter {
     func read(_ id: ChunkID, into out: inout [UInt8]) throws -> Bool {
         guard let (offset, length) = chunks[id] else { return false }
         guard !closed else { throw ReplicationError(.storeIO, "pack \(tempPath) is closed") }
-        if let error = state.drain() { throw error }
+        if let error = state.error { throw error }
         out = [UInt8](repeating: 0, count: length)
         let onDisk = Int(max(0, min(Int64(length), stagingStart - offset)))
         if onDisk > 0 {
+            // The part before the staging buffer is in the file once its writes are done.
+            if let error = state.drain() { throw error }
             if readFD < 0 { readFD = try FileIO.open(tempPath, O_RDONLY) }
             let got = try out.withUnsafeMutableBytes {
                 try FileIO.preadAll(
@@ -198,13 +210,8 @@ final class PackWriter {
             guard !closed else { throw ReplicationError(.storeIO, "pack \(tempPath) was given up") }
             guard ftruncate(fd, off_t(size)) == 0 else { throw FileIO.fail("truncate", tempPath) }
             try FileIO.fsync(fd, path: tempPath)
-            close(fd)
-            closed = true
+            closeDescriptors()
             synced = true
-            if readFD >= 0 {
-                close(readFD)
-                readFD = -1
-            }
         }
         if !renamed {
             try FileIO.rename(tempPath, finalPath)
@@ -217,14 +224,7 @@ final class PackWriter {
     func abandon() {
         finish()
         _ = state.drain()
-        if !closed {
-            close(fd)
-            closed = true
-        }
-        if readFD >= 0 {
-            close(readFD)
-            readFD = -1
-        }
+        closeDescriptors()
     }
 }
 
