@@ -21,9 +21,8 @@ final class StreamBlock: @unchecked Sendable {
     fileprivate(set) var ends: [Int] = []
     /// The chunks' ids, filled in by the storing thread.
     var ids: [ChunkID] = []
-    /// For the file hasher: the byte ranges of the block that belong to the file, in order
-    /// (chunks read back from a pack with the record headers between them).
-    fileprivate var segments: [(start: Int, length: Int)] = []
+    /// For the file hasher: the pieces of the file the block stands for, in order.
+    fileprivate var pieces: [FilePiece] = []
 
     init(capacity: Int) {
         self.capacity = capacity
@@ -49,7 +48,7 @@ final class StreamBlock: @unchecked Sendable {
         count = 0
         ends.removeAll(keepingCapacity: true)
         ids.removeAll(keepingCapacity: true)
-        segments.removeAll(keepingCapacity: true)
+        pieces.removeAll(keepingCapacity: true)
     }
 }
 
@@ -155,7 +154,8 @@ final class WorkerThread: @unchecked Sendable {
 /// The whole-file read of one source as a pipeline over the machine's cores. The reading
 /// thread runs the transfer and cuts the bytes into chunks (Gear) in blocks of a fixed pool;
 /// the hashing thread takes each block in order and, chunk by chunk while its bytes are in the
-/// cache, computes the chunk's SHA-256 (its id) and feeds the whole file's; then the caller
+/// cache, computes the chunk's SHA-256 (its id) and feeds the whole file's, the two
+/// interleaved (`StreamHasher`); then the caller
 /// (`next`, on the thread that owns the catalog) looks the ids up and writes the new chunks.
 /// A block returns to the pool when the caller releases it, so at most `blocks` × `blockSize`
 /// bytes are held, and a slow disk or catalog slows the transfer instead of growing memory.
@@ -192,16 +192,12 @@ final class ReadPipeline: @unchecked Sendable {
         let pipeline = self
         hasher = WorkerThread(name: "standby.hash") {
             do {
-                var sha = SHA256()
+                var sha = StreamHasher()
                 while let block = try pipeline.toHasher.take() {
-                    for index in 0..<block.chunkCount {
-                        let chunk = block.chunk(index)
-                        block.ids.append(ChunkID.of(chunk))
-                        sha.update(bufferPointer: chunk)
-                    }
+                    sha.chunks(block.base, ends: block.ends, into: &block.ids)
                     if !pipeline.toStore.put(block) { pipeline.release(block) }
                 }
-                pipeline.digest = Array(sha.finalize())
+                pipeline.digest = sha.finalize()
                 pipeline.toStore.finish()
             } catch {
                 pipeline.toStore.close(error)
@@ -325,27 +321,36 @@ final class ReadPipeline: @unchecked Sendable {
     }
 }
 
+/// A piece of a file handed to `FileHasher`: bytes held in the block that carries it, or a
+/// run of chunks stored in a pack (`span` bytes from `offset`, of which `segments`, offsets in
+/// the span, belong to the file; the record headers between them do not).
+fileprivate enum FilePiece {
+    case bytes(start: Int, length: Int)
+    case stored(pack: String, offset: Int64, span: Int, segments: [(start: Int, length: Int)])
+}
+
 /// The SHA-256 of a file assembled in order from pieces, computed on a thread of its own:
 /// runs of chunks stored in a pack (read there, with one pread each, the record headers between
 /// them skipped), and bytes handed over (fetched chunks, chunks of a pack being written), which
-/// are copied into blocks of a fixed pool (`reserve` then `commit`, or `update`). The caller
-/// only plans; reading and hashing happen on the other core. Memory: the pool and one read
-/// buffer; at most `queueLimit` pieces wait.
+/// are copied into blocks of a fixed pool (`reserve` then `commit`, or `update`). Both kinds
+/// go into the current block's list of pieces, which is handed over when its bytes are full or
+/// it holds `piecesPerBlock` pieces: a short fetched run between stored ones does not take a
+/// block of its own, so the caller can plan far ahead of the hashing. The caller only plans;
+/// reading and hashing happen on the other core. Memory: the pool and one read buffer.
 final class FileHasher {
     static let blockSize = 2 << 20
     static let blocks = 6
-    static let queueLimit = 64
-
-    private enum Work {
-        case block(StreamBlock)
-        case stored(pack: String, offset: Int64, span: Int, segments: [(start: Int, length: Int)])
-    }
+    /// At about a megabyte per stored run, the pool then stands for some 100 MB of the file
+    /// ahead of the hashing, whose reads the disk starts when they are planned.
+    static let piecesPerBlock = 16
 
     private let pool = Channel<StreamBlock>()
-    private let queue = Channel<Work>(limit: FileHasher.queueLimit)
+    private let queue = Channel<StreamBlock>()
     private var current: StreamBlock?
     private var thread: WorkerThread?
     private let result = DigestBox()
+    /// The caller's own descriptors, to ask for stored runs ahead of the hashing thread.
+    private let prefetch: PackReader
 
     private final class DigestBox: @unchecked Sendable {
         // Written by the hashing thread before it ends; read after it is joined.
@@ -354,6 +359,7 @@ final class FileHasher {
 
     /// `packDirectory`: where `stored` runs are read.
     init(packDirectory: String) {
+        prefetch = PackReader(directory: packDirectory)
         for _ in 0..<Self.blocks { pool.put(StreamBlock(capacity: Self.blockSize)) }
         let pool = pool
         let queue = queue
@@ -362,7 +368,7 @@ final class FileHasher {
             do {
                 try Self.hash(queue: queue, pool: pool, packDirectory: packDirectory, into: result)
             } catch {
-                // Wake the caller if it waits for room or a block.
+                // Wake the caller if it waits for a block.
                 queue.close(error)
                 pool.close(error)
                 throw error
@@ -371,37 +377,36 @@ final class FileHasher {
     }
 
     private static func hash(
-        queue: Channel<Work>, pool: Channel<StreamBlock>, packDirectory: String, into result: DigestBox
+        queue: Channel<StreamBlock>, pool: Channel<StreamBlock>, packDirectory: String, into result: DigestBox
     ) throws {
-        var sha = SHA256()
+        var sha = StreamHasher()
         let reader = PackReader(directory: packDirectory)
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.blockSize, alignment: 64)
         defer { buffer.deallocate() }
-        while let work = try queue.take() {
-            switch work {
-            case .block(let block):
-                for segment in block.segments {
-                    sha.update(
-                        bufferPointer: UnsafeRawBufferPointer(start: block.base + segment.start, count: segment.length))
-                }
-                block.reset()
-                pool.put(block)
-            case .stored(let pack, let offset, let span, let segments):
-                let room = UnsafeMutableRawBufferPointer(rebasing: buffer[..<span])
-                let got = try FileIO.preadAll(
-                    try reader.descriptor(pack), into: room, at: offset, path: reader.path(pack))
-                guard got == span else {
-                    throw ReplicationError(
-                        .corruptPack, "pack \(reader.path(pack)) ends at \(offset + Int64(got)), before its chunks do")
-                }
-                for segment in segments {
-                    sha.update(
-                        bufferPointer: UnsafeRawBufferPointer(
-                            rebasing: room[segment.start..<(segment.start + segment.length)]))
+        while let block = try queue.take() {
+            for piece in block.pieces {
+                switch piece {
+                case .bytes(let start, let length):
+                    sha.update(UnsafeRawBufferPointer(start: block.base + start, count: length))
+                case .stored(let pack, let offset, let span, let segments):
+                    let room = UnsafeMutableRawBufferPointer(rebasing: buffer[..<span])
+                    let got = try FileIO.preadAll(
+                        try reader.descriptor(pack), into: room, at: offset, path: reader.path(pack))
+                    guard got == span else {
+                        throw ReplicationError(
+                            .corruptPack,
+                            "pack \(reader.path(pack)) ends at \(offset + Int64(got)), before its chunks do")
+                    }
+                    for segment in segments {
+                        sha.update(
+                            UnsafeRawBufferPointer(rebasing: room[segment.start..<(segment.start + segment.length)]))
+                    }
                 }
             }
+            block.reset()
+            pool.put(block)
         }
-        result.digest = Array(sha.finalize())
+        result.digest = sha.finalize()
     }
 
     deinit { abort() }
@@ -410,27 +415,16 @@ final class FileHasher {
     /// then `commit` how many were written.
     func reserve(_ length: Int) throws -> UnsafeMutableRawBufferPointer {
         precondition(length <= Self.blockSize)
-        if let block = current, block.fill + length > block.capacity {
-            current = nil
-            try send(.block(block))
-        }
-        let block: StreamBlock
-        if let current {
-            block = current
-        } else {
-            guard let fresh = try pool.take() else { throw stopped() }
-            block = fresh
-            current = fresh
-        }
+        let block = try currentBlock(room: length)
         return UnsafeMutableRawBufferPointer(start: block.base + block.fill, count: length)
     }
 
     func commit(_ length: Int) {
         guard let block = current else { return }
-        if let last = block.segments.last, last.start + last.length == block.fill {
-            block.segments[block.segments.count - 1].length += length
+        if case .bytes(let start, let held) = block.pieces.last, start + held == block.fill {
+            block.pieces[block.pieces.count - 1] = .bytes(start: start, length: held + length)
         } else {
-            block.segments.append((block.fill, length))
+            block.pieces.append(.bytes(start: block.fill, length: length))
         }
         block.fill += length
     }
@@ -451,18 +445,34 @@ final class FileHasher {
     /// `segments` (offsets in the span, in order) belong to the file. At most `blockSize`.
     func stored(pack: String, offset: Int64, span: Int, segments: [(start: Int, length: Int)]) throws {
         precondition(span <= Self.blockSize)
-        if let block = current {
-            current = nil
-            try send(.block(block))
+        let block = try currentBlock(room: 0)
+        // The disk starts on the run now, while the hashing thread works through what is queued
+        // before it: its pread then finds the bytes in the page cache (packs are written past
+        // it). A pack that cannot be opened here is reported by the hashing thread.
+        if let fd = try? prefetch.descriptor(pack) {
+            _ = posix_fadvise(fd, off_t(offset), off_t(span), POSIX_FADV_WILLNEED)
         }
-        try send(.stored(pack: pack, offset: offset, span: span, segments: segments))
+        block.pieces.append(.stored(pack: pack, offset: offset, span: span, segments: segments))
+    }
+
+    /// The block the next piece goes to, with `room` bytes free and room for a piece: the
+    /// current one, or a fresh one from the pool once the current one is handed over.
+    private func currentBlock(room: Int) throws -> StreamBlock {
+        if let block = current, block.fill + room > block.capacity || block.pieces.count >= Self.piecesPerBlock {
+            current = nil
+            try send(block)
+        }
+        if let current { return current }
+        guard let fresh = try pool.take() else { throw stopped() }
+        current = fresh
+        return fresh
     }
 
     /// Waits for the hashing thread and returns the digest of everything handed over.
     func finalize() throws -> [UInt8] {
         if let block = current {
             current = nil
-            try send(.block(block))
+            try send(block)
         }
         queue.finish()
         try thread?.join().get()
@@ -479,8 +489,8 @@ final class FileHasher {
         self.thread = nil
     }
 
-    private func send(_ work: Work) throws {
-        guard queue.put(work) else { throw stopped() }
+    private func send(_ block: StreamBlock) throws {
+        guard queue.put(block) else { throw stopped() }
     }
 
     /// The hashing thread ended early: its own error (a pack shorter than the catalog says).
