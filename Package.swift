@@ -67,6 +67,9 @@ let package = Package(
             dependencies: [
                 "StandbyTransport", "CFileIO", "CHash",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                // SQLite's own calls, for the catalog's hottest statement (GRDB's statement,
+                // bound without boxing each value).
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -44,6 +44,16 @@ public struct ChunkID: Hashable, Sendable, CustomStringConvertible {
         return ChunkID(digest: hasher.finalize())
     }
 
+    /// Whether `self` sorts before `other` as the catalog's blob keys do (byte by byte).
+    func precedesInKeyOrder(_ other: ChunkID) -> Bool {
+        // The words hold the bytes in memory order; byte-swapped, they compare as the bytes do.
+        let (x, y) = (
+            (a.bigEndian, b.bigEndian, c.bigEndian, d.bigEndian),
+            (other.a.bigEndian, other.b.bigEndian, other.c.bigEndian, other.d.bigEndian)
+        )
+        return x < y
+    }
+
     var bytes: [UInt8] {
         var out = [UInt8](repeating: 0, count: 32)
         out.withUnsafeMutableBytes { raw in

@@ -38,6 +38,12 @@ extension ReplicationStore {
                     // of the chunk table. 16 MiB of page cache keeps the table of a 1 GiB backup
                     // (and much of a larger one) in memory, within the memory goal.
                     try db.execute(sql: "PRAGMA cache_size = -16384")
+                    // The run's checkpoints need not wait for the disk: a power loss may undo
+                    // the last ones, whose packs (fsynced before) the next run adopts. The
+                    // version's commit is made durable before the run reports it, and the
+                    // connection is left as it was found for whatever writes next.
+                    try db.execute(sql: "PRAGMA synchronous = NORMAL")
+                    defer { try? db.execute(sql: "PRAGMA synchronous = FULL") }
                     try recover(db)
                     return try replicator.run(db)
                 }
@@ -142,6 +148,9 @@ final class Replicator {
             try checkpoint(db)
             let captured = before.compactMap(\.modificationTime).max()
             let now = Date().timeIntervalSince1970
+            // Durable before the run reports success: with FULL, this commit syncs the log
+            // and, with it, every checkpoint before it.
+            try db.execute(sql: "PRAGMA synchronous = FULL")
             try db.inTransaction {
                 try db.execute(
                     sql: """
