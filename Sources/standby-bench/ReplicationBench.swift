@@ -12,8 +12,9 @@ import StandbyTransport
 /// `standby-bench replication --size 1GiB`: a database-like backup of 8 KiB pages served by
 /// nginx on loopback, replicated by Standby, copied by `cp` + `sync` and by rsync (daemon on
 /// loopback); then the next day's backup with 1% of its pages rewritten at scattered places,
-/// replicated with a published chunk index against `rsync --no-whole-file`. Each contender runs
-/// as a child process, so its peak memory is its own (getrusage of the child).
+/// replicated with a published chunk index against `rsync --no-whole-file`, each starting with
+/// its secondary-side copy out of the page cache. Each contender runs as a child process, so
+/// its peak memory is its own (getrusage of the child).
 struct ReplicationBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "replication",
@@ -102,6 +103,11 @@ struct ReplicationBench: AsyncParsableCommand {
         print(
             "  standby publish at the primary: \(formatDuration(publishTime)), index \(formatBytes(published.indexBytes)) for \(published.chunkCount) chunks"
         )
+        // A day later the secondary's copies are no longer in memory: rsync's basis file and
+        // Standby's store (packs written past the page cache already, and the catalog) are
+        // evicted from the page cache before each day-2 run. The source stays as the backup
+        // job left it, in the primary's cache, for both.
+        try evict(rsyncTarget + "/db.bak")
         let rsyncDelta = try measure(
             [
                 try Programs.locate("rsync", package: "rsync"), "--no-whole-file", "--stats", rsyncURL,
@@ -109,6 +115,7 @@ struct ReplicationBench: AsyncParsableCommand {
             ],
             statsOut: lab.file("rsync-delta.txt"))
         record("rsync --no-whole-file", rsyncDelta)
+        try evictTree(store)
         let delta = try measureStandby(store: store, url: url, useIndex: true, result: lab.file("delta.json"))
         record("standby replicate (published index)", delta)
 
@@ -193,6 +200,24 @@ struct ReplicationBench: AsyncParsableCommand {
         }
         fsync(fd)
         return count
+    }
+
+    /// Drops a file's pages from the page cache (written back first, so all of them go).
+    func evict(_ path: String) throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw ValidationError("cannot open \(path) to evict it from the page cache") }
+        defer { close(fd) }
+        fdatasync(fd)
+        _ = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
+    }
+
+    func evictTree(_ directory: String) throws {
+        guard let walker = FileManager.default.enumerator(atPath: directory) else { return }
+        while let relative = walker.nextObject() as? String {
+            let path = directory + "/" + relative
+            var info = stat()
+            if stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG { try evict(path) }
+        }
     }
 
     func setTime(_ path: String, _ seconds: Int) {
