@@ -5,15 +5,15 @@ import Crypto
 /// extensions where it has them, the chunk and the stream hashed as two interleaved streams
 /// (one SHA-256 is bound by the latency of its rounds; a second one runs in its gaps), with
 /// swift-crypto otherwise.
-struct StreamHasher {
+public struct StreamHasher {
     /// Whether this CPU runs the interleaved kernel.
-    static let accelerated = standby_sha256_available() != 0
+    public static let accelerated = standby_sha256_available() != 0
 
     private var fast = standby_sha256()
     private var portable: SHA256?
 
     /// `accelerated: false` uses swift-crypto even where the SHA extensions are there (tests).
-    init(accelerated: Bool = StreamHasher.accelerated) {
+    public init(accelerated: Bool = StreamHasher.accelerated) {
         if accelerated {
             precondition(Self.accelerated, "this CPU has no SHA extensions")
             standby_sha256_init(&fast)
@@ -22,7 +22,7 @@ struct StreamHasher {
         }
     }
 
-    mutating func update(_ bytes: UnsafeRawBufferPointer) {
+    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
         if portable != nil {
             portable?.update(bufferPointer: bytes)
         } else if let base = bytes.baseAddress {
@@ -32,7 +32,7 @@ struct StreamHasher {
 
     /// Feeds the chunks of `bytes` (chunk i ends at `ends[i]`, the first starts at 0; the last
     /// end is where the fed bytes stop) and appends each chunk's id to `ids`.
-    mutating func chunks(_ bytes: UnsafeRawPointer, ends: [Int], into ids: inout [ChunkID]) {
+    public mutating func chunks(_ bytes: UnsafeRawPointer, ends: [Int], into ids: inout [ChunkID]) {
         guard !ends.isEmpty else { return }
         if portable != nil {
             var start = 0
@@ -58,7 +58,7 @@ struct StreamHasher {
         }
     }
 
-    mutating func finalize() -> [UInt8] {
+    public mutating func finalize() -> [UInt8] {
         if let portable { return Array(portable.finalize()) }
         var digest = [UInt8](repeating: 0, count: 32)
         digest.withUnsafeMutableBufferPointer { standby_sha256_final(&fast, $0.baseAddress) }

@@ -7,5 +7,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "standby-bench",
         abstract: "Measure Standby against cp, rsync, nsupdate and dig on loopback.",
-        subcommands: [ReplicationBench.self, ReplicationWorker.self, DNSBench.self, ProbeBench.self])
+        subcommands: [
+            ReplicationBench.self, ReplicationWorker.self, HashingBench.self, DNSBench.self, ProbeBench.self,
+        ])
 }
