@@ -154,9 +154,9 @@ final class WorkerThread: @unchecked Sendable {
 /// The whole-file read of one source as a pipeline over the machine's cores. The reading
 /// thread runs the transfer and cuts the bytes into chunks (Gear) in blocks of a fixed pool;
 /// the hashing thread takes each block in order and, chunk by chunk while its bytes are in the
-/// cache, computes the chunk's SHA-256 (its id) and feeds the whole file's, the two
-/// interleaved (`StreamHasher`); then the caller
-/// (`next`, on the thread that owns the catalog) looks the ids up and writes the new chunks.
+/// cache, computes the chunk's SHA-256 (its id) and feeds the whole file's, the two interleaved
+/// (`StreamHasher`); then the caller (`next`, on the thread that owns the catalog) looks the
+/// ids up and writes the new chunks.
 /// A block returns to the pool when the caller releases it, so at most `blocks` × `blockSize`
 /// bytes are held, and a slow disk or catalog slows the transfer instead of growing memory.
 ///
