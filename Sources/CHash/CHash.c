@@ -187,7 +187,8 @@ void standby_sha256_chunks(
     standby_sha256 *file, const uint8_t *base, const intptr_t *ends, size_t count, uint8_t *digests) {
     intptr_t total = count > 0 ? ends[count - 1] : 0;
     // The file stream first completes the block it holds part of; from then on `f` is where
-    // its next whole block starts, never past the end of the chunk being hashed.
+    // its next whole block starts. Each chunk takes the file stream's whole blocks that end
+    // within it: as many as it can beside its own, interleaved, the rest alone.
     size_t held = file->length % 64;
     const uint8_t *f = base;
     if (held > 0) {
