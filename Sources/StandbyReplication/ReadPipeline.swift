@@ -329,28 +329,45 @@ fileprivate enum FilePiece {
     case stored(pack: String, offset: Int64, span: Int, segments: [(start: Int, length: Int)])
 }
 
-/// The SHA-256 of a file assembled in order from pieces, computed on a thread of its own:
-/// runs of chunks stored in a pack (read there, with one pread each, the record headers between
-/// them skipped), and bytes handed over (fetched chunks, chunks of a pack being written), which
-/// are copied into blocks of a fixed pool (`reserve` then `commit`, or `update`). Both kinds
-/// go into the current block's list of pieces, which is handed over when its bytes are full or
-/// it holds `piecesPerBlock` pieces: a short fetched run between stored ones does not take a
-/// block of its own, so the caller can plan far ahead of the hashing. The caller only plans;
-/// reading and hashing happen on the other core. Memory: the pool and one read buffer.
+/// The SHA-256 of a file assembled in order from pieces: runs of chunks stored in a pack (the
+/// record headers between them skipped), and bytes handed over (fetched chunks, chunks of a
+/// pack being written), which are copied into blocks of a fixed pool (`reserve` then `commit`,
+/// or `update`). Both kinds go into the current block's list of pieces, which is handed over
+/// when its bytes are full or it holds `piecesPerBlock` pieces: a short fetched run between
+/// stored ones does not take a block of its own, so the caller can plan far ahead.
+///
+/// Two threads do the work: one reads the stored runs, `readWindow` at a time, into a few
+/// aligned buffers with O_DIRECT (the disk's DMA lands in the buffer: no copy out of the page
+/// cache, which on a cold cache costs more than the hashing, and none left in it); the other
+/// hashes everything in file order. Where the filesystem refuses O_DIRECT, the reads are
+/// buffered. The caller only plans. Memory: the pool and the read buffers.
 final class FileHasher {
     static let blockSize = 2 << 20
     static let blocks = 6
     /// At about a megabyte per stored run, the pool then stands for some 100 MB of the file
-    /// ahead of the hashing, whose reads the disk starts when they are planned.
+    /// ahead of the hashing.
     static let piecesPerBlock = 16
+    /// Stored runs are read this much at a time; `readBuffers` reads can be ahead of the hashing.
+    static let readWindow = 1 << 20
+    static let readBuffers = 4
+
+    /// What the reading thread hands the hashing one, in file order.
+    private enum HashWork {
+        case bytes(StreamBlock, start: Int, length: Int)
+        /// Read bytes of a stored run: the `ranges` of the window belong to the file.
+        case window(ReadWindow, ranges: [Range<Int>])
+        /// Every piece of the block is handed over: it can go back to the pool.
+        case done(StreamBlock)
+    }
 
     private let pool = Channel<StreamBlock>()
     private let queue = Channel<StreamBlock>()
+    private let toHash = Channel<HashWork>()
+    private let windows = Channel<ReadWindow>()
     private var current: StreamBlock?
-    private var thread: WorkerThread?
+    private var readerThread: WorkerThread?
+    private var hashThread: WorkerThread?
     private let result = DigestBox()
-    /// The caller's own descriptors, to ask for stored runs ahead of the hashing thread.
-    private let prefetch: PackReader
 
     private final class DigestBox: @unchecked Sendable {
         // Written by the hashing thread before it ends; read after it is joined.
@@ -359,54 +376,84 @@ final class FileHasher {
 
     /// `packDirectory`: where `stored` runs are read.
     init(packDirectory: String) {
-        prefetch = PackReader(directory: packDirectory)
         for _ in 0..<Self.blocks { pool.put(StreamBlock(capacity: Self.blockSize)) }
-        let pool = pool
-        let queue = queue
-        let result = result
-        thread = WorkerThread(name: "standby.file-hash") {
+        for _ in 0..<Self.readBuffers { windows.put(ReadWindow(capacity: Self.readWindow)) }
+        let (pool, queue, toHash, windows, result) = (pool, queue, toHash, windows, result)
+        // A thread that fails wakes whoever waits: the caller for a block, the other thread
+        // for work or a buffer.
+        let failed: @Sendable (any Error) -> Void = { error in
+            queue.close(error)
+            pool.close(error)
+            toHash.close(error)
+            windows.close(error)
+        }
+        readerThread = WorkerThread(name: "standby.pack-read") {
             do {
-                try Self.hash(queue: queue, pool: pool, packDirectory: packDirectory, into: result)
+                try Self.read(queue: queue, packDirectory: packDirectory, windows: windows, into: toHash)
+                toHash.finish()
             } catch {
-                // Wake the caller if it waits for a block.
-                queue.close(error)
-                pool.close(error)
+                failed(error)
+                throw error
+            }
+        }
+        hashThread = WorkerThread(name: "standby.file-hash") {
+            do {
+                var sha = StreamHasher()
+                while let work = try toHash.take() {
+                    switch work {
+                    case .bytes(let block, let start, let length):
+                        sha.update(UnsafeRawBufferPointer(start: block.base + start, count: length))
+                    case .window(let window, let ranges):
+                        for range in ranges { sha.update(UnsafeRawBufferPointer(rebasing: window.bytes[range])) }
+                        windows.put(window)
+                    case .done(let block):
+                        block.reset()
+                        pool.put(block)
+                    }
+                }
+                result.digest = sha.finalize()
+            } catch {
+                failed(error)
                 throw error
             }
         }
     }
 
-    private static func hash(
-        queue: Channel<StreamBlock>, pool: Channel<StreamBlock>, packDirectory: String, into result: DigestBox
+    private static func read(
+        queue: Channel<StreamBlock>, packDirectory: String, windows: Channel<ReadWindow>, into toHash: Channel<HashWork>
     ) throws {
-        var sha = StreamHasher()
-        let reader = PackReader(directory: packDirectory)
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.blockSize, alignment: 64)
-        defer { buffer.deallocate() }
+        let packs = DirectPackReader(directory: packDirectory)
         while let block = try queue.take() {
             for piece in block.pieces {
                 switch piece {
                 case .bytes(let start, let length):
-                    sha.update(UnsafeRawBufferPointer(start: block.base + start, count: length))
+                    toHash.put(.bytes(block, start: start, length: length))
                 case .stored(let pack, let offset, let span, let segments):
-                    let room = UnsafeMutableRawBufferPointer(rebasing: buffer[..<span])
-                    let got = try FileIO.preadAll(
-                        try reader.descriptor(pack), into: room, at: offset, path: reader.path(pack))
-                    guard got == span else {
-                        throw ReplicationError(
-                            .corruptPack,
-                            "pack \(reader.path(pack)) ends at \(offset + Int64(got)), before its chunks do")
-                    }
-                    for segment in segments {
-                        sha.update(
-                            UnsafeRawBufferPointer(rebasing: room[segment.start..<(segment.start + segment.length)]))
+                    var next = 0
+                    var windowStart = 0
+                    while windowStart < span {
+                        let length = min(Self.readWindow, span - windowStart)
+                        guard let window = try windows.take() else { return }
+                        try packs.read(pack, at: offset + Int64(windowStart), length: length, into: window)
+                        // The segments' parts in this window; one that goes on is taken up
+                        // again in the next.
+                        let windowEnd = windowStart + length
+                        var ranges: [Range<Int>] = []
+                        while next < segments.count {
+                            let segment = segments[next]
+                            let from = max(segment.start, windowStart)
+                            let to = min(segment.start + segment.length, windowEnd)
+                            if from < to { ranges.append((from - windowStart)..<(to - windowStart)) }
+                            guard segment.start + segment.length <= windowEnd else { break }
+                            next += 1
+                        }
+                        toHash.put(.window(window, ranges: ranges))
+                        windowStart = windowEnd
                     }
                 }
             }
-            block.reset()
-            pool.put(block)
+            toHash.put(.done(block))
         }
-        result.digest = sha.finalize()
     }
 
     deinit { abort() }
@@ -446,12 +493,6 @@ final class FileHasher {
     func stored(pack: String, offset: Int64, span: Int, segments: [(start: Int, length: Int)]) throws {
         precondition(span <= Self.blockSize)
         let block = try currentBlock(room: 0)
-        // The disk starts on the run now, while the hashing thread works through what is queued
-        // before it: its pread then finds the bytes in the page cache (packs are written past
-        // it). A pack that cannot be opened here is reported by the hashing thread.
-        if let fd = try? prefetch.descriptor(pack) {
-            _ = posix_fadvise(fd, off_t(offset), off_t(span), POSIX_FADV_WILLNEED)
-        }
         block.pieces.append(.stored(pack: pack, offset: offset, span: span, segments: segments))
     }
 
@@ -468,35 +509,156 @@ final class FileHasher {
         return fresh
     }
 
-    /// Waits for the hashing thread and returns the digest of everything handed over.
+    /// Waits for both threads and returns the digest of everything handed over.
     func finalize() throws -> [UInt8] {
         if let block = current {
             current = nil
             try send(block)
         }
         queue.finish()
-        try thread?.join().get()
-        thread = nil
+        let read = readerThread?.join() ?? .success(())
+        let hashed = hashThread?.join() ?? .success(())
+        readerThread = nil
+        hashThread = nil
+        try read.get()
+        try hashed.get()
         return result.digest
     }
 
-    /// Stops the hashing thread without a digest.
+    /// Stops both threads without a digest.
     func abort() {
-        guard let thread else { return }
+        guard readerThread != nil || hashThread != nil else { return }
         queue.close()
         pool.close()
-        _ = thread.join()
-        self.thread = nil
+        toHash.close()
+        windows.close()
+        _ = readerThread?.join()
+        _ = hashThread?.join()
+        readerThread = nil
+        hashThread = nil
     }
 
     private func send(_ block: StreamBlock) throws {
         guard queue.put(block) else { throw stopped() }
     }
 
-    /// The hashing thread ended early: its own error (a pack shorter than the catalog says).
+    /// A thread ended early: its own error (a pack shorter than the catalog says).
     private func stopped() -> any Error {
-        if case .failure(let error) = thread?.join() { return error }
+        for thread in [readerThread, hashThread] {
+            if case .failure(let error) = thread?.join() { return error }
+        }
         return ReplicationError(.storeIO, "the file hasher stopped")
+    }
+}
+
+/// A buffer for one read of a stored run, aligned for O_DIRECT with room to start and end on
+/// the alignment; `bytes` are the run's bytes in it after a read.
+private final class ReadWindow: @unchecked Sendable {
+    // Used by one thread at a time: filled by the reading thread, hashed by the hashing one,
+    // handed over through channels.
+    let capacity: Int
+    let base: UnsafeMutableRawPointer
+    private(set) var bytes = UnsafeRawBufferPointer(start: nil, count: 0)
+
+    init(capacity: Int) {
+        self.capacity = capacity + 2 * PackIO.alignment
+        base = .allocate(byteCount: self.capacity, alignment: PackIO.alignment)
+    }
+
+    deinit { base.deallocate() }
+
+    fileprivate func set(skip: Int, length: Int) {
+        bytes = UnsafeRawBufferPointer(start: base + skip, count: length)
+    }
+}
+
+/// Reads runs of sealed packs with O_DIRECT, or buffered where the filesystem refuses it.
+private final class DirectPackReader {
+    let directory: String
+    private var open: [String: (fd: Int32, direct: Bool)] = [:]
+
+    init(directory: String) {
+        self.directory = directory
+    }
+
+    deinit {
+        for entry in open.values { close(entry.fd) }
+    }
+
+    func path(_ pack: String) -> String { directory + "/" + pack + ".pack" }
+
+    /// Reads `length` bytes of `pack` from `offset` into `window`.
+    func read(_ pack: String, at offset: Int64, length: Int, into window: ReadWindow) throws {
+        var (fd, direct) = try descriptor(pack)
+        let alignment = Int64(PackIO.alignment)
+        while true {
+            let start = direct ? offset / alignment * alignment : offset
+            let skip = Int(offset - start)
+            let wanted = direct ? (skip + length + PackIO.alignment - 1) / PackIO.alignment * PackIO.alignment : length
+            var done = 0
+            var refused = false
+            while done < wanted {
+                let n = pread(fd, window.base + done, wanted - done, off_t(start) + off_t(done))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    if errno == EINVAL && direct {
+                        refused = true
+                        break
+                    }
+                    throw FileIO.fail("read", path(pack))
+                }
+                // The end of the file; with O_DIRECT a short read is only ever that.
+                if n == 0 || (direct && n % PackIO.alignment != 0) {
+                    done += n
+                    break
+                }
+                done += n
+            }
+            if refused {
+                // This filesystem takes O_DIRECT at open but not for these reads: buffered.
+                (fd, direct) = try reopenBuffered(pack)
+                continue
+            }
+            guard done >= skip + length else {
+                throw ReplicationError(
+                    .corruptPack,
+                    "pack \(path(pack)) ends at \(start + Int64(done)), before its chunks do (\(offset + Int64(length)))"
+                )
+            }
+            window.set(skip: skip, length: length)
+            return
+        }
+    }
+
+    private func descriptor(_ pack: String) throws -> (fd: Int32, direct: Bool) {
+        if let entry = open[pack] { return entry }
+        if open.count >= 64, let (name, entry) = open.first {
+            close(entry.fd)
+            open[name] = nil
+        }
+        let path = path(pack)
+        var direct = PackIO.directFlag != 0
+        var fd = direct ? Glibc.open(path, O_RDONLY | O_CLOEXEC | PackIO.directFlag) : -1
+        if fd < 0 {
+            direct = false
+            fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        }
+        guard fd >= 0 else {
+            let code = errno
+            if code == ENOENT { throw ReplicationError(.corruptPack, "pack \(path) is missing") }
+            throw FileIO.fail("open", path, errno: code)
+        }
+        open[pack] = (fd, direct)
+        return (fd, direct)
+    }
+
+    private func reopenBuffered(_ pack: String) throws -> (fd: Int32, direct: Bool) {
+        if let entry = open.removeValue(forKey: pack) { close(entry.fd) }
+        let path = path(pack)
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw FileIO.fail("open", path, errno: errno) }
+        open[pack] = (fd, false)
+        return (fd, false)
     }
 }
 

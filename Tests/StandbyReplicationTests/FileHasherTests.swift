@@ -29,10 +29,14 @@ import Testing
         return (writer, ids)
     }
 
-    @Test func storedRunsAndCopiedBytesHashAsTheFile() throws {
+    /// With O_DIRECT reads (the lab's directory) and with buffered ones (a ramfs refuses
+    /// O_DIRECT).
+    @Test(arguments: [true, false]) func storedRunsAndCopiedBytesHashAsTheFile(direct: Bool) throws {
         let lab = try LabDirectory(prefix: "standby-file-hasher")
         defer { lab.remove() }
-        let packs = try lab.directory("packs")
+        let ramfs = direct ? nil : try SmallFilesystem.mountWithoutDirectIO(at: lab.file("ramfs"))
+        defer { ramfs?.unmount() }
+        let packs = try ramfs.map { $0.path } ?? lab.directory("packs")
         var random = TestRandom(state: 0xF11E)
         let stored = (0..<200).map { _ in random.bytes(1 + Int(random.next() % 12_000)) }
         let (pack, ids) = try sealedPack(in: packs, chunks: stored)
