@@ -37,6 +37,10 @@ public struct ChunkID: Hashable, Sendable, CustomStringConvertible {
         self = digest.withUnsafeBytes { ChunkID(bytes: $0) }
     }
 
+    /// Whether a ChunkID's memory is its digest's 32 bytes in order (four words, no padding),
+    /// as the code that writes digests into ids or binds ids from memory relies on.
+    static let isDigestInMemory = MemoryLayout<ChunkID>.size == 32 && MemoryLayout<ChunkID>.stride == 32
+
     /// The SHA-256 of `bytes`.
     static func of(_ bytes: UnsafeRawBufferPointer) -> ChunkID {
         var hasher = SHA256()

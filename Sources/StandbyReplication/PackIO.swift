@@ -144,14 +144,19 @@ final class PackIO: @unchecked Sendable {
     /// O_DIRECT, or 0 where the system has none.
     static var directFlag: Int32 { standby_o_direct() }
 
-    /// Creates a new pack file for writing, with O_DIRECT turned on when the filesystem takes
-    /// it (turned on after the create: a filesystem that refuses O_DIRECT at open may have
-    /// created the file already).
+    /// Creates a new pack file for writing, with O_DIRECT turned on when the filesystem takes it.
     static func create(_ path: String) throws -> Int32 {
         let fd = try FileIO.open(path, O_RDWR | O_CREAT | O_EXCL)
+        setDirect(fd)
+        return fd
+    }
+
+    /// Turns O_DIRECT on for the descriptor where the filesystem takes it (set after the open:
+    /// a filesystem that refuses it at open may have created the file already); nothing
+    /// changes where it does not.
+    static func setDirect(_ fd: Int32) {
         let flags = fcntl(fd, F_GETFL)
         if directFlag != 0, flags >= 0 { _ = fcntl(fd, F_SETFL, flags | directFlag) }
-        return fd
     }
 
     private static func write(_ job: Job) throws {
@@ -177,7 +182,7 @@ final class PackIO: @unchecked Sendable {
     }
 
     /// Turns O_DIRECT off on the descriptor; false if it was not on (or cannot be turned off).
-    private static func clearDirect(_ fd: Int32) -> Bool {
+    static func clearDirect(_ fd: Int32) -> Bool {
         let flags = fcntl(fd, F_GETFL)
         let direct = directFlag
         guard flags >= 0, direct != 0, flags & direct != 0 else { return false }

@@ -219,6 +219,13 @@ final class PackWriter {
         }
     }
 
+    /// Gives up on the pack and deletes its file: after a failed write (a full disk), the space
+    /// it holds is what the store needs now.
+    func discard() {
+        abandon()
+        unlink(tempPath)
+    }
+
     /// Gives up on the pack (nothing in it was committed); the file stays for recovery, with
     /// what was written of it.
     func abandon() {
@@ -231,10 +238,14 @@ final class PackWriter {
 /// Reads chunks from sealed packs, keeping a few file descriptors open.
 final class PackReader {
     let directory: String
+    /// Whether descriptors are opened for O_DIRECT reads (`readRun`), where the filesystem
+    /// takes them.
+    let direct: Bool
     private var open: [String: Int32] = [:]
 
-    init(directory: String) {
+    init(directory: String, direct: Bool = false) {
         self.directory = directory
+        self.direct = direct
     }
 
     deinit {
@@ -258,8 +269,49 @@ final class PackReader {
             }
             throw FileIO.fail("open", path, errno: code)
         }
+        if direct { PackIO.setDirect(fd) }
         open[pack] = fd
         return fd
+    }
+
+    /// Reads `length` bytes of `pack` from `offset` into `buffer` (`PackIO.alignment` bytes
+    /// longer than twice that at least) and returns where they start in it: with O_DIRECT, the
+    /// read is widened to the alignment; where a read is refused (EINVAL), the descriptor goes
+    /// on buffered. A pack that ends before the run is `corruptPack`.
+    func readRun(_ pack: String, at offset: Int64, length: Int, into buffer: IOBuffer) throws -> Int {
+        let fd = try descriptor(pack)
+        let alignment = PackIO.alignment
+        while true {
+            let aligned = PackIO.isDirect(fd)
+            let start = aligned ? offset / Int64(alignment) * Int64(alignment) : offset
+            let skip = Int(offset - start)
+            let wanted = aligned ? (skip + length + alignment - 1) / alignment * alignment : length
+            precondition(wanted <= buffer.capacity)
+            var done = 0
+            var refused = false
+            while done < wanted {
+                let n = pread(fd, buffer.base + done, wanted - done, off_t(start) + off_t(done))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    if errno == EINVAL, aligned, PackIO.clearDirect(fd) {
+                        refused = true
+                        break
+                    }
+                    throw FileIO.fail("read", path(pack))
+                }
+                done += n
+                // The end of the file; with O_DIRECT a short read is only ever that.
+                if n == 0 || (aligned && n % alignment != 0) { break }
+            }
+            if refused { continue }
+            guard done >= skip + length else {
+                throw ReplicationError(
+                    .corruptPack,
+                    "pack \(path(pack)) ends at \(start + Int64(done)), before its chunks do (\(offset + Int64(length)))"
+                )
+            }
+            return skip
+        }
     }
 
     /// The chunk's bytes, checked against its id.

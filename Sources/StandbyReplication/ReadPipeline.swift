@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 import Logging
 import StandbyTransport
@@ -354,8 +353,8 @@ final class FileHasher {
     /// What the reading thread hands the hashing one, in file order.
     private enum HashWork {
         case bytes(StreamBlock, start: Int, length: Int)
-        /// Read bytes of a stored run: the `ranges` of the window belong to the file.
-        case window(ReadWindow, ranges: [Range<Int>])
+        /// Read bytes of a stored run: the `ranges` of the buffer belong to the file.
+        case window(IOBuffer, ranges: [Range<Int>])
         /// Every piece of the block is handed over: it can go back to the pool.
         case done(StreamBlock)
     }
@@ -363,7 +362,7 @@ final class FileHasher {
     private let pool = Channel<StreamBlock>()
     private let queue = Channel<StreamBlock>()
     private let toHash = Channel<HashWork>()
-    private let windows = Channel<ReadWindow>()
+    private let windows = Channel<IOBuffer>()
     private var current: StreamBlock?
     private var readerThread: WorkerThread?
     private var hashThread: WorkerThread?
@@ -377,7 +376,8 @@ final class FileHasher {
     /// `packDirectory`: where `stored` runs are read.
     init(packDirectory: String) {
         for _ in 0..<Self.blocks { pool.put(StreamBlock(capacity: Self.blockSize)) }
-        for _ in 0..<Self.readBuffers { windows.put(ReadWindow(capacity: Self.readWindow)) }
+        // Room for a window widened to the alignment at both ends.
+        for _ in 0..<Self.readBuffers { windows.put(IOBuffer(capacity: Self.readWindow + 2 * PackIO.alignment)) }
         let (pool, queue, toHash, windows, result) = (pool, queue, toHash, windows, result)
         // A thread that fails wakes whoever waits: the caller for a block, the other thread
         // for work or a buffer.
@@ -404,7 +404,10 @@ final class FileHasher {
                     case .bytes(let block, let start, let length):
                         sha.update(UnsafeRawBufferPointer(start: block.base + start, count: length))
                     case .window(let window, let ranges):
-                        for range in ranges { sha.update(UnsafeRawBufferPointer(rebasing: window.bytes[range])) }
+                        for range in ranges {
+                            sha.update(
+                                UnsafeRawBufferPointer(start: window.base + range.lowerBound, count: range.count))
+                        }
                         windows.put(window)
                     case .done(let block):
                         block.reset()
@@ -420,9 +423,9 @@ final class FileHasher {
     }
 
     private static func read(
-        queue: Channel<StreamBlock>, packDirectory: String, windows: Channel<ReadWindow>, into toHash: Channel<HashWork>
+        queue: Channel<StreamBlock>, packDirectory: String, windows: Channel<IOBuffer>, into toHash: Channel<HashWork>
     ) throws {
-        let packs = DirectPackReader(directory: packDirectory)
+        let packs = PackReader(directory: packDirectory, direct: true)
         while let block = try queue.take() {
             for piece in block.pieces {
                 switch piece {
@@ -434,7 +437,8 @@ final class FileHasher {
                     while windowStart < span {
                         let length = min(Self.readWindow, span - windowStart)
                         guard let window = try windows.take() else { return }
-                        try packs.read(pack, at: offset + Int64(windowStart), length: length, into: window)
+                        let skip = try packs.readRun(
+                            pack, at: offset + Int64(windowStart), length: length, into: window)
                         // The segments' parts in this window; one that goes on is taken up
                         // again in the next.
                         let windowEnd = windowStart + length
@@ -443,7 +447,7 @@ final class FileHasher {
                             let segment = segments[next]
                             let from = max(segment.start, windowStart)
                             let to = min(segment.start + segment.length, windowEnd)
-                            if from < to { ranges.append((from - windowStart)..<(to - windowStart)) }
+                            if from < to { ranges.append((skip + from - windowStart)..<(skip + to - windowStart)) }
                             guard segment.start + segment.length <= windowEnd else { break }
                             next += 1
                         }
@@ -548,117 +552,6 @@ final class FileHasher {
             if case .failure(let error) = thread?.join() { return error }
         }
         return ReplicationError(.storeIO, "the file hasher stopped")
-    }
-}
-
-/// A buffer for one read of a stored run, aligned for O_DIRECT with room to start and end on
-/// the alignment; `bytes` are the run's bytes in it after a read.
-private final class ReadWindow: @unchecked Sendable {
-    // Used by one thread at a time: filled by the reading thread, hashed by the hashing one,
-    // handed over through channels.
-    let capacity: Int
-    let base: UnsafeMutableRawPointer
-    private(set) var bytes = UnsafeRawBufferPointer(start: nil, count: 0)
-
-    init(capacity: Int) {
-        self.capacity = capacity + 2 * PackIO.alignment
-        base = .allocate(byteCount: self.capacity, alignment: PackIO.alignment)
-    }
-
-    deinit { base.deallocate() }
-
-    fileprivate func set(skip: Int, length: Int) {
-        bytes = UnsafeRawBufferPointer(start: base + skip, count: length)
-    }
-}
-
-/// Reads runs of sealed packs with O_DIRECT, or buffered where the filesystem refuses it.
-private final class DirectPackReader {
-    let directory: String
-    private var open: [String: (fd: Int32, direct: Bool)] = [:]
-
-    init(directory: String) {
-        self.directory = directory
-    }
-
-    deinit {
-        for entry in open.values { close(entry.fd) }
-    }
-
-    func path(_ pack: String) -> String { directory + "/" + pack + ".pack" }
-
-    /// Reads `length` bytes of `pack` from `offset` into `window`.
-    func read(_ pack: String, at offset: Int64, length: Int, into window: ReadWindow) throws {
-        var (fd, direct) = try descriptor(pack)
-        let alignment = Int64(PackIO.alignment)
-        while true {
-            let start = direct ? offset / alignment * alignment : offset
-            let skip = Int(offset - start)
-            let wanted = direct ? (skip + length + PackIO.alignment - 1) / PackIO.alignment * PackIO.alignment : length
-            var done = 0
-            var refused = false
-            while done < wanted {
-                let n = pread(fd, window.base + done, wanted - done, off_t(start) + off_t(done))
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    if errno == EINVAL && direct {
-                        refused = true
-                        break
-                    }
-                    throw FileIO.fail("read", path(pack))
-                }
-                // The end of the file; with O_DIRECT a short read is only ever that.
-                if n == 0 || (direct && n % PackIO.alignment != 0) {
-                    done += n
-                    break
-                }
-                done += n
-            }
-            if refused {
-                // This filesystem takes O_DIRECT at open but not for these reads: buffered.
-                (fd, direct) = try reopenBuffered(pack)
-                continue
-            }
-            guard done >= skip + length else {
-                throw ReplicationError(
-                    .corruptPack,
-                    "pack \(path(pack)) ends at \(start + Int64(done)), before its chunks do (\(offset + Int64(length)))"
-                )
-            }
-            window.set(skip: skip, length: length)
-            return
-        }
-    }
-
-    private func descriptor(_ pack: String) throws -> (fd: Int32, direct: Bool) {
-        if let entry = open[pack] { return entry }
-        if open.count >= 64, let (name, entry) = open.first {
-            close(entry.fd)
-            open[name] = nil
-        }
-        let path = path(pack)
-        var direct = PackIO.directFlag != 0
-        var fd = direct ? Glibc.open(path, O_RDONLY | O_CLOEXEC | PackIO.directFlag) : -1
-        if fd < 0 {
-            direct = false
-            fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
-        }
-        guard fd >= 0 else {
-            let code = errno
-            if code == ENOENT { throw ReplicationError(.corruptPack, "pack \(path) is missing") }
-            throw FileIO.fail("open", path, errno: code)
-        }
-        open[pack] = (fd, direct)
-        return (fd, direct)
-    }
-
-    private func reopenBuffered(_ pack: String) throws -> (fd: Int32, direct: Bool) {
-        if let entry = open.removeValue(forKey: pack) { close(entry.fd) }
-        let path = path(pack)
-        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw FileIO.fail("open", path, errno: errno) }
-        open[pack] = (fd, false)
-        return (fd, false)
     }
 }
 

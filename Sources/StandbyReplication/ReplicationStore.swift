@@ -131,10 +131,10 @@ public final class ReplicationStore: Sendable {
                 guard let base = words.baseAddress else { return }
                 // Bound without a copy: the batch outlives the statement's steps. A ChunkID's
                 // memory is its 32 bytes in order.
-                precondition(MemoryLayout<ChunkID>.size == 32 && MemoryLayout<ChunkID>.stride == 32)
+                precondition(ChunkID.isDigestInMemory)
                 for slot in 0..<width {
                     let id = slot < batch.count ? slot : 0
-                    sqlite3_bind_blob(handle, Int32(slot + 1), base + id * MemoryLayout<ChunkID>.stride, 32, nil)
+                    sqlite3_bind_blob(handle, Int32(slot + 1), base + id * 32, 32, nil)
                 }
                 defer {
                     sqlite3_reset(handle)

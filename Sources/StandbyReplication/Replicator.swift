@@ -412,8 +412,7 @@ final class Replicator {
         // what the store needs now, for the catalog and the next run. Packs of this run that
         // were finished before stay, and are registered by the checkpoint.
         guard !pack.order.isEmpty, !pack.failed else {
-            pack.abandon()
-            unlink(pack.tempPath)
+            pack.discard()
             return
         }
         // Its last bytes are queued; the checkpoint waits for them.
@@ -435,8 +434,7 @@ final class Replicator {
                 // Its last writes failed (a full disk): it is deleted, as the open pack would
                 // be, and the others are registered when the checkpoint is retried.
                 guard pack.failed else { throw error }
-                pack.abandon()
-                unlink(pack.tempPath)
+                pack.discard()
                 finished.removeAll { $0 === pack }
                 finishedBytes -= pack.size
                 throw error

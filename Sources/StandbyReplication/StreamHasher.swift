@@ -45,7 +45,7 @@ public struct StreamHasher {
             return
         }
         // The digests are written straight into the ids: a ChunkID is the digest's 32 bytes.
-        precondition(MemoryLayout<ChunkID>.size == 32 && MemoryLayout<ChunkID>.stride == 32)
+        precondition(ChunkID.isDigestInMemory)
         let first = ids.count
         ids.append(contentsOf: repeatElement(ChunkID(a: 0, b: 0, c: 0, d: 0), count: ends.count))
         ids.withUnsafeMutableBytes { raw in

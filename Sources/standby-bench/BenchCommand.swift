@@ -11,3 +11,9 @@ struct BenchCommand: AsyncParsableCommand {
             ReplicationBench.self, ReplicationWorker.self, HashingBench.self, DNSBench.self, ProbeBench.self,
         ])
 }
+
+/// A duration in seconds, for the figures the benchmarks print.
+func seconds(_ duration: Duration) -> Double {
+    let (whole, fraction) = duration.components
+    return Double(whole) + Double(fraction) / 1e18
+}

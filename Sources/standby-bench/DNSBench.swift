@@ -95,7 +95,7 @@ struct DNSBench: AsyncParsableCommand {
         print(Self.row("tool", "switches", "total", "mean", "median", "p90", "min", "max"))
         print(Self.summary("DNSCutover (libldns)", standbyTimes))
         print(Self.summary("nsupdate -k + dig loop", scriptTimes))
-        let ratio = Self.seconds(Self.mean(scriptTimes)) / max(1e-9, Self.seconds(Self.mean(standbyTimes)))
+        let ratio = seconds(Self.mean(scriptTimes)) / max(1e-9, seconds(Self.mean(standbyTimes)))
         print(String(format: "ratio (nsupdate+dig mean / DNSCutover mean): %.1fx", ratio))
     }
 
@@ -139,11 +139,6 @@ struct DNSBench: AsyncParsableCommand {
             }
         }
         return ContinuousClock.now - started
-    }
-
-    static func seconds(_ duration: Duration) -> Double {
-        let (whole, fraction) = duration.components
-        return Double(whole) + Double(fraction) / 1e18
     }
 
     static func mean(_ times: [Duration]) -> Duration {

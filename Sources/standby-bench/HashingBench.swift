@@ -96,8 +96,4 @@ struct HashingBench: ParsableCommand {
                         Double(count) / time / 1e9, time / reference))
         }
     }
-
-    func seconds(_ d: Duration) -> Double {
-        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
-    }
 }

@@ -286,10 +286,6 @@ struct ReplicationBench: AsyncParsableCommand {
         sync()
         usleep(200_000)
     }
-
-    func seconds(_ d: Duration) -> Double {
-        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
-    }
 }
 
 /// What the worker child reports back.
