@@ -67,6 +67,11 @@ enum Catalog {
                     "\(Date().timeIntervalSince1970)",
                 ])
         }
+        migrator.registerMigration("v2: no chunk index by pack") { db in
+            // Every chunk a replicate stores went into two B-trees; only retention asked by
+            // pack, and it now reads the chunk table once per pass instead.
+            try db.execute(sql: "DROP INDEX chunks_by_pack")
+        }
         return migrator
     }
 

@@ -96,41 +96,74 @@ extension ReplicationStore {
 
         // Sweep, pack by pack: a pack with no live chunk is deleted; one mostly dead is
         // rewritten with its live chunks; the rest keep their dead chunks for now (still valid,
-        // and still reused by dedup) until they cross the threshold.
-        let packs = try Row.fetchAll(
+        // and still reused by dedup) until they cross the threshold. The chunk table has no
+        // index by pack (a replicate would pay for it on every insert), so each step below
+        // reads it once, in one pass, for all the packs it concerns.
+        var tally: [Int64: (all: Int64, live: Int64, dead: Int)] = [:]
+        let sums = try Row.fetchCursor(
             db,
             sql: """
-                SELECT p.id, p.name, p.size,
-                    COALESCE(SUM(c.length), 0),
-                    COALESCE(SUM(CASE WHEN l.id IS NULL THEN 0 ELSE c.length END), 0),
-                    COALESCE(SUM(CASE WHEN l.id IS NULL THEN 1 ELSE 0 END), 0)
-                FROM packs p LEFT JOIN chunks c ON c.pack = p.id LEFT JOIN temp.live l ON l.id = c.id
-                GROUP BY p.id
+                SELECT c.pack, SUM(c.length),
+                    SUM(CASE WHEN l.id IS NULL THEN 0 ELSE c.length END),
+                    SUM(CASE WHEN l.id IS NULL THEN 1 ELSE 0 END)
+                FROM chunks c LEFT JOIN temp.live l ON l.id = c.id
+                GROUP BY c.pack
                 """)
+        while let row = try sums.next() { tally[row[0]] = (row[1], row[2], row[3]) }
         var report = RetentionReport(
             droppedVersions: dropped, chunksRemoved: 0, packsDeleted: 0, packsRewritten: 0, reclaimedBytes: 0)
         var deadBytesTotal: Int64 = 0
-        for row in packs {
+        var doomed: [(id: Int64, path: String, dead: Int)] = []
+        var worn: [(id: Int64, name: String, path: String, dead: Int)] = []
+        for row in try Row.fetchAll(db, sql: "SELECT id, name, size FROM packs ORDER BY id") {
             let (packID, name, size): (Int64, String, Int64) = (row[0], row[1], row[2])
-            let (allBytes, liveBytes, deadCount): (Int64, Int64, Int) = (row[3], row[4], row[5])
+            let (allBytes, liveBytes, deadCount) = tally[packID] ?? (0, 0, 0)
             deadBytesTotal += allBytes - liveBytes
             let path = packDirectory + "/" + name + ".pack"
             if liveBytes == 0 {
-                let onDisk = FileIO.allocated(path)
-                try db.inTransaction {
-                    try db.execute(sql: "DELETE FROM chunks WHERE pack = ?", arguments: [packID])
-                    try db.execute(sql: "DELETE FROM packs WHERE id = ?", arguments: [packID])
-                    return .commit
-                }
-                unlink(path)
-                report.packsDeleted += 1
-                report.chunksRemoved += deadCount
-                report.reclaimedBytes += onDisk
+                doomed.append((packID, path, deadCount))
             } else if deadCount > 0 && allBytes - liveBytes > size / 2 {
-                let before = FileIO.allocated(path)
-                let after = try rewrite(db, packID: packID, name: name)
+                worn.append((packID, name, path, deadCount))
+            }
+        }
+        if !doomed.isEmpty {
+            // One transaction forgets them all, then the files go; a kill in between leaves
+            // files the catalog does not know, which recovery adopts or deletes.
+            let onDisk = doomed.map { FileIO.allocated($0.path) }
+            try db.inTransaction {
+                try withPackList(db, doomed.map(\.id)) {
+                    try db.execute(sql: "DELETE FROM chunks WHERE pack IN temp.pack_list")
+                    try db.execute(sql: "DELETE FROM packs WHERE id IN temp.pack_list")
+                }
+                return .commit
+            }
+            for pack in doomed { unlink(pack.path) }
+            report.packsDeleted += doomed.count
+            report.chunksRemoved += doomed.reduce(0) { $0 + $1.dead }
+            report.reclaimedBytes += onDisk.reduce(0, +)
+        }
+        if !worn.isEmpty {
+            var contents: [Int64: [PackedChunk]] = [:]
+            try withPackList(db, worn.map(\.id)) {
+                let rows = try Row.fetchCursor(
+                    db,
+                    sql: """
+                        SELECT c.pack, c.id, c.offset, c.length, l.id IS NOT NULL
+                        FROM chunks c LEFT JOIN temp.live l ON l.id = c.id
+                        WHERE c.pack IN temp.pack_list ORDER BY c.pack, c.offset
+                        """)
+                while let row = try rows.next() {
+                    let data: Data = row[1]
+                    guard let id = ChunkID(bytes: data) else { continue }
+                    contents[row[0], default: []].append(
+                        PackedChunk(id: id, offset: row[2], length: row[3], live: row[4]))
+                }
+            }
+            for pack in worn {
+                let before = FileIO.allocated(pack.path)
+                let after = try rewrite(db, packID: pack.id, name: pack.name, chunks: contents[pack.id] ?? [])
                 report.packsRewritten += 1
-                report.chunksRemoved += deadCount
+                report.chunksRemoved += pack.dead
                 report.reclaimedBytes += max(0, before - after)
             }
         }
@@ -155,23 +188,36 @@ extension ReplicationStore {
         return report
     }
 
+    /// A chunk of a pack being rewritten, and whether a version still references it.
+    private struct PackedChunk {
+        var id: ChunkID
+        var offset: Int64
+        var length: Int
+        var live: Bool
+    }
+
+    /// Runs `body` with the pack ids in `temp.pack_list`, for statements about many packs.
+    private func withPackList(_ db: Database, _ ids: [Int64], _ body: () throws -> Void) throws {
+        try db.execute(sql: "CREATE TEMP TABLE IF NOT EXISTS pack_list(id INTEGER PRIMARY KEY)")
+        defer { try? db.execute(sql: "DROP TABLE IF EXISTS temp.pack_list") }
+        try db.execute(sql: "DELETE FROM temp.pack_list")
+        let insert = try db.cachedStatement(sql: "INSERT INTO temp.pack_list(id) VALUES (?)")
+        for id in ids { try insert.execute(arguments: [id]) }
+        try body()
+    }
+
     /// Copies a pack's live chunks into a new pack, points the catalog at it, deletes the old
     /// one. A kill in between leaves either the old pack in use and an orphan new one (recovery
     /// finds nothing new in it and deletes it), or the new one in use and an orphan old one.
-    private func rewrite(_ db: Database, packID: Int64, name: String) throws -> Int64 {
+    private func rewrite(_ db: Database, packID: Int64, name: String, chunks: [PackedChunk]) throws -> Int64 {
         let reader = PackReader(directory: packDirectory)
         let io = PackIO()
         defer { io.stop() }
         let writer = try PackWriter(directory: packDirectory, io: io)
-        let live = try Row.fetchAll(
-            db,
-            sql: "SELECT c.id, c.offset, c.length FROM chunks c JOIN temp.live l ON l.id = c.id WHERE c.pack = ?",
-            arguments: [packID])
-        for row in live {
-            let data: Data = row[0]
-            guard let id = ChunkID(bytes: data) else { continue }
-            let bytes = try reader.read(id, at: ChunkLocation(pack: name, offset: row[1], length: row[2]))
-            try bytes.withUnsafeBytes { try writer.append(id, $0) }
+        for chunk in chunks where chunk.live {
+            let bytes = try reader.read(
+                chunk.id, at: ChunkLocation(pack: name, offset: chunk.offset, length: chunk.length))
+            try bytes.withUnsafeBytes { try writer.append(chunk.id, $0) }
         }
         try writer.seal()
         try db.inTransaction {
@@ -184,7 +230,8 @@ extension ReplicationStore {
                 guard let location = writer.chunks[id] else { continue }
                 try update.execute(arguments: [fresh, location.offset, id.data])
             }
-            try db.execute(sql: "DELETE FROM chunks WHERE pack = ?", arguments: [packID])
+            let delete = try db.cachedStatement(sql: "DELETE FROM chunks WHERE id = ? AND pack = ?")
+            for chunk in chunks where !chunk.live { try delete.execute(arguments: [chunk.id.data, packID]) }
             try db.execute(sql: "DELETE FROM packs WHERE id = ?", arguments: [packID])
             return .commit
         }

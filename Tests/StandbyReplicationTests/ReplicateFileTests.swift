@@ -213,5 +213,9 @@ import Testing
         let out = fixture.lab.file("out")
         _ = try await fixture.store.restore(set: "s", to: out)
         #expect(try contents(out + "/keep.bak") == contents(keep))
+        // The catalog names no chunk of the old pack, and every chunk it names reads back.
+        let verify = try await fixture.store.verify(readData: true)
+        #expect(verify.isClean)
+        #expect(try await fixture.store.collectGarbage().chunksRemoved == 0, "nothing dead is left behind")
     }
 }
