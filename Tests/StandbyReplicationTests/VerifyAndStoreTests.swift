@@ -1,8 +1,9 @@
 import Foundation
 import GRDB
 import StandbyLab
-import StandbyReplication
 import Testing
+
+@testable import StandbyReplication
 
 #if canImport(Glibc)
     import Glibc
@@ -117,6 +118,26 @@ import Testing
             _ = try ReplicationStore.open(directory: fixture.storePath, logger: testLogger)
         }
         #expect(error?.code == .storeTooNew)
+    }
+
+    @Test func aStoreOfTheFirstFormatIsMigratedAndKeepsItsVersions() async throws {
+        let lab = try LabDirectory(prefix: "standby-migrate")
+        defer { lab.remove() }
+        let storePath = lab.file("store")
+        try FileManager.default.createDirectory(atPath: storePath + "/packs", withIntermediateDirectories: true)
+        // A catalog as the first release left it: migrated up to v1 only, index by pack and all.
+        let queue = try DatabaseQueue(path: storePath + "/catalog.sqlite")
+        try Catalog.migrator.migrate(queue, upTo: "v1: packs, chunks, sets, versions, files, recipes")
+        try queue.close()
+        let store = try ReplicationStore.open(directory: storePath, logger: testLogger)
+        let source = lab.file("db.bak")
+        try writeDatabase(source, pages: 300)
+        _ = try await store.replicate(set: SetSpec(name: "sql", sources: [URL(fileURLWithPath: source)]))
+        let indexes = try await DatabaseQueue(path: storePath + "/catalog.sqlite").read { db in
+            try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'chunks'")
+        }
+        #expect(indexes.isEmpty, "v2 drops chunks_by_pack: \(indexes)")
+        #expect(try await store.verify(readData: true).isClean)
     }
 
     @Test func leftoverPackOfAKilledRunIsAdopted() async throws {
