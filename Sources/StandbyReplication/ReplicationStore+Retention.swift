@@ -153,10 +153,9 @@ extension ReplicationStore {
                         WHERE c.pack IN temp.pack_list ORDER BY c.pack, c.offset
                         """)
                 while let row = try rows.next() {
-                    let data: Data = row[1]
-                    guard let id = ChunkID(bytes: data) else { continue }
+                    let key: Data = row[1]
                     contents[row[0], default: []].append(
-                        PackedChunk(id: id, offset: row[2], length: row[3], live: row[4]))
+                        PackedChunk(key: key, id: ChunkID(bytes: key), offset: row[2], length: row[3], live: row[4]))
                 }
             }
             for pack in worn {
@@ -190,10 +189,15 @@ extension ReplicationStore {
 
     /// A chunk of a pack being rewritten, and whether a version still references it.
     private struct PackedChunk {
-        var id: ChunkID
+        /// The row's key as stored; `id` is nil when it is not a chunk id (the row goes).
+        var key: Data
+        var id: ChunkID?
         var offset: Int64
         var length: Int
         var live: Bool
+
+        /// Copied into the new pack; every other row of the old pack is deleted.
+        var kept: ChunkID? { live ? id : nil }
     }
 
     /// Runs `body` with the pack ids in `temp.pack_list`, for statements about many packs.
@@ -214,10 +218,10 @@ extension ReplicationStore {
         let io = PackIO()
         defer { io.stop() }
         let writer = try PackWriter(directory: packDirectory, io: io)
-        for chunk in chunks where chunk.live {
-            let bytes = try reader.read(
-                chunk.id, at: ChunkLocation(pack: name, offset: chunk.offset, length: chunk.length))
-            try bytes.withUnsafeBytes { try writer.append(chunk.id, $0) }
+        for chunk in chunks {
+            guard let id = chunk.kept else { continue }
+            let bytes = try reader.read(id, at: ChunkLocation(pack: name, offset: chunk.offset, length: chunk.length))
+            try bytes.withUnsafeBytes { try writer.append(id, $0) }
         }
         try writer.seal()
         try db.inTransaction {
@@ -231,7 +235,7 @@ extension ReplicationStore {
                 try update.execute(arguments: [fresh, location.offset, id.data])
             }
             let delete = try db.cachedStatement(sql: "DELETE FROM chunks WHERE id = ? AND pack = ?")
-            for chunk in chunks where !chunk.live { try delete.execute(arguments: [chunk.id.data, packID]) }
+            for chunk in chunks where chunk.kept == nil { try delete.execute(arguments: [chunk.key, packID]) }
             try db.execute(sql: "DELETE FROM packs WHERE id = ?", arguments: [packID])
             return .commit
         }
