@@ -35,7 +35,10 @@ import Testing
         let down = await runner.run(
             try probe(named.address, "_sipinternaltls._tcp.contoso.test", "SRV", timeout: .seconds(1)))
         #expect(down.outcome == .down, "\(down.detail)")
-        #expect(started.duration(to: .now) < .milliseconds(1300))
+        // A stopped server does not hold the probe past its timeout; the bound is 'no hang',
+        // not speed (a loaded CI machine took 3.4 s once against a 1.3 s bound).
+        let elapsed = started.duration(to: .now)
+        #expect(elapsed < .seconds(10), "\(elapsed)")
     }
 
     @Test func silentServerRespectsTheTimeout() async throws {
