@@ -280,37 +280,42 @@ final class PackReader {
     /// on buffered. A pack that ends before the run is `corruptPack`.
     func readRun(_ pack: String, at offset: Int64, length: Int, into buffer: IOBuffer) throws -> Int {
         let fd = try descriptor(pack)
+        guard PackIO.isDirect(fd) else {
+            precondition(length <= buffer.capacity)
+            let got = try FileIO.preadAll(
+                fd, into: UnsafeMutableRawBufferPointer(start: buffer.base, count: length), at: offset, path: path(pack)
+            )
+            try checkRun(pack, ends: offset + Int64(got), wanted: offset + Int64(length))
+            return 0
+        }
         let alignment = PackIO.alignment
-        while true {
-            let aligned = PackIO.isDirect(fd)
-            let start = aligned ? offset / Int64(alignment) * Int64(alignment) : offset
-            let skip = Int(offset - start)
-            let wanted = aligned ? (skip + length + alignment - 1) / alignment * alignment : length
-            precondition(wanted <= buffer.capacity)
-            var done = 0
-            var refused = false
-            while done < wanted {
-                let n = pread(fd, buffer.base + done, wanted - done, off_t(start) + off_t(done))
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    if errno == EINVAL, aligned, PackIO.clearDirect(fd) {
-                        refused = true
-                        break
-                    }
-                    throw FileIO.fail("read", path(pack))
+        let start = offset / Int64(alignment) * Int64(alignment)
+        let skip = Int(offset - start)
+        let wanted = (skip + length + alignment - 1) / alignment * alignment
+        precondition(wanted <= buffer.capacity)
+        var done = 0
+        while done < wanted {
+            let n = pread(fd, buffer.base + done, wanted - done, off_t(start) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                // Refused after all: the descriptor goes on buffered.
+                if errno == EINVAL, PackIO.clearDirect(fd) {
+                    return try readRun(pack, at: offset, length: length, into: buffer)
                 }
-                done += n
-                // The end of the file; with O_DIRECT a short read is only ever that.
-                if n == 0 || (aligned && n % alignment != 0) { break }
+                throw FileIO.fail("read", path(pack))
             }
-            if refused { continue }
-            guard done >= skip + length else {
-                throw ReplicationError(
-                    .corruptPack,
-                    "pack \(path(pack)) ends at \(start + Int64(done)), before its chunks do (\(offset + Int64(length)))"
-                )
-            }
-            return skip
+            done += n
+            // The end of the file; with O_DIRECT a short read is only ever that.
+            if n == 0 || n % alignment != 0 { break }
+        }
+        try checkRun(pack, ends: start + Int64(done), wanted: offset + Int64(length))
+        return skip
+    }
+
+    private func checkRun(_ pack: String, ends: Int64, wanted: Int64) throws {
+        guard ends >= wanted else {
+            throw ReplicationError(
+                .corruptPack, "pack \(path(pack)) ends at \(ends), before its chunks do (\(wanted))")
         }
     }
 
