@@ -225,10 +225,8 @@ extension ReplicationStore {
         }
         try writer.seal()
         try db.inTransaction {
-            try db.execute(
-                sql: "INSERT INTO packs(name, size, created) VALUES (?, ?, ?)",
-                arguments: [writer.name, writer.size, Date().timeIntervalSince1970])
-            let fresh = db.lastInsertedRowID
+            // Its chunks have rows already: they are moved to it, not inserted.
+            let fresh = try insertPack(db, name: writer.name, size: writer.size, chunks: [])
             let update = try db.cachedStatement(sql: "UPDATE chunks SET pack = ?, offset = ? WHERE id = ?")
             for id in writer.order {
                 guard let location = writer.chunks[id] else { continue }

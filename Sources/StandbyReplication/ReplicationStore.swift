@@ -222,8 +222,10 @@ public final class ReplicationStore: Sendable {
         }
     }
 
-    /// The rows of a sealed pack and its chunks, inside the caller's transaction.
-    func insertPack(_ db: Database, name: String, size: Int64, chunks: [(ChunkID, Int64, Int)]) throws {
+    /// The rows of a sealed pack and its chunks, inside the caller's transaction. Returns the
+    /// pack's id.
+    @discardableResult
+    func insertPack(_ db: Database, name: String, size: Int64, chunks: [(ChunkID, Int64, Int)]) throws -> Int64 {
         try db.execute(
             sql: "INSERT INTO packs(name, size, created) VALUES (?, ?, ?)",
             arguments: [name, size, Date().timeIntervalSince1970])
@@ -249,6 +251,7 @@ public final class ReplicationStore: Sendable {
             }
             guard code == SQLITE_DONE else { throw Self.sqliteError(db, code, insert) }
         }
+        return pack
     }
 
     func recipe(_ db: Database, file: Int64) throws -> [RecipeEntry] {
