@@ -64,7 +64,7 @@ struct ReplicationBench: AsyncParsableCommand {
                 "  " + name.padding(toLength: 40, withPad: " ", startingAt: 0)
                     + String(format: "%8.2f s", m.seconds) + "   wire "
                     + wire.padding(toLength: 12, withPad: " ", startingAt: 0)
-                    + "   peak memory " + formatBytes(m.peakRSS))
+                    + "   peak memory " + (m.peakRSS > 0 ? formatBytes(m.peakRSS) : "-"))
         }
 
         print("Day 1: full copy")
@@ -91,6 +91,17 @@ struct ReplicationBench: AsyncParsableCommand {
         let store = lab.file("store")
         let full = try measureStandby(store: store, url: url, useIndex: false, result: lab.file("full.json"))
         record("standby replicate (no index)", full)
+        // Not contenders: what any replication over HTTP that names its chunks by SHA-256 pays
+        // at least, on this machine. The transfer alone, and one SHA-256 pass with Standby's own
+        // kernel on one thread, the file read from the page cache.
+        print("Floors of a full replication (not contenders)")
+        let curlAlone = try measure([
+            try Programs.locate("curl", package: "curl"), "--silent", "--fail", "--output", "/dev/null",
+            url.absoluteString,
+        ])
+        record("curl to /dev/null (the transfer alone)", curlAlone)
+        let sha = try measureSHA256(source)
+        record("one SHA-256 pass, one thread", sha)
 
         print("Day 2: \(changedPercent)% of pages rewritten at scattered places")
         let changed = try rewritePages(source, percent: changedPercent)
@@ -142,6 +153,12 @@ struct ReplicationBench: AsyncParsableCommand {
                 formatBytes(rsyncDelta.wireBytes ?? 0) as NSString,
                 Double(delta.wireBytes ?? 0) / Double(max(1, rsyncDelta.wireBytes ?? 1))))
         print("  peak memory: standby full \(formatBytes(full.peakRSS)), day 2 \(formatBytes(delta.peakRSS))")
+        print(
+            String(
+                format:
+                    "  floors: transfer alone %.2f s (%.2fx rsync), one SHA-256 pass %.2f s (%.2fx rsync, %.2fx cp+sync)",
+                curlAlone.seconds, curlAlone.seconds / rsyncFull.seconds, sha.seconds, sha.seconds / rsyncFull.seconds,
+                sha.seconds / cp.seconds))
     }
 
     // MARK: - Data
@@ -234,9 +251,37 @@ struct ReplicationBench: AsyncParsableCommand {
 
     // MARK: - Measuring children
 
+    /// One SHA-256 of the file with `StreamHasher` on this thread, after a read that brings the
+    /// file into the page cache (so the disk is not what is measured).
+    func measureSHA256(_ path: String) throws -> Measurement {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw ValidationError("cannot open \(path)") }
+        defer { close(fd) }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
+        defer { buffer.deallocate() }
+        func pass(_ body: (UnsafeRawBufferPointer) -> Void) throws {
+            var offset: off_t = 0
+            while true {
+                let n = pread(fd, buffer.baseAddress, buffer.count, offset)
+                guard n >= 0 else { throw ValidationError("cannot read \(path)") }
+                if n == 0 { return }
+                body(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+                offset += off_t(n)
+            }
+        }
+        try pass { _ in }
+        settle()
+        let started = ContinuousClock.now
+        var hasher = StreamHasher()
+        try pass { hasher.update($0) }
+        _ = hasher.finalize()
+        return Measurement(seconds: seconds(ContinuousClock.now - started), wireBytes: nil, peakRSS: 0)
+    }
+
     struct Measurement {
         var seconds: Double
         var wireBytes: Int64?
+        /// 0 where not measured (a pass in this process).
         var peakRSS: Int64
     }
 
