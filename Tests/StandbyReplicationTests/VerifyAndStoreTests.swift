@@ -82,6 +82,38 @@ import Testing
         #expect(report.brokenVersions == [VersionRef(set: "sql", version: v1.version.id)])
     }
 
+    @Test func aChunkLostFromTheCatalogBreaksOnlyTheVersionsThatUseIt() async throws {
+        let fixture = try StoreFixture()
+        defer { fixture.remove() }
+        let sourceA = fixture.lab.file("a.bak")
+        let sourceB = fixture.lab.file("b.bak")
+        try writeDatabase(sourceA, pages: 128, seed: 1)
+        try writeDatabase(sourceB, pages: 128, seed: 2)
+        let a = try await fixture.store.replicate(set: SetSpec(name: "a", sources: [URL(fileURLWithPath: sourceA)]))
+        let b = try await fixture.store.replicate(set: SetSpec(name: "b", sources: [URL(fileURLWithPath: sourceB)]))
+        // The catalog loses the row of one of b's chunks (its bytes stay in the pack).
+        let lost = try await fixture.store.pool.write { db -> ChunkID in
+            let entries = try Data.fetchOne(
+                db,
+                sql: "SELECT r.entries FROM recipes r JOIN files f ON f.id = r.file_id WHERE f.version_id = ?",
+                arguments: [b.version.id])
+            let id = try #require(entries.map { [RecipeEntry].decode($0) }?.last?.id)
+            try db.execute(sql: "DELETE FROM chunks WHERE id = ?", arguments: [id.data])
+            #expect(db.changesCount == 1)
+            return id
+        }
+        let report = try await fixture.store.verify()
+        #expect(report.problems.map(\.chunk) == [lost.hex])
+        #expect(report.problems.first?.kind == .missing)
+        #expect(report.problems.first?.detail == "no such chunk in the store")
+        #expect(report.brokenVersions == [VersionRef(set: "b", version: b.version.id)])
+        _ = try await fixture.store.restore(set: "a", version: a.version.id, to: fixture.lab.file("out-a"))
+        #expect(try contents(fixture.lab.file("out-a/a.bak")) == contents(sourceA))
+        await #expect(throws: ReplicationError.self) {
+            try await fixture.store.restore(set: "b", version: b.version.id, to: fixture.lab.file("out-b"))
+        }
+    }
+
     @Test func samplingReadsAShareOfChunks() async throws {
         let fixture = try StoreFixture()
         defer { fixture.remove() }
