@@ -36,16 +36,12 @@ extension ReplicationStore {
         var read = 0
         var bytesRead: Int64 = 0
 
-        // As for a replicate: the chunk table's random keys want more than the default page
-        // cache, and 16 MiB stays within the memory goal.
-        try db.execute(sql: "PRAGMA cache_size = -16384")
+        try widenPageCache(db)
 
         // 1. Recipes against the chunk table: one query for each 64 ids of a recipe segment.
         try forEachRecipe(db) { _, _, entries in
-            var wanted = Set<ChunkID>()
-            for entry in entries where bad[entry.id] == nil { wanted.insert(entry.id) }
-            guard !wanted.isEmpty else { return }
-            let ids = Array(wanted)
+            let ids = Array(Set(entries.lazy.map(\.id).filter { bad[$0] == nil }))
+            guard !ids.isEmpty else { return }
             let found = try existingChunks(db, ids)
             for id in ids where !found.contains(id) {
                 bad[id] = (.missing, nil, "no such chunk in the store")

@@ -34,10 +34,7 @@ extension ReplicationStore {
         do {
             return try catalog {
                 try pool.writeWithoutTransaction { db in
-                    // Chunk ids are random keys: every look-up and insert lands on another page
-                    // of the chunk table. 16 MiB of page cache keeps the table of a 1 GiB backup
-                    // (and much of a larger one) in memory, within the memory goal.
-                    try db.execute(sql: "PRAGMA cache_size = -16384")
+                    try widenPageCache(db)
                     // The run's checkpoints need not wait for the disk: a power loss may undo
                     // the last ones, whose packs (fsynced before) the next run adopts. The
                     // version's commit is made durable before the run reports it, and the
