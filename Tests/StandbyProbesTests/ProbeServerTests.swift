@@ -35,7 +35,8 @@ import Testing
             probe(.tcp(HostPort(host: "no-such-host.invalid", port: 5060)), timeout: .seconds(2)))
         #expect(result.outcome == .down)
         #expect(result.detail.contains("no-such-host.invalid"), "\(result.detail)")
-        #expect(started.duration(to: .now) < .seconds(3))
+        // Resolution is bounded by the probe's timeout; the margin is for a loaded CI machine.
+        #expect(started.duration(to: .now) < .seconds(5))
         let sip = await runner.run(
             probe(.sipOptions(try SIPTarget(parsing: "sip:no-such-host.invalid")), timeout: .seconds(2)))
         #expect(sip.outcome == .down && sip.detail.contains("cannot resolve"), "\(sip.detail)")

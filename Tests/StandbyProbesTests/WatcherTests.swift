@@ -128,13 +128,21 @@ final class RoundLog: Sendable {
         server.stop()
 
         let transitions = try history.transitions(limit: 10, site: .primary)
-        #expect(transitions.map(\.to) == ["up", "unreachable", "up"])
+        // After the restart one transport may answer a round before the other (seen under load):
+        // then that probe rises first and the primary is degraded on its way up, and only then.
+        let partlyPassed = log.firstRound(after: restartedAfter) { !$0.allPassed && !$0.allFailed } != nil
+        let verdicts = transitions.map(\.to)
+        #expect(
+            verdicts == ["up", "unreachable", "up"]
+                || (partlyPassed && verdicts == ["up", "unreachable", "degraded", "up"]),
+            "\(verdicts), a round with only some probes passing after the restart: \(partlyPassed)")
         #expect(transitions[1].from == "up" && transitions[1].detail == "down: fe-sip-udp, fe-sip-tcp")
         #expect(try history.currentVerdict(for: .primary)!.since > upSince)
         // The secondary's only probe never answered: unreachable from the first settled round.
         #expect(try history.currentVerdict(for: .secondary)?.verdict == .unreachable)
-        // Alerts: secondary unreachable, primary unreachable, primary up (the first "up" is no news).
-        #expect(await eventually { sender.count == 3 })
+        // Alerts: secondary unreachable, then each change of the primary after its first "up"
+        // (which is no news): unreachable, [degraded,] up.
+        #expect(await eventually { sender.count == transitions.count })
         let probeTransitions = try history.transitions(limit: 50, site: .primary, includeProbes: true).filter {
             !$0.isSiteVerdict
         }
