@@ -195,7 +195,7 @@ import Testing
             probes.append(
                 Probe(
                     name: "silent-\(index)", site: .primary,
-                    target: .sipOptions(try SIPTarget(parsing: "sip:\(silent.address)")), timeout: .seconds(1)))
+                    target: .sipOptions(try SIPTarget(parsing: "sip:\(silent.address)")), timeout: .seconds(2)))
         }
         probes.append(
             Probe(
@@ -203,8 +203,8 @@ import Testing
                 timeout: .seconds(1)))
         let started = ContinuousClock.now
         let report = await HealthCheck(logger: Logger(label: "test")).run(probes)
-        // Five silent probes of one second each: in sequence it would take five.
-        #expect(started.duration(to: .now) < .seconds(3), "ran in sequence?")
+        // Five silent probes of two seconds each: in sequence it would take ten.
+        #expect(started.duration(to: .now) < .seconds(6), "ran in sequence?")
         #expect(report.results.map(\.probe) == probes.map(\.name))
         #expect(report.primaryVerdict == .degraded)
         #expect(report.verdict(for: .secondary) == .up)
