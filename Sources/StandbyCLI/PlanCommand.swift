@@ -41,6 +41,8 @@ enum PlanText {
                 ? "Failback plan for \(plan.deployment): back to the rebuilt primary"
                 : "Failover plan for \(plan.deployment): \(plan.scenario) (\(plan.scenarioSummary))")
         lines.append("From \(from.name) (\(from.pool)) to \(to.name) (\(to.pool))")
+        // One column for every step id, as wide as the longest, so that the actions line up.
+        let idWidth = plan.stages.flatMap(\.services).flatMap(\.steps).map(\.id.count).max() ?? 0
         for stage in plan.stages {
             lines.append("")
             var header = "Stage \(stage.number): \(stage.title)"
@@ -73,7 +75,7 @@ enum PlanText {
                     if step.retries > 0 { extras.append("\(step.retries) retries") }
                     if step.idempotent { extras.append("idempotent") }
                     let suffix = extras.isEmpty ? "" : "  (\(extras.joined(separator: ", ")))"
-                    lines.append("       \(step.id.padded(to: 30)) \(step.summary)\(suffix)")
+                    lines.append("       \(step.id.padded(to: idWidth))  \(step.summary)\(suffix)")
                 }
             }
         }

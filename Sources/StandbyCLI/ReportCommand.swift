@@ -59,6 +59,7 @@ struct ReportCommand: AsyncParsableCommand {
             "Elapsed \(RunReport.span(run.elapsedSeconds)); recovery (core and DNS done): \(report.recoverySeconds.map(RunReport.span) ?? "not yet")"
         )
         if let note = run.note { lines.append(note) }
+        let idWidth = report.stages.flatMap(\.steps).map(\.id.count).max() ?? 0
         for stage in report.stages {
             lines.append("")
             lines.append(
@@ -68,7 +69,7 @@ struct ReportCommand: AsyncParsableCommand {
                 let start = step.startedAt.map { RunReport.time($0) } ?? "-"
                 let duration = step.durationSeconds.map(RunReport.span) ?? "-"
                 lines.append(
-                    "  \(step.id.padded(to: 30)) \(step.state.padded(to: 16)) start \(start)  \(duration.padded(to: 7)) attempts \(step.attempts)"
+                    "  \(step.id.padded(to: idWidth))  \(step.state.padded(to: 16)) start \(start)  \(duration.padded(to: 7)) attempts \(step.attempts)"
                 )
                 if let waiting = step.waitingFor, step.state != "succeeded" { lines.append("      \(waiting)") }
                 if let error = step.error { lines.append("      \(error)") }

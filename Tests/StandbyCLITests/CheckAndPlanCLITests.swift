@@ -107,6 +107,15 @@ struct CheckAndPlanCLITests {
         #expect(out.contains("0 0 5061 pool01.contoso.com. → 0 0 5061 pool02-dr.contoso.com."))
         #expect(out.contains("group-chat: Rebuilt at the primary after recovery"))
         #expect(out.contains("enterprise-voice [priority 2, after core (depends_on)"))
+        // Every step's action starts in one column, the longest step id's included.
+        let steps = out.split(separator: "\n").filter { $0.hasPrefix("       ") && $0.contains("/") }
+        let columns = Set(
+            steps.map { line in
+                let id = line.drop { $0 == " " }.prefix { $0 != " " }
+                let gap = line[id.endIndex...].prefix { $0 == " " }.count
+                return line.distance(from: line.startIndex, to: id.endIndex) + gap
+            })
+        #expect(steps.count > 20 && columns.count == 1, "\(columns)")
     }
 
     @Test func planJSONAndScenarios() throws {
