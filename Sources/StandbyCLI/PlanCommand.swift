@@ -48,7 +48,9 @@ enum PlanText {
             var header = "Stage \(stage.number): \(stage.title)"
             if stage.waitsForOffPeak {
                 let windows = to.offPeak.map(\.description).joined(separator: ", ")
-                if let local = stage.opensAtLocal {
+                if let closes = stage.closesAtLocal {
+                    header += " — runs at once: the off-peak window \(windows) is open now, until \(closes)"
+                } else if let local = stage.opensAtLocal {
                     header += " — waits for the off-peak window \(windows); next opens \(local)"
                 } else {
                     header += " — no off-peak window is configured: run with `standby resume --now SERVICE`"

@@ -104,6 +104,12 @@ struct CheckAndPlanCLITests {
         let stage3 = try #require(out.range(of: "Stage 3: Optional services"))
         #expect(stage1.lowerBound < stage2.lowerBound && stage2.lowerBound < stage3.lowerBound)
         #expect(out.contains("next opens Wed 2026-11-25 22:00 GMT"))
+        // Planned inside the window (23:30 in Dublin), the stage runs at once and says until when.
+        let late = try run(["plan", site("contoso"), "--now", "2026-11-25T23:30:00Z"])
+        #expect(
+            late.stdout.contains(
+                "runs at once: the off-peak window 22:00-05:00 is open now, until Thu 2026-11-26 05:00 GMT"),
+            "\(late.stdout)")
         #expect(out.contains("0 0 5061 pool01.contoso.com. → 0 0 5061 pool02-dr.contoso.com."))
         #expect(out.contains("group-chat: Rebuilt at the primary after recovery"))
         #expect(out.contains("enterprise-voice [priority 2, after core (depends_on)"))

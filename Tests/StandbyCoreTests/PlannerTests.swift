@@ -90,6 +90,16 @@ struct PlannerTests {
         #expect(optional.waitsForOffPeak)
         #expect(optional.opensAt == ISO8601DateFormatter().date(from: "2026-11-26T03:00:00Z"))
         #expect(optional.opensAtLocal == "Wed 2026-11-25 22:00 EST")
+        #expect(optional.closesAt == nil)
+    }
+
+    @Test func insideTheWindowTheOffPeakStageIsOpenUntilItCloses() throws {
+        // 04:00 UTC is 23:00 in Montreal: the 22:00-05:00 window is open until 05:00 EST.
+        let now = try #require(ISO8601DateFormatter().date(from: "2026-11-26T04:00:00Z"))
+        let optional = try #require(try plan(now: now).stages.last)
+        #expect(optional.opensAt == now)
+        #expect(optional.closesAt == ISO8601DateFormatter().date(from: "2026-11-26T10:00:00Z"))
+        #expect(optional.closesAtLocal == "Thu 2026-11-26 05:00 EST")
     }
 
     @Test func partialLossesSelectTheirServicesAndMoveNoDNS() throws {

@@ -175,6 +175,30 @@ struct TopologyLoaderTests {
                 == iso.date(from: "2026-03-29T21:00:00Z"))
     }
 
+    @Test func anOpenWindowClosesAtItsEndInTheSitesTimeZone() throws {
+        let dublin = try #require(TimeZone(identifier: "Europe/Dublin"))
+        let window = try #require(TimeWindow.parse("22:00-05:00"))
+        let iso = ISO8601DateFormatter()
+        // Before midnight it closes the next morning; after midnight, the same morning.
+        #expect(
+            window.closing(after: try #require(iso.date(from: "2026-11-25T23:30:00Z")), in: dublin)
+                == iso.date(from: "2026-11-26T05:00:00Z"))
+        #expect(
+            window.closing(after: try #require(iso.date(from: "2026-11-26T01:00:00Z")), in: dublin)
+                == iso.date(from: "2026-11-26T05:00:00Z"))
+        // In July 05:00 in Dublin is 04:00 UTC.
+        #expect(
+            window.closing(after: try #require(iso.date(from: "2026-07-01T23:00:00Z")), in: dublin)
+                == iso.date(from: "2026-07-02T04:00:00Z"))
+        // Closed: no closing time.
+        #expect(window.closing(after: try #require(iso.date(from: "2026-11-25T12:00:00Z")), in: dublin) == nil)
+        // An end of 24:00 is midnight.
+        let evening = try #require(TimeWindow.parse("18:00-24:00"))
+        #expect(
+            evening.closing(after: try #require(iso.date(from: "2026-11-25T19:00:00Z")), in: dublin)
+                == iso.date(from: "2026-11-26T00:00:00Z"))
+    }
+
     @Test func bothExamplesLoad() throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent()

@@ -21,6 +21,10 @@ public struct FailoverPlan: Sendable, Codable {
         /// When that window next opens (UTC), and the same moment on the secondary's clocks.
         public var opensAt: Date?
         public var opensAtLocal: String?
+        /// When the window is open at planning time: when it closes (UTC and local). Nil
+        /// otherwise, and in plans recorded before this field existed.
+        public var closesAt: Date?
+        public var closesAtLocal: String?
         public var services: [PlannedService]
         public var dnsChanges: [DNSChange]
     }

@@ -79,11 +79,13 @@ public struct Planner: Sendable {
         let optional = ordered.filter { $0.tier == .optional }
         let site = direction == .failover ? topology.secondary : topology.primary
         let opening = site.offPeak.nextOpening(after: now, in: site.timezone)
+        let closing = site.offPeak.closing(after: now, in: site.timezone)
         stages.append(
             FailoverPlan.Stage(
                 number: stages.count + 1, kind: .optional, title: "Optional services (off-peak at \(site.name))",
                 waitsForOffPeak: true, opensAt: opening,
                 opensAtLocal: opening.map { Self.localTime($0, in: site.timezone) },
+                closesAt: closing, closesAtLocal: closing.map { Self.localTime($0, in: site.timezone) },
                 services: optional.map(planned), dnsChanges: []))
         return FailoverPlan(
             deployment: topology.deployment, direction: direction, scenario: scenario.name,

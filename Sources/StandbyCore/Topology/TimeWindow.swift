@@ -70,6 +70,24 @@ public struct TimeWindow: Sendable, Hashable, Codable, CustomStringConvertible {
         }
         return date.addingTimeInterval(86400)
     }
+
+    /// When the window that holds `date` closes, in `timeZone`; nil when `date` is outside it.
+    public func closing(after date: Date, in timeZone: TimeZone) -> Date? {
+        guard contains(date, in: timeZone) else { return nil }
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = timeZone
+        let day = calendar.startOfDay(for: date)
+        for offset in 0...2 {
+            // An end of 24:00 is the next day's midnight.
+            guard let base = calendar.date(byAdding: .day, value: offset + end / (24 * 60), to: day),
+                let closing = calendar.date(
+                    bySettingHour: (end % (24 * 60)) / 60, minute: end % 60, second: 0, of: base,
+                    matchingPolicy: .nextTime)
+            else { continue }
+            if closing > date { return closing }
+        }
+        return nil
+    }
 }
 
 extension Array where Element == TimeWindow {
@@ -80,5 +98,11 @@ extension Array where Element == TimeWindow {
     /// The soonest opening of any window at or after `date`; nil when there are no windows.
     public func nextOpening(after date: Date, in timeZone: TimeZone) -> Date? {
         map { $0.nextOpening(after: date, in: timeZone) }.min()
+    }
+
+    /// When the open window that holds `date` closes (the latest, when windows overlap); nil when
+    /// no window is open.
+    public func closing(after date: Date, in timeZone: TimeZone) -> Date? {
+        compactMap { $0.closing(after: date, in: timeZone) }.max()
     }
 }
