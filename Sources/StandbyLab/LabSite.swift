@@ -118,12 +118,7 @@ public struct LabSite: Sendable {
         for sub in ["backups", "exports", "meetings"] { _ = try directory.directory("www/\(sub)") }
         let pages = databaseMiB * 128
         let path = www + "/backups/rtc.bak"
-        var generator = SplitMix(seed: 1)
-        var data = Data(count: pages * 8192)
-        data.withUnsafeMutableBytes { raw in
-            let words = raw.bindMemory(to: UInt64.self)
-            for i in 0..<words.count { words[i] = generator.next() }
-        }
+        var data = Self.firstDayDatabase(pages: pages)
         if day > 1 {
             var changes = SplitMix(seed: UInt64(day) * 7919)
             for _ in 0..<(pages / 100 * (day - 1)) {
@@ -142,6 +137,40 @@ public struct LabSite: Sendable {
         try directory.write(
             "www/meetings/content.tar", String(repeating: "meeting content of day \(day)\n", count: 2000))
         try directory.write("www/meetings/compliance.log", "compliance log, day \(day)\n")
+    }
+
+    /// The database of day 1: `pages` pages of 8 KiB from a fixed seed.
+    static func firstDayDatabase(pages: Int) -> Data {
+        var generator = SplitMix(seed: 1)
+        var data = Data(count: pages * 8192)
+        data.withUnsafeMutableBytes { raw in
+            let words = raw.bindMemory(to: UInt64.self)
+            for i in 0..<words.count { words[i] = generator.next() }
+        }
+        return data
+    }
+
+    /// The lab's stand-in for SQL Server's `RESTORE VERIFYONLY`: a database backup of this lab is
+    /// a whole, non-empty number of 8 KiB pages, and each day rewrites at most 1% of them, so at
+    /// least half the pages must still be day 1's. Answers the summary, or throws naming the file.
+    public static func verifyDatabaseBackup(at path: String) throws -> String {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw LabError(.setupFailed, "\(path): cannot read the database backup")
+        }
+        guard !data.isEmpty, data.count % 8192 == 0 else {
+            throw LabError(.setupFailed, "\(path): \(data.count) bytes is not a whole number of 8 KiB pages")
+        }
+        let pages = data.count / 8192
+        let original = firstDayDatabase(pages: pages)
+        var changed = 0
+        for page in 0..<pages where data[page * 8192..<(page + 1) * 8192] != original[page * 8192..<(page + 1) * 8192] {
+            changed += 1
+        }
+        guard changed * 2 <= pages else {
+            throw LabError(
+                .setupFailed, "\(path): \(changed) of \(pages) pages are not this lab's database: not a backup of it")
+        }
+        return "\(path): a database backup of \(pages) pages of 8 KiB, \(changed) rewritten since day 1"
     }
 
     // MARK: The pid file

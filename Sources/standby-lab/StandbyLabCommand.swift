@@ -9,7 +9,9 @@ struct StandbyLabCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "standby-lab",
         abstract: "Start and stop the loopback servers of the Standby lab (sites/lab).",
-        subcommands: [Up.self, Down.self, FrontEnd.self, LosePrimary.self, RecoverPrimary.self, Backups.self])
+        subcommands: [
+            Up.self, Down.self, FrontEnd.self, LosePrimary.self, RecoverPrimary.self, Backups.self, VerifyBackup.self,
+        ])
 
     struct Common: ParsableArguments {
         @Option(help: "The lab directory: keys, backups, server logs, pids and lab.env.")
@@ -78,5 +80,20 @@ struct StandbyLabCommand: ParsableCommand {
         @Option(help: "The day (1 is the first backup).") var day: Int
         @Option(help: "Size of the database backup in MiB.") var backupMiB = 32
         func run() throws { try common.site().writeBackups(day: day, databaseMiB: backupMiB) }
+    }
+
+    struct VerifyBackup: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "verify-backup",
+            abstract: "Check a restored lab database backup, as RESTORE VERIFYONLY would (exit 1 if it is not one).")
+        @Argument(help: "The restored rtc.bak.") var path: String
+        func run() throws {
+            do {
+                print(try LabSite.verifyDatabaseBackup(at: path))
+            } catch let error as LabError {
+                FileHandle.standardError.write(Data("standby-lab: \(error)\n".utf8))
+                throw ExitCode.failure
+            }
+        }
     }
 }

@@ -175,6 +175,24 @@ struct DrillFailbackLabTests {
             #expect(drill.stdout.contains("rtc-db: version"), "\(drill)")
             #expect(drill.stdout.contains("core/check-database: succeeded"), "\(drill)")
             #expect(drill.stdout.contains("hold the primary values; nothing changed"), "\(drill)")
+            // That check is a real one: the lab's stand-in for RESTORE VERIFYONLY refuses a cut
+            // or a foreign file, naming it.
+            let verifier = StandbyRunner(path: lab.labBinary)
+            let backup = lab.lab.file("www/backups/rtc.bak")
+            let sound = try await verifier.run(["verify-backup", backup], in: lab.lab)
+            #expect(sound.status == 0 && sound.stdout.contains("pages of 8 KiB, 0 rewritten"), "\(sound)")
+            let cut = lab.lab.file("cut.bak")
+            try Data(try Data(contentsOf: URL(fileURLWithPath: backup)).prefix(100_000))
+                .write(to: URL(fileURLWithPath: cut))
+            let refused = try await verifier.run(["verify-backup", cut], in: lab.lab)
+            #expect(
+                refused.status == 1 && refused.stderr.contains("\(cut): 100000 bytes is not a whole number of 8 KiB"),
+                "\(refused)")
+            let foreign = lab.lab.file("foreign.bak")
+            try Data((0..<(16 * 8192)).map { UInt8(truncatingIfNeeded: $0 &* 31) }).write(
+                to: URL(fileURLWithPath: foreign))
+            let notOurs = try await verifier.run(["verify-backup", foreign], in: lab.lab)
+            #expect(notOurs.status == 1 && notOurs.stderr.contains("16 of 16 pages are not this lab's"), "\(notOurs)")
 
             #expect(try lab.dig() == dnsBefore)
             #expect(try await lab.probes() == probesBefore)
