@@ -46,7 +46,10 @@ enum PlanText {
         for stage in plan.stages {
             lines.append("")
             var header = "Stage \(stage.number): \(stage.title)"
-            if stage.waitsForOffPeak {
+            let nothingToRun = stage.kind != .dns && stage.services.allSatisfy(\.steps.isEmpty)
+            if nothingToRun && !stage.services.isEmpty {
+                header += " — nothing to run"
+            } else if stage.waitsForOffPeak {
                 let windows = to.offPeak.map(\.description).joined(separator: ", ")
                 if let closes = stage.closesAtLocal {
                     header += " — runs at once: the off-peak window \(windows) is open now, until \(closes)"
@@ -71,6 +74,9 @@ enum PlanText {
             for (index, service) in stage.services.enumerated() {
                 let sets = service.backupSets.isEmpty ? "" : "; sets: \(service.backupSets.joined(separator: ", "))"
                 lines.append("  \(index + 1). \(service.name) [\(service.order)\(sets)]")
+                if service.steps.isEmpty {
+                    lines.append(failback ? "       (no failback_steps: nothing to move back)" : "       (no steps)")
+                }
                 for step in service.steps {
                     var extras: [String] = []
                     if let timeout = step.timeout { extras.append("timeout \(timeout)") }
