@@ -260,7 +260,8 @@ final class Replicator {
         let fileID = db.lastInsertedRowID
         let base = processed
         var outcome: (sha: [UInt8], chunks: Int)?
-        if options.useIndex {
+        // A source that cannot serve byte ranges (smb://) is read whole: its index would not help.
+        if options.useIndex && TransferSession.servesByteRanges(source.url) {
             startRecipe(fileID)
             outcome = try replicateByIndex(db, source: source, info: info)
             if outcome == nil {

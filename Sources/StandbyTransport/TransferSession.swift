@@ -62,12 +62,25 @@ public final class TransferSession {
 
     // MARK: - Operations
 
+    /// Whether a read of `url` can start at an offset. libcurl's SMB reads always start at the
+    /// beginning of the file (it ignores both a range and a resume offset), so a delta transfer
+    /// over smb:// would read the file again for every range.
+    public static func servesByteRanges(_ url: URL) -> Bool {
+        !["smb", "smbs"].contains(url.scheme?.lowercased() ?? "")
+    }
+
     /// Size and modification time of `url` without reading its body (HTTP HEAD; a stat for
-    /// file://, sftp:// and ftp://).
+    /// file://, sftp:// and ftp://). libcurl's SMB ignores "no body" and would read the whole
+    /// file: there the transfer is stopped at its first bytes, once the open has told the size
+    /// and the time.
     public func stat(_ url: URL) throws -> RemoteFileInfo {
         let state = CallbackState(url: url)
         try prepare(url, state: state)
-        set(CURLOPT_NOBODY, 1)
+        if Self.servesByteRanges(url) {
+            set(CURLOPT_NOBODY, 1)
+        } else {
+            state.range = ByteRange(offset: 0, length: 0)
+        }
         set(CURLOPT_FILETIME, 1)
         set(CURLOPT_FAILONERROR, 1)
         try perform(url, state: state)
@@ -99,7 +112,12 @@ public final class TransferSession {
             if options.maxReceiveRate == nil { set(CURLOPT_BUFFERSIZE, 512 << 10) }
             if let range {
                 guard range.length > 0 else { return 0 }
-                set(CURLOPT_RANGE, "\(range.offset)-\(range.end - 1)")
+                if Self.servesByteRanges(url) {
+                    set(CURLOPT_RANGE, "\(range.offset)-\(range.end - 1)")
+                } else {
+                    // Read from the start and drop what comes before the range.
+                    state.skip = range.offset
+                }
             }
             try perform(url, state: state)
             let delivered = state.delivered

@@ -42,6 +42,11 @@ struct ReadinessCheckTests {
             [("    depends_on: [core]\n", "    depends_on: [core]\n    at_secondary: false\n")], .error, 39
         ),
         ("rpo-over-24h", [("    rpo: 24h\n  - name: settings", "    rpo: 36h\n  - name: settings")], .warning, 19),
+        (
+            "smb-source",
+            [("https://par-sql01.fabrikam.com/backups/rtc.bak", "smb://par-sql01.fabrikam.com/backups/rtc.bak")], .info,
+            19
+        ),
         ("no-daily-full", [("schedule: { full_daily_at: \"01:30\" }", "schedule: { every: 12h }")], .warning, 24),
         ("full-backup-at-peak", [("full_daily_at: \"01:30\"", "full_daily_at: \"13:30\"")], .warning, 24),
         (

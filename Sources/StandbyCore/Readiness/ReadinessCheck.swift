@@ -268,6 +268,19 @@ public struct ReadinessCheck: Sendable {
                         fix: "name it in a service's backup_sets, or stop replicating it", line: line))
             }
         }
+        let overSMB = topology.backupSets.filter { set in
+            set.sources.contains { ["smb", "smbs"].contains(URL(string: $0)?.scheme?.lowercased() ?? "") }
+        }
+        if let first = overSMB.first {
+            out.append(
+                Finding(
+                    id: "smb-source", severity: .info,
+                    message:
+                        "\(overSMB.count == 1 ? "backup set" : "backup sets") \(overSMB.map(\.name).joined(separator: ", ")) \(overSMB.count == 1 ? "is" : "are") read over smb://: libcurl speaks only SMB1 with NTLM (off by default since Windows Server 2019) and reads each file whole, so every run moves the whole backup",
+                    fix:
+                        "mount the shares at the secondary (mount -t cifs, SMB3) and name them with file:// URLs, or serve the backups over sftp or https: replicate then fetches only the changed chunks",
+                    line: first.location.line))
+        }
         return out
     }
 

@@ -1,0 +1,104 @@
+import Foundation
+
+/// Samba's `smbd` on a free loopback port for smb:// tests, sharing one directory read-only as
+/// `backups`. Everything it writes (passdb, locks, state, logs) stays in the lab directory.
+///
+/// libcurl speaks SMB1 (NT LM 0.12) only, with NTLM authentication, so this server allows both:
+/// Samba turns them off by default, as Windows Server 2019 and later do. One user, the current
+/// user (root in CI), with a password set here; login is never anonymous.
+public final class SambaServer: Sendable {
+    public let port: UInt16
+    public let process: ServerProcess
+    /// The directory served as the share `backups`.
+    public let root: String
+    public let user: String
+    public let password: String
+    public static let share = "backups"
+
+    init(port: UInt16, process: ServerProcess, root: String, user: String, password: String) {
+        self.port = port
+        self.process = process
+        self.root = root
+        self.user = user
+        self.password = password
+    }
+
+    /// `smb://127.0.0.1:PORT/backups/NAME`, with no credentials in it.
+    public func url(_ name: String) -> URL {
+        var components = URLComponents()
+        components.scheme = "smb"
+        components.host = "127.0.0.1"
+        components.port = Int(port)
+        components.path = "/\(Self.share)/\(name)"
+        return components.url ?? URL(fileURLWithPath: "/nonexistent")
+    }
+
+    public func stop() { process.stop() }
+
+    public static func start(in lab: LabDirectory) throws -> SambaServer {
+        let smbd = try Programs.locate("smbd", package: "samba")
+        let smbpasswd = try Programs.locate("smbpasswd", package: "samba-common-bin")
+        let dir = try lab.directory("samba")
+        let root = try lab.directory("samba/share")
+        for sub in ["private", "lock", "state", "cache", "pid", "ncalrpc", "log"] {
+            _ = try lab.directory("samba/\(sub)")
+        }
+        let port = try Ports.free()
+        let config = """
+            [global]
+              server role = standalone server
+              smb ports = \(port)
+              interfaces = 127.0.0.1
+              bind interfaces only = yes
+              disable netbios = yes
+              server min protocol = NT1
+              ntlm auth = yes
+              smb1 unix extensions = no
+              passdb backend = tdbsam:\(dir)/private/passdb.tdb
+              private dir = \(dir)/private
+              lock directory = \(dir)/lock
+              state directory = \(dir)/state
+              cache directory = \(dir)/cache
+              pid directory = \(dir)/pid
+              ncalrpc dir = \(dir)/ncalrpc
+              log file = \(dir)/log/smbd.log
+              load printers = no
+              printing = bsd
+              printcap name = /dev/null
+              disable spoolss = yes
+              map to guest = never
+            [\(share)]
+              path = \(root)
+              read only = yes
+              guest ok = no
+            """
+        let configPath = dir + "/smb.conf"
+        try Data((config + "\n").utf8).write(to: URL(fileURLWithPath: configPath))
+        let user = SSHServer.currentUser()
+        let password = "lab-\(UInt64.random(in: 0...UInt64.max))"
+        try setPassword(smbpasswd, config: configPath, user: user, password: password, log: dir + "/smbpasswd.log")
+
+        let process = try ServerProcess.spawn(
+            name: "smbd", executable: smbd,
+            arguments: ["--foreground", "--no-process-group", "--debug-stdout", "--configfile=\(configPath)"],
+            logPath: dir + "/smbd.out")
+        do {
+            try Ports.waitForTCP("127.0.0.1", port, server: "smbd")
+        } catch {
+            let tail = process.logTail()
+            process.stop()
+            throw LabError(.notReady, "smbd did not start on 127.0.0.1:\(port): \(tail)")
+        }
+        return SambaServer(port: port, process: process, root: root, user: user, password: password)
+    }
+
+    /// `smbpasswd -a -s` reads the new password twice from standard input.
+    static func setPassword(_ smbpasswd: String, config: String, user: String, password: String, log: String)
+        throws
+    {
+        let input = log + ".in"
+        try Data("\(password)\n\(password)\n".utf8).write(to: URL(fileURLWithPath: input))
+        defer { try? FileManager.default.removeItem(atPath: input) }
+        try SSHServer.run(smbpasswd, ["-c", config, "-a", "-s", user], log: log, stdin: input)
+    }
+}
