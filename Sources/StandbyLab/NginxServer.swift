@@ -33,6 +33,19 @@ public final class NginxServer: Sendable {
 
     public func stop() { process.stop() }
 
+    /// The access log once `condition` holds of it, or as it is after `timeout`: nginx writes a
+    /// request's line after the response has gone out, so a client can be done before it.
+    public func accessLog(until condition: (String) -> Bool, timeout: Duration = .seconds(10)) -> String {
+        let deadline = ContinuousClock.now + timeout
+        var log = ""
+        repeat {
+            log = (try? String(contentsOfFile: accessLogPath, encoding: .utf8)) ?? ""
+            if condition(log) { break }
+            Thread.sleep(forTimeInterval: 0.02)
+        } while ContinuousClock.now < deadline
+        return log
+    }
+
     /// Starts nginx serving `root` (default: a `www` directory in the lab), with `extraServer`
     /// appended inside the server block (locations, auth). Waits until it accepts connections.
     public static func start(

@@ -145,8 +145,8 @@ func collect(_ session: TransferSession, _ url: URL, range: ByteRange? = nil) th
             try collect(session, url, range: ByteRange(offset: 123_456, length: 10_000)) == content[123_456..<133_456])
         // Range was honoured: only the range crossed the wire.
         #expect(session.stats.bodyBytes - before == 10_000)
-        let log = try String(contentsOfFile: nginx.accessLogPath, encoding: .utf8)
-        #expect(log.contains("\" 206 "))
+        let log = nginx.accessLog { $0.contains("\" 206 ") }
+        #expect(log.contains("\" 206 "), "\(log)")
     }
 
     @Test func missingFileIs404NotFound() throws {
