@@ -1,0 +1,69 @@
+import Foundation
+
+/// Pure-FTPd on a free loopback port for ftp:// tests: one virtual user with a password (its own
+/// user database in the lab directory, never the system's), chrooted to `root`, no anonymous
+/// login. FTP serves byte ranges with REST, so a delta transfer over ftp:// fetches only ranges.
+public final class FTPServer: Sendable {
+    public let port: UInt16
+    public let process: ServerProcess
+    /// The directory the user sees as `/`.
+    public let root: String
+    public let user = "backup"
+    public let password: String
+
+    init(port: UInt16, process: ServerProcess, root: String, password: String) {
+        self.port = port
+        self.process = process
+        self.root = root
+        self.password = password
+    }
+
+    /// `ftp://127.0.0.1:PORT/NAME`, with no credentials in it.
+    public func url(_ name: String) -> URL {
+        var components = URLComponents()
+        components.scheme = "ftp"
+        components.host = "127.0.0.1"
+        components.port = Int(port)
+        components.path = "/" + name
+        return components.url ?? URL(fileURLWithPath: "/nonexistent")
+    }
+
+    public func stop() { process.stop() }
+
+    public static func start(in lab: LabDirectory) throws -> FTPServer {
+        let server = try Programs.locate("pure-ftpd", package: "pure-ftpd")
+        let pw = try Programs.locate("pure-pw", package: "pure-ftpd")
+        let dir = try lab.directory("ftp")
+        let root = try lab.directory("ftp/share")
+        let password = "lab-\(UInt64.random(in: 0...UInt64.max))"
+        // The user database: one line hashed with SHA-512 crypt (pure-pw's own argon2id hash
+        // costs seconds per login), then `pure-pw mkdb`. Virtual users may not be root: nobody
+        // reads the files, which the chroot (made as root) reaches whatever the lab's modes.
+        let openssl = try Programs.locate("openssl", package: "openssl")
+        let input = dir + "/password.in"
+        try Data("\(password)\n".utf8).write(to: URL(fileURLWithPath: input))
+        defer { try? FileManager.default.removeItem(atPath: input) }
+        try SSHServer.run(openssl, ["passwd", "-6", "-stdin"], log: dir + "/hash", stdin: input)
+        let hash = try String(contentsOfFile: dir + "/hash", encoding: .utf8).trimmingCharacters(
+            in: .whitespacesAndNewlines)
+        try FileManager.default.removeItem(atPath: dir + "/hash")
+        try Data("backup:\(hash):65534:65534::\(root)/./::::::::::::\n".utf8)
+            .write(to: URL(fileURLWithPath: dir + "/pureftpd.passwd"))
+        try SSHServer.run(
+            pw, ["mkdb", dir + "/pureftpd.pdb", "-f", dir + "/pureftpd.passwd"], log: dir + "/pure-pw.log")
+        let port = try Ports.free()
+        // -E: no anonymous login; -A: chroot everyone; -j: no home creation; -H: no DNS look-ups.
+        let process = try ServerProcess.spawn(
+            name: "pure-ftpd", executable: server,
+            arguments: ["-S", "127.0.0.1,\(port)", "-l", "puredb:\(dir)/pureftpd.pdb", "-E", "-A", "-j", "-H"],
+            logPath: dir + "/pure-ftpd.log")
+        do {
+            try Ports.waitForTCP("127.0.0.1", port, server: "pure-ftpd")
+        } catch {
+            let tail = process.logTail()
+            process.stop()
+            throw LabError(.notReady, "pure-ftpd did not start on 127.0.0.1:\(port): \(tail)")
+        }
+        return FTPServer(port: port, process: process, root: root, password: password)
+    }
+}
