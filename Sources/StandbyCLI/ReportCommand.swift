@@ -82,9 +82,20 @@ struct ReportCommand: AsyncParsableCommand {
             }
         }
         lines.append("")
-        lines.append("Data-loss window per backup set (declaration − capture time):")
-        if report.sets.isEmpty { lines.append("  (the run restores no backup set)") }
-        for set in report.sets {
+        if run.direction == "failback" {
+            lines.append("Backup sets moved back (the final pass runs after the secondary is quiesced):")
+            if report.sets.isEmpty { lines.append("  (none)") }
+            for set in report.sets {
+                let what =
+                    set.version.map { "version \($0) captured \(set.capturedAt.map(RunReport.time) ?? "?")" }
+                    ?? "not moved back\(set.problem == nil ? " yet" : "")"
+                lines.append("  \(set.name.padded(to: 24)) \(what)\(set.problem.map { " (\($0))" } ?? "")")
+            }
+        } else {
+            lines.append("Data-loss window per backup set (declaration − capture time):")
+            if report.sets.isEmpty { lines.append("  (the run restores no backup set)") }
+        }
+        for set in report.sets where run.direction != "failback" {
             let window = set.lossWindowSeconds.map(RunReport.span) ?? "unknown"
             lines.append(
                 "  \(set.name.padded(to: 24)) \(window.padded(to: 8)) version \(set.version ?? "-")\(set.restoredTo.map { " restored to \($0)" } ?? "")\(set.problem.map { " (\($0))" } ?? "")"

@@ -293,6 +293,18 @@ struct DrillFailbackLabTests {
             #expect(run?["direction"] as? String == "failback", "\(report)")
             #expect(run?["state"] as? String == "done", "\(report)")
             #expect(run?["returnsFrom"] is String, "\(report)")
+            // What came back and what did not: rtc-db by its final pass, the others stay behind.
+            let sets = (object?["sets"] as? [[String: Any]]) ?? []
+            let rtc = sets.first { $0["name"] as? String == "rtc-db" }
+            #expect(rtc?["version"] is String && rtc?["capturedAt"] != nil && rtc?["problem"] == nil, "\(sets)")
+            let settings = sets.first { $0["name"] as? String == "lcscmd-settings" }
+            #expect((settings?["problem"] as? String)?.contains("no failback_source") == true, "\(sets)")
+            let text = try await lab.standby("report")
+            #expect(text.stdout.contains("Backup sets moved back"), "\(text)")
+            #expect(
+                text.stdout.contains("lcscmd-settings          not moved back (no failback_source"), "\(text)")
+            let finalVersion = try #require(rtc?["version"] as? String)
+            #expect(text.stdout.contains("rtc-db                   version \(finalVersion) captured"), "\(text)")
 
             let again = try await lab.standby("failback", ["--lead", "bob", "--yes", "--now", bothOffPeak])
             #expect(again.status == 3, "already returned from that failover: \(again)")

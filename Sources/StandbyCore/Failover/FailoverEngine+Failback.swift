@@ -176,7 +176,24 @@ extension FailoverEngine {
         let decision = RunDecision(
             id: nil, runId: runId, at: declaredAt, kind: "declare", lead: lead,
             reason: reason + (preflight.returnsFrom.map { " (failback from run \($0))" } ?? ""), target: nil)
-        try journal.declare(run: run, steps: steps, sets: [], decision: decision)
+        // What comes back and what does not, for the report: the sets the failover restored or
+        // that have a failback_source.
+        let coreSets = Set(
+            preflight.plan.stages.filter { $0.kind == .core }.flatMap(\.services).flatMap(\.backupSets))
+        let sets =
+            preflight.reverseSets.map {
+                RunSet(
+                    runId: runId, name: $0, core: coreSets.contains($0), version: nil, capturedAt: nil,
+                    lossWindowSeconds: nil, problem: nil)
+            }
+            + preflight.skippedSets.map {
+                RunSet(
+                    runId: runId, name: $0, core: coreSets.contains($0), version: nil, capturedAt: nil,
+                    lossWindowSeconds: nil,
+                    problem:
+                        "no failback_source: what the secondary changed in it since the failover is not moved back")
+            }
+        try journal.declare(run: run, steps: steps, sets: sets, decision: decision)
         logger.info("Failback declared", metadata: ["run": "\(runId)", "lead": "\(lead)", "steps": "\(steps.count)"])
         return run
     }
@@ -199,6 +216,6 @@ extension FailoverEngine {
         }
         return StepSuccess(
             output: "replicated \(name) from \(sources.joined(separator: ", ")): version \(version.version), verified",
-            result: version.version)
+            result: String(decoding: try JSONEncoder.journal.encode(version), as: UTF8.self))
     }
 }

@@ -47,8 +47,22 @@ extension RunReport {
                 if !details.isEmpty { page += "<tr><td></td><td colspan=\"6\">\(details)</td></tr>\n" }
             }
         }
-        page += "</table>\n<h2>Data-loss window per backup set</h2>\n"
-        if sets.isEmpty {
+        page += "</table>\n"
+        if run.direction == Planner.Direction.failback.rawValue {
+            page += "<h2>Backup sets moved back</h2>\n"
+            page += "<table><tr><th>Set</th><th>Core</th><th>Version</th><th>Captured</th><th>Note</th></tr>\n"
+            for set in sets {
+                page +=
+                    "<tr><td>\(Self.escape(set.name))</td><td>\(set.core ? "yes" : "")</td><td>\(Self.escape(set.version ?? "-"))</td>"
+                page +=
+                    "<td>\(set.capturedAt.map(Self.time) ?? "")</td><td>\(Self.escape(set.problem ?? (set.version == nil ? "not moved back yet" : "")))</td></tr>\n"
+            }
+            page += "</table>\n"
+        }
+        page += "<h2>Data-loss window per backup set</h2>\n"
+        if run.direction == Planner.Direction.failback.rawValue {
+            page += "<p class=\"meta\">A failback restores no backup set: it replicates them back, above.</p>\n"
+        } else if sets.isEmpty {
             page += "<p class=\"meta\">The run restores no backup set.</p>\n"
         } else {
             page +=

@@ -113,13 +113,22 @@ public struct RunReport: Sendable, Codable {
                 try? JSONDecoder.journal.decode(FailoverEngine.RestoreResult.self, from: Data($0.utf8))
             }
         }
-        self.sets = sets.map { set in
-            let copy = restored.first { $0.set == set.name }
-            let capturedAt = copy?.capturedAt ?? set.capturedAt
-            return SetWindow(
-                name: set.name, core: set.core, version: copy?.version ?? set.version, capturedAt: capturedAt,
-                lossWindowSeconds: capturedAt.map { run.declaredAt.timeIntervalSince($0) } ?? set.lossWindowSeconds,
-                restoredTo: copy?.path, problem: set.problem)
+        // A failback's sets come back by replication: the final pass (after the secondary was
+        // quiesced) when it ran, else the reverse pass. Nothing is restored, so there is no window.
+        let replicated = steps.filter { $0.kind == "replicate" && $0.state == .succeeded }
+            .sorted { ($0.stepId.hasPrefix("final/") ? 1 : 0) > ($1.stepId.hasPrefix("final/") ? 1 : 0) }
+            .compactMap { step in
+                step.result.flatMap { try? JSONDecoder.journal.decode(SetVersionInfo.self, from: Data($0.utf8)) }
+            }
+        if run.direction == Planner.Direction.failback.rawValue {
+            self.sets = sets.map { set in
+                let copy = replicated.first { $0.set == set.name }
+                return SetWindow(
+                    name: set.name, core: set.core, version: copy?.version, capturedAt: copy?.capturedAt,
+                    lossWindowSeconds: nil, restoredTo: nil, problem: set.problem)
+            }
+        } else {
+            self.sets = Self.windows(sets, restored: restored, declaredAt: run.declaredAt)
         }
         self.decisions = decisions.map {
             Decision(at: $0.at, kind: $0.kind, lead: $0.lead, reason: $0.reason, target: $0.target)
@@ -133,6 +142,20 @@ public struct RunReport: Sendable, Codable {
             recoverySeconds = last.timeIntervalSince(run.declaredAt)
         } else {
             recoverySeconds = nil
+        }
+    }
+
+    /// A failover's sets: the version restored (or to be restored) and its data-loss window.
+    static func windows(
+        _ sets: [RunSet], restored: [FailoverEngine.RestoreResult], declaredAt: Date
+    ) -> [SetWindow] {
+        sets.map { set in
+            let copy = restored.first { $0.set == set.name }
+            let capturedAt = copy?.capturedAt ?? set.capturedAt
+            return SetWindow(
+                name: set.name, core: set.core, version: copy?.version ?? set.version, capturedAt: capturedAt,
+                lossWindowSeconds: capturedAt.map { declaredAt.timeIntervalSince($0) } ?? set.lossWindowSeconds,
+                restoredTo: copy?.path, problem: set.problem)
         }
     }
 
