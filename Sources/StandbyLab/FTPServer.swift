@@ -19,14 +19,7 @@ public final class FTPServer: Sendable {
     }
 
     /// `ftp://127.0.0.1:PORT/NAME`, with no credentials in it.
-    public func url(_ name: String) -> URL {
-        var components = URLComponents()
-        components.scheme = "ftp"
-        components.host = "127.0.0.1"
-        components.port = Int(port)
-        components.path = "/" + name
-        return components.url ?? URL(fileURLWithPath: "/nonexistent")
-    }
+    public func url(_ name: String) -> URL { .lab(scheme: "ftp", port: port, path: name) }
 
     public func stop() { process.stop() }
 
@@ -51,19 +44,24 @@ public final class FTPServer: Sendable {
             .write(to: URL(fileURLWithPath: dir + "/pureftpd.passwd"))
         try SSHServer.run(
             pw, ["mkdb", dir + "/pureftpd.pdb", "-f", dir + "/pureftpd.passwd"], log: dir + "/pure-pw.log")
-        let port = try Ports.free()
-        // -E: no anonymous login; -A: chroot everyone; -j: no home creation; -H: no DNS look-ups.
-        let process = try ServerProcess.spawn(
-            name: "pure-ftpd", executable: server,
-            arguments: ["-S", "127.0.0.1,\(port)", "-l", "puredb:\(dir)/pureftpd.pdb", "-E", "-A", "-j", "-H"],
-            logPath: dir + "/pure-ftpd.log")
-        do {
-            try Ports.waitForTCP("127.0.0.1", port, server: "pure-ftpd")
-        } catch {
-            let tail = process.logTail()
-            process.stop()
-            throw LabError(.notReady, "pure-ftpd did not start on 127.0.0.1:\(port): \(tail)")
+        // Passive data ports are the kernel's ephemeral ones, above the range `Ports.free` picks
+        // from. A port another test's server took between the pick and the bind is tried again.
+        var attempt = 0
+        while true {
+            let port = try Ports.free()
+            do {
+                // -E: no anonymous login; -A: chroot everyone; -j: no home creation; -H: no DNS look-ups.
+                let process = try ServerProcess.spawnListening(
+                    name: "pure-ftpd", executable: server,
+                    arguments: [
+                        "-S", "127.0.0.1,\(port)", "-l", "puredb:\(dir)/pureftpd.pdb", "-E", "-A",
+                        "-j", "-H",
+                    ],
+                    logPath: dir + "/pure-ftpd.log", port: port)
+                return FTPServer(port: port, process: process, root: root, password: password)
+            } catch let error as LabError where error.message.contains("Address already in use") && attempt < 4 {
+                attempt += 1
+            }
         }
-        return FTPServer(port: port, process: process, root: root, password: password)
     }
 }

@@ -92,17 +92,10 @@ public final class NginxServer: Sendable {
             """
         let configPath = prefix + "/nginx.conf"
         try Data(config.utf8).write(to: URL(fileURLWithPath: configPath))
-        let process = try ServerProcess.spawn(
+        let process = try ServerProcess.spawnListening(
             name: "nginx", executable: nginx,
             arguments: ["-p", prefix, "-c", configPath, "-e", prefix + "/error.log", "-g", "daemon off;"],
-            logPath: prefix + "/stderr.log")
-        do {
-            try Ports.waitForTCP(host, port, server: "nginx")
-        } catch {
-            let tail = process.logTail() + ((try? String(contentsOfFile: prefix + "/error.log", encoding: .utf8)) ?? "")
-            process.stop()
-            throw LabError(.notReady, "nginx did not start on \(host):\(port): \(tail)")
-        }
+            logPath: prefix + "/stderr.log", host: host, port: port, extraLog: prefix + "/error.log")
         return NginxServer(
             port: port, root: served, process: process, accessLogPath: accessLog, baseURL: baseURL)
     }

@@ -83,12 +83,18 @@ public enum Ports {
 
     /// Waits until a TCP connection to `address:port` succeeds, or throws `notReady` after `timeout`.
     /// Servers are polled for readiness, never waited for with a fixed sleep.
+    /// Waits until `address:port` accepts TCP; gives up at once when `process` (the server
+    /// meant to listen there) has exited, e.g. because the port was taken.
     public static func waitForTCP(
-        _ address: String, _ port: UInt16, timeout: Duration = .seconds(15), server: String
+        _ address: String, _ port: UInt16, timeout: Duration = .seconds(15), server: String,
+        process: ServerProcess? = nil
     ) throws {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if connects(address, port) { return }
+            if let process, !process.isRunning {
+                throw LabError(.notReady, "\(server) exited before it accepted connections on \(address):\(port)")
+            }
             usleep(20_000)
         }
         throw LabError(.notReady, "\(server) did not accept connections on \(address):\(port) within \(timeout)")
@@ -98,5 +104,20 @@ public enum Ports {
         withSocket(address, port: port, type: Int32(SOCK_STREAM.rawValue)) { fd, addr in
             Self.call(connect, fd, &addr) == 0
         } ?? false
+    }
+}
+
+extension URL {
+    /// `SCHEME://[USER@]HOST:PORT/PATH` for a lab server, with no password in it.
+    static func lab(scheme: String, host: String = "127.0.0.1", port: UInt16, path: String, user: String? = nil)
+        -> URL
+    {
+        var components = URLComponents()
+        components.scheme = scheme
+        components.user = user
+        components.host = host
+        components.port = Int(port)
+        components.path = path.hasPrefix("/") ? path : "/" + path
+        return components.url ?? URL(fileURLWithPath: "/nonexistent")
     }
 }

@@ -39,13 +39,7 @@ public final class SSHServer: Sendable {
 
     /// `sftp://USER@127.0.0.1:PORT/ABSOLUTE/PATH`
     public func sftpURL(_ absolutePath: String) -> URL? {
-        var components = URLComponents()
-        components.scheme = "sftp"
-        components.user = user
-        components.host = "127.0.0.1"
-        components.port = Int(port)
-        components.path = absolutePath
-        return components.url
+        .lab(scheme: "sftp", port: port, path: absolutePath, user: user)
     }
 
     public func stop() { process.stop() }
@@ -99,15 +93,9 @@ public final class SSHServer: Sendable {
         let knownHosts = dir + "/known_hosts"
         try Data("[127.0.0.1]:\(port) \(hostPublic)".utf8).write(to: URL(fileURLWithPath: knownHosts))
 
-        let process = try ServerProcess.spawn(
-            name: "sshd", executable: sshd, arguments: ["-D", "-e", "-f", configPath], logPath: dir + "/sshd.log")
-        do {
-            try Ports.waitForTCP("127.0.0.1", port, server: "sshd")
-        } catch {
-            let tail = process.logTail()
-            process.stop()
-            throw LabError(.notReady, "sshd did not start on 127.0.0.1:\(port): \(tail)")
-        }
+        let process = try ServerProcess.spawnListening(
+            name: "sshd", executable: sshd, arguments: ["-D", "-e", "-f", configPath], logPath: dir + "/sshd.log",
+            port: port)
         return SSHServer(
             port: port, process: process, user: user,
             keys: (userKey, userKey + ".pub", strangerKey, strangerKey + ".pub"), knownHostsPath: knownHosts,

@@ -24,14 +24,7 @@ public final class SambaServer: Sendable {
     }
 
     /// `smb://127.0.0.1:PORT/backups/NAME`, with no credentials in it.
-    public func url(_ name: String) -> URL {
-        var components = URLComponents()
-        components.scheme = "smb"
-        components.host = "127.0.0.1"
-        components.port = Int(port)
-        components.path = "/\(Self.share)/\(name)"
-        return components.url ?? URL(fileURLWithPath: "/nonexistent")
-    }
+    public func url(_ name: String) -> URL { .lab(scheme: "smb", port: port, path: "\(Self.share)/\(name)") }
 
     public func stop() { process.stop() }
 
@@ -78,17 +71,10 @@ public final class SambaServer: Sendable {
         let password = "lab-\(UInt64.random(in: 0...UInt64.max))"
         try setPassword(smbpasswd, config: configPath, user: user, password: password, log: dir + "/smbpasswd.log")
 
-        let process = try ServerProcess.spawn(
+        let process = try ServerProcess.spawnListening(
             name: "smbd", executable: smbd,
             arguments: ["--foreground", "--no-process-group", "--debug-stdout", "--configfile=\(configPath)"],
-            logPath: dir + "/smbd.out")
-        do {
-            try Ports.waitForTCP("127.0.0.1", port, server: "smbd")
-        } catch {
-            let tail = process.logTail()
-            process.stop()
-            throw LabError(.notReady, "smbd did not start on 127.0.0.1:\(port): \(tail)")
-        }
+            logPath: dir + "/smbd.out", port: port)
         return SambaServer(port: port, process: process, root: root, user: user, password: password)
     }
 

@@ -79,6 +79,25 @@ public final class ServerProcess: Sendable {
         return String(decoding: data.suffix(bytes), as: UTF8.self)
     }
 
+    /// `spawn`, then waits until the server accepts TCP on `host:port`. A server that does not is
+    /// stopped, and the error carries the end of its log (and of `extraLog`, when it has one).
+    public static func spawnListening(
+        name: String, executable: String, arguments: [String], environment: [String: String]? = nil,
+        logPath: String, host: String = "127.0.0.1", port: UInt16, extraLog: String? = nil
+    ) throws -> ServerProcess {
+        let process = try spawn(
+            name: name, executable: executable, arguments: arguments, environment: environment, logPath: logPath)
+        do {
+            try Ports.waitForTCP(host, port, server: name, process: process)
+        } catch {
+            let extra = extraLog.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) } ?? ""
+            let tail = process.logTail() + extra
+            process.stop()
+            throw LabError(.notReady, "\(name) did not start on \(host):\(port): \(tail)")
+        }
+        return process
+    }
+
     /// Starts `executable` with `arguments` in its own process group; stdout and stderr go to
     /// `logPath`, stdin is /dev/null. Give servers absolute paths: the working directory is inherited.
     public static func spawn(
