@@ -60,13 +60,7 @@ enum ReplicationCLI {
         return try ReplicationStore.open(directory: state.store(for: topology), logger: logger)
     }
 
-    static func bytes(_ count: Int64) -> String {
-        let value = Double(count)
-        if count >= 1 << 30 { return String(format: "%.2f GiB", value / 1_073_741_824) }
-        if count >= 1 << 20 { return String(format: "%.1f MiB", value / 1_048_576) }
-        if count >= 1 << 10 { return String(format: "%.1f KiB", value / 1024) }
-        return "\(count) B"
-    }
+    static func bytes(_ count: Int64) -> String { ByteCount.text(count) }
 
     static func seconds(_ duration: Duration) -> Double {
         Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18

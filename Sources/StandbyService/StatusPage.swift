@@ -227,16 +227,7 @@ public enum StatusPage {
         TimeSpan(milliseconds: Int64(max(0, seconds) * 1000)).roughDescription
     }
 
-    static func bytes(_ n: Int64) -> String {
-        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-        var value = Double(n)
-        var unit = 0
-        while value >= 1024, unit < units.count - 1 {
-            value /= 1024
-            unit += 1
-        }
-        return unit == 0 ? "\(n) B" : String(format: "%.1f %@", value, units[unit])
-    }
+    static func bytes(_ n: Int64) -> String { ByteCount.text(n) }
 
     static func verdictClass(_ verdict: String) -> String {
         ["up", "degraded", "unreachable", "down"].contains(verdict) ? verdict : "unknown"
