@@ -48,8 +48,9 @@ extension ReplicationStore {
             }
         }
 
-        // 2. Chunks against the packs.
+        // 2. Chunks against the packs; with readData, their bytes read back in runs, in parallel.
         let reader = PackReader(directory: packDirectory)
+        let readBack = VerifyReader(directory: packDirectory, cancellation: cancellation)
         var packSizes: [String: Int64?] = [:]
         let rows = try Row.fetchCursor(
             db,
@@ -75,14 +76,12 @@ extension ReplicationStore {
                 continue
             }
             guard readData, fraction >= 1 || Double.random(in: 0..<1) < fraction else { continue }
-            do {
-                _ = try reader.read(id, at: location, verify: true)
-                read += 1
-                bytesRead += Int64(location.length)
-            } catch let error as ReplicationError where error.code == .corruptPack {
-                bad[id] = (.corrupt, location.pack, error.message)
-            }
+            try readBack.add(id, at: location)
         }
+        try readBack.finish()
+        for problem in readBack.corrupt { bad[problem.id] = (.corrupt, problem.pack, problem.message) }
+        read = readBack.chunksRead
+        bytesRead = readBack.bytesRead
 
         // 3. The versions each bad chunk breaks.
         var affected: [ChunkID: Set<VersionRef>] = [:]

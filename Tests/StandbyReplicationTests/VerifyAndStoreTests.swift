@@ -67,6 +67,54 @@ import Testing
         #expect(try await fixture.store.status().first?.newestVerified?.id == v3.version.id)
     }
 
+    @Test func readBackFindsEveryDamagedChunkAcrossRunsAndPacks() async throws {
+        let fixture = try StoreFixture()
+        defer { fixture.remove() }
+        // 48 MiB: several packs, each read back in many runs on several threads.
+        let source = fixture.lab.file("db.bak")
+        try writeDatabase(source, pages: 6144)
+        _ = try await fixture.store.replicate(set: SetSpec(name: "sql", sources: [URL(fileURLWithPath: source)]))
+        let chunks = try await fixture.store.pool.read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT c.id, p.name, c.offset, c.length FROM chunks c JOIN packs p ON p.id = c.pack
+                    ORDER BY p.id, c.offset
+                    """
+            ).map { row -> (id: ChunkID?, pack: String, offset: Int64, length: Int) in
+                (ChunkID(bytes: row[0] as Data), row[1], row[2], row[3])
+            }
+        }
+        let packs = Array(Set(chunks.map(\.pack))).sorted()
+        #expect(packs.count >= 2, "\(packs)")
+        // One byte flipped in the first, a middle and the last chunk of the first pack.
+        let first = chunks.filter { $0.pack == packs[0] }
+        let flipped = [first[0], first[first.count / 2], first[first.count - 1]]
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: fixture.storePath + "/packs/\(packs[0]).pack"))
+        for chunk in flipped {
+            try handle.seek(toOffset: UInt64(chunk.offset) + UInt64(chunk.length / 2))
+            let byte = try #require(try handle.read(upToCount: 1)).first ?? 0
+            try handle.seek(toOffset: UInt64(chunk.offset) + UInt64(chunk.length / 2))
+            try handle.write(contentsOf: Data([byte ^ 0x5A]))
+        }
+        try handle.close()
+        // The last pack loses its last chunk's final byte: the catalog still says it is there.
+        let last = try #require(chunks.last { $0.pack == packs[packs.count - 1] })
+        let lastPack = fixture.storePath + "/packs/\(last.pack).pack"
+        #expect(truncate(lastPack, off_t(last.offset) + off_t(last.length) - 1) == 0)
+
+        let quick = try await fixture.store.verify()
+        #expect(quick.problems.map(\.chunk) == [last.id?.hex], "the catalog check sees the short pack")
+        let report = try await fixture.store.verify(readData: true)
+        let expected = Set((flipped + [last]).compactMap { $0.id?.hex })
+        #expect(Set(report.problems.map(\.chunk)) == expected)
+        #expect(report.problems.allSatisfy { $0.versions.count == 1 })
+        let hashProblems = report.problems.filter { $0.detail.contains("does not match its hash") }
+        #expect(hashProblems.count == 3, "\(report.problems.map(\.detail))")
+        // Every other chunk was read back once.
+        #expect(report.chunksRead == chunks.count - 1, "the short one is not read")
+    }
+
     @Test func missingPackIsReported() async throws {
         let fixture = try StoreFixture()
         defer { fixture.remove() }
