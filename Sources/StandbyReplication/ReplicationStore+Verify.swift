@@ -78,10 +78,10 @@ extension ReplicationStore {
             guard readData, fraction >= 1 || Double.random(in: 0..<1) < fraction else { continue }
             try readBack.add(id, at: location)
         }
-        try readBack.finish()
-        for problem in readBack.corrupt { bad[problem.id] = (.corrupt, problem.pack, problem.message) }
-        read = readBack.chunksRead
-        bytesRead = readBack.bytesRead
+        let totals = try readBack.finish()
+        for problem in totals.corrupt { bad[problem.id] = (.corrupt, problem.pack, problem.message) }
+        read = totals.chunksRead
+        bytesRead = totals.bytesRead
 
         // 3. The versions each bad chunk breaks.
         var affected: [ChunkID: Set<VersionRef>] = [:]

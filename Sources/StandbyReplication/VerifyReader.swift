@@ -10,10 +10,10 @@ import Synchronization
 #endif
 
 /// Reads chunks back for `verify --read-data`: the chunks of a pack, given in pack order, go in
-/// runs of up to `runBytes` read with one `pread` each, and the runs are read and hashed on as
-/// many threads as the machine has cores, `inFlight` at a time (so memory stays at about
-/// `inFlight × runBytes`). A chunk that does not match its id, or that the pack ends before, is
-/// corrupt; any other read error is thrown.
+/// runs of up to `runBytes` read with one `pread` each. One worker a core reads and re-hashes
+/// runs, each into its own buffer, while the caller goes on through the catalog; a bounded queue
+/// between them keeps memory at about `workers × runBytes`. A chunk that does not match its id,
+/// or that the pack ends before, is corrupt; any other read error is thrown by `finish`.
 final class VerifyReader {
     struct Run: Sendable {
         var pack: String
@@ -28,27 +28,68 @@ final class VerifyReader {
         var message: String
     }
 
-    /// What the runs read so far found.
-    private(set) var corrupt: [Corrupt] = []
-    private(set) var chunksRead = 0
-    private(set) var bytesRead: Int64 = 0
+    struct Totals: Sendable {
+        var corrupt: [Corrupt] = []
+        var chunksRead = 0
+        var bytesRead: Int64 = 0
+        var error: ReplicationError?
+    }
 
-    static let runBytes: Int64 = 4 << 20
+    static let runBytes: Int64 = 2 << 20
     /// A gap between two chunks of a run (other chunks, not sampled) larger than this starts a new
     /// run rather than reading the gap.
     static let maxGap: Int64 = 256 << 10
 
-    private let directory: String
-    private let inFlight: Int
+    /// What the caller and the workers share: the queue of runs (nil stops a worker), its two
+    /// counting semaphores, and the totals.
+    final class Shared: Sendable {
+        let queue = Mutex<[Run?]>([])
+        let slots: DispatchSemaphore
+        let items = DispatchSemaphore(value: 0)
+        let totals = Mutex(Totals())
+        let done = DispatchGroup()
+
+        init(capacity: Int) { slots = DispatchSemaphore(value: capacity) }
+    }
+
     private let cancellation: CancellationFlag
-    private var pending: [Run] = []
+    private let shared: Shared
+    private let workers: Int
     private var current: Run?
+    private var stopped = false
 
     init(directory: String, cancellation: CancellationFlag) {
-        self.directory = directory
         self.cancellation = cancellation
-        inFlight = 2 * max(1, ProcessInfo.processInfo.activeProcessorCount)
+        workers = max(1, ProcessInfo.processInfo.activeProcessorCount)
+        let shared = Shared(capacity: 2 * workers)
+        self.shared = shared
+        for _ in 0..<workers {
+            DispatchQueue.global().async(group: shared.done) {
+                let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(Self.runBytes), alignment: 64)
+                defer { buffer.deallocate() }
+                while true {
+                    shared.items.wait()
+                    let next = shared.queue.withLock { $0.removeFirst() }
+                    shared.slots.signal()
+                    guard let run = next else { return }
+                    let outcome = Self.check(run, directory: directory, buffer: buffer)
+                    shared.totals.withLock { totals in
+                        switch outcome {
+                        case .success(let corrupt):
+                            totals.corrupt += corrupt
+                            totals.chunksRead += run.chunks.count
+                            totals.bytesRead += run.chunks.reduce(0) { $0 + Int64($1.location.length) }
+                        case .failure(let error):
+                            if totals.error == nil { totals.error = error }
+                        }
+                    }
+                }
+            }
+        }
     }
+
+    /// A caller that threw before `finish` still stops the workers.
+    deinit { stop() }
 
     func add(_ id: ChunkID, at location: ChunkLocation) throws {
         let end = location.offset + Int64(location.length)
@@ -60,43 +101,43 @@ final class VerifyReader {
             current = run
             return
         }
-        if let run = current { try queue(run) }
+        if let run = current { try send(run) }
         current = Run(pack: location.pack, start: location.offset, end: end, chunks: [(id, location)])
     }
 
-    /// Reads what is still queued.
-    func finish() throws {
-        if let run = current { try queue(run) }
+    /// Waits for every run; answers what they found, or throws the first read error.
+    func finish() throws -> Totals {
+        if let run = current { try send(run) }
         current = nil
-        try flush()
-    }
-
-    private func queue(_ run: Run) throws {
-        pending.append(run)
-        if pending.count >= inFlight { try flush() }
-    }
-
-    private func flush() throws {
-        guard !pending.isEmpty else { return }
+        stop()
+        let result = shared.totals.withLock { $0 }
+        if let error = result.error { throw error }
         if cancellation.isCancelled { throw ReplicationError(.cancelled, "verify cancelled") }
-        let runs = pending
-        pending = []
-        let outcomes = Mutex<[Result<[Corrupt], ReplicationError>?]>(Array(repeating: nil, count: runs.count))
-        let directory = self.directory
-        DispatchQueue.concurrentPerform(iterations: runs.count) { index in
-            let outcome = Self.check(runs[index], directory: directory)
-            outcomes.withLock { $0[index] = outcome }
+        return result
+    }
+
+    private func send(_ run: Run) throws {
+        if cancellation.isCancelled { throw ReplicationError(.cancelled, "verify cancelled") }
+        shared.slots.wait()
+        shared.queue.withLock { $0.append(run) }
+        shared.items.signal()
+    }
+
+    private func stop() {
+        guard !stopped else { return }
+        stopped = true
+        for _ in 0..<workers {
+            shared.slots.wait()
+            shared.queue.withLock { $0.append(nil) }
+            shared.items.signal()
         }
-        let results = outcomes.withLock { $0 }
-        for (index, run) in runs.enumerated() {
-            corrupt += try results[index]?.get() ?? []
-            chunksRead += run.chunks.count
-            bytesRead += run.chunks.reduce(0) { $0 + Int64($1.location.length) }
-        }
+        shared.done.wait()
     }
 
     /// One run: one read of the pack from its first chunk to its last, each chunk re-hashed.
-    static func check(_ run: Run, directory: String) -> Result<[Corrupt], ReplicationError> {
+    static func check(_ run: Run, directory: String, buffer: UnsafeMutableRawBufferPointer)
+        -> Result<[Corrupt], ReplicationError>
+    {
         let path = directory + "/" + run.pack + ".pack"
         let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
@@ -108,8 +149,7 @@ final class VerifyReader {
         }
         defer { close(fd) }
         let length = Int(run.end - run.start)
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, length), alignment: 64)
-        defer { buffer.deallocate() }
+        precondition(length <= buffer.count, "a run is at most runBytes long")
         let got: Int
         do {
             got = try FileIO.preadAll(
