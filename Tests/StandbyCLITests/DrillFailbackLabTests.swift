@@ -303,7 +303,14 @@ struct DrillFailbackLabTests {
             #expect(text.stdout.contains("Backup sets moved back"), "\(text)")
             #expect(
                 text.stdout.contains("lcscmd-settings          not moved back (no failback_source"), "\(text)")
+            let html = lab.lab.file("failback.html")
+            let page = try await lab.standby("report", ["--html", html])
+            #expect(page.status == 0, "\(page)")
+            let markup = try String(contentsOfFile: html, encoding: .utf8)
+            #expect(markup.contains("<h2>Backup sets moved back</h2>"))
+            #expect(markup.contains("no failback_source: what the secondary changed"))
             let finalVersion = try #require(rtc?["version"] as? String)
+            #expect(markup.contains("<td>rtc-db</td><td>yes</td><td>\(finalVersion)</td>"), "\(markup)")
             #expect(text.stdout.contains("rtc-db                   version \(finalVersion) captured"), "\(text)")
 
             let again = try await lab.standby("failback", ["--lead", "bob", "--yes", "--now", bothOffPeak])
