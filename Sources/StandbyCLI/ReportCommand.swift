@@ -94,12 +94,12 @@ struct ReportCommand: AsyncParsableCommand {
         } else {
             lines.append("Data-loss window per backup set (declaration − capture time):")
             if report.sets.isEmpty { lines.append("  (the run restores no backup set)") }
-        }
-        for set in report.sets where run.direction != "failback" {
-            let window = set.lossWindowSeconds.map(RunReport.span) ?? "unknown"
-            lines.append(
-                "  \(set.name.padded(to: 24)) \(window.padded(to: 8)) version \(set.version ?? "-")\(set.restoredTo.map { " restored to \($0)" } ?? "")\(set.problem.map { " (\($0))" } ?? "")"
-            )
+            for set in report.sets {
+                let window = set.lossWindowSeconds.map(RunReport.span) ?? "unknown"
+                lines.append(
+                    "  \(set.name.padded(to: 24)) \(window.padded(to: 8)) version \(set.version ?? "-")\(set.restoredTo.map { " restored to \($0)" } ?? "")\(set.problem.map { " (\($0))" } ?? "")"
+                )
+            }
         }
         lines.append("")
         lines.append("Decisions:")
