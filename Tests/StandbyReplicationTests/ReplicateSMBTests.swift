@@ -68,8 +68,10 @@ import Testing
     @Test func aByteRangeOverSMBIsTheRightBytes() async throws {
         let share = try Share(pages: 64)
         defer { share.stop() }
+        // A Windows account is named with its domain: DOMAIN\user.
         let session = try TransferSession(
-            options: TransportOptions(credentials: Credentials(user: share.smbd.user, password: share.smbd.password)),
+            options: TransportOptions(
+                credentials: Credentials(user: "WORKGROUP\\\(share.smbd.user)", password: share.smbd.password)),
             logger: testLogger)
         let whole = try contents(share.path)
         let part = try session.fetch(share.url, range: ByteRange(offset: 100_000, length: 5000), maxBytes: 1 << 20)
