@@ -79,6 +79,9 @@ import Testing
         let info = try session.stat(share.url)
         #expect(info.size == Int64(whole.count))
         #expect(info.modificationTime == 1_700_000_000)
+        // An empty file has no first bytes to stop at: its stat ends on its own.
+        try Data().write(to: URL(fileURLWithPath: share.smbd.root + "/empty.log"))
+        #expect(try session.stat(share.smbd.url("empty.log")).size == 0)
     }
 
     @Test func aWrongPasswordIsLoginDeniedNamingSetAndHost() async throws {
