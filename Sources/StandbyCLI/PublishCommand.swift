@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import StandbyCore
 import StandbyReplication
 
 struct PublishCommand: AsyncParsableCommand {
@@ -39,7 +40,7 @@ struct PublishCommand: AsyncParsableCommand {
         } else {
             for result in results {
                 print(
-                    "\(result.indexPath): \(result.chunkCount) chunks of \(ReplicationCLI.bytes(result.fileSize)), index \(ReplicationCLI.bytes(result.indexBytes))"
+                    "\(result.indexPath): \(result.chunkCount) chunks of \(ByteCount.text(result.fileSize)), index \(ByteCount.text(result.indexBytes))"
                 )
             }
         }

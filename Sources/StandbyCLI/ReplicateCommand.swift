@@ -82,8 +82,8 @@ struct ReplicateCommand: AsyncParsableCommand {
                 if !output.json {
                     let how = report.filesByIndex > 0 ? ", by index" : ""
                     print(
-                        "\(set.name): version \(version.id), \(ReplicationCLI.bytes(version.size)), \(ReplicationCLI.bytes(version.newBytes)) new, \(ReplicationCLI.bytes(report.bytesReceived)) received\(how), \(String(format: "%.1f", ReplicationCLI.seconds(report.elapsed))) s"
-                            + (rateLimit.map { " (capped at \(ReplicationCLI.bytes($0))/s: peak hours)" } ?? ""))
+                        "\(set.name): version \(version.id), \(ByteCount.text(version.size)), \(ByteCount.text(version.newBytes)) new, \(ByteCount.text(report.bytesReceived)) received\(how), \(String(format: "%.1f", ReplicationCLI.seconds(report.elapsed))) s"
+                            + (rateLimit.map { " (capped at \(ByteCount.text($0))/s: peak hours)" } ?? ""))
                 }
             } catch let error as ReplicationError {
                 progress.clear()

@@ -60,8 +60,6 @@ enum ReplicationCLI {
         return try ReplicationStore.open(directory: state.store(for: topology), logger: logger)
     }
 
-    static func bytes(_ count: Int64) -> String { ByteCount.text(count) }
-
     static func seconds(_ duration: Duration) -> Double {
         Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
@@ -84,8 +82,8 @@ final class ProgressLine: @unchecked Sendable {
         let eta = progress.remaining.map { String(format: "ETA %.0f s", ReplicationCLI.seconds($0)) } ?? ""
         let line = String(
             format: "\r\u{1B}[K%@ %@ %5.1f%% %@/%@ %@/s %@ (received %@)", progress.set, progress.file, percent,
-            ReplicationCLI.bytes(progress.processedBytes), ReplicationCLI.bytes(progress.totalBytes),
-            ReplicationCLI.bytes(Int64(progress.rate)), eta, ReplicationCLI.bytes(progress.receivedBytes))
+            ByteCount.text(progress.processedBytes), ByteCount.text(progress.totalBytes),
+            ByteCount.text(Int64(progress.rate)), eta, ByteCount.text(progress.receivedBytes))
         lock.lock()
         shown = true
         FileHandle.standardError.write(Data(line.utf8))

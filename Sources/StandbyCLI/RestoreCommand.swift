@@ -55,8 +55,8 @@ struct RestoreCommand: AsyncParsableCommand {
                     files: report.files.map { .init(name: $0.name, path: $0.path, size: $0.size) }, bytes: report.bytes)
             )
         } else {
-            for file in report.files { print("\(file.path) (\(ReplicationCLI.bytes(file.size)))") }
-            print("\(set): version \(report.version.id) restored to \(to), \(ReplicationCLI.bytes(report.bytes))")
+            for file in report.files { print("\(file.path) (\(ByteCount.text(file.size)))") }
+            print("\(set): version \(report.version.id) restored to \(to), \(ByteCount.text(report.bytes))")
         }
     }
 }

@@ -126,8 +126,8 @@ struct StatusCommand: AsyncParsableCommand {
                         row.name.padded(to: 24), (row.newestVersion.map { "v\($0)" } ?? "—").padded(to: 8),
                         captured.padded(to: 21), age.padded(to: 9),
                         TimeSpan(seconds: Int64(row.rpoSeconds)).description.padded(to: 6), state.padded(to: 8),
-                        ReplicationCLI.bytes(row.sizeBytes).padded(to: 11),
-                        ReplicationCLI.bytes(row.storedBytes).padded(to: 11),
+                        ByteCount.text(row.sizeBytes).padded(to: 11),
+                        ByteCount.text(row.storedBytes).padded(to: 11),
                         row.dedupRatio > 0 ? String(format: "%.1f×", row.dedupRatio) : "—",
                     ].joined(separator: " "))
         }

@@ -66,7 +66,7 @@ struct VerifyCommand: AsyncParsableCommand {
                     "\(problem.kind.rawValue) chunk \(problem.chunk.prefix(16)): \(problem.detail); breaks \(versions)")
             }
             print(
-                "\(report.versionsChecked) versions, \(report.chunksChecked) chunks checked, \(report.chunksRead) read back (\(ReplicationCLI.bytes(report.bytesRead))): "
+                "\(report.versionsChecked) versions, \(report.chunksChecked) chunks checked, \(report.chunksRead) read back (\(ByteCount.text(report.bytesRead))): "
                     + (report.isClean
                         ? "clean"
                         : "\(report.problems.count) broken chunks, versions broken: \(report.brokenVersions.map(\.description).joined(separator: ", "))")

@@ -33,35 +33,19 @@ public final class FTPServer: Sendable {
         // costs seconds per login), then `pure-pw mkdb`. Virtual users may not be root: nobody
         // reads the files, which the chroot (made as root) reaches whatever the lab's modes.
         let openssl = try Programs.locate("openssl", package: "openssl")
-        let input = dir + "/password.in"
-        try Data("\(password)\n".utf8).write(to: URL(fileURLWithPath: input))
-        defer { try? FileManager.default.removeItem(atPath: input) }
-        try SSHServer.run(openssl, ["passwd", "-6", "-stdin"], log: dir + "/hash", stdin: input)
-        let hash = try String(contentsOfFile: dir + "/hash", encoding: .utf8).trimmingCharacters(
-            in: .whitespacesAndNewlines)
-        try FileManager.default.removeItem(atPath: dir + "/hash")
+        let hash = try LabTool.check(openssl, ["passwd", "-6", "-stdin"], input: password + "\n")
+            .trimmingCharacters(in: .whitespacesAndNewlines)
         try Data("backup:\(hash):65534:65534::\(root)/./::::::::::::\n".utf8)
             .write(to: URL(fileURLWithPath: dir + "/pureftpd.passwd"))
-        try SSHServer.run(
-            pw, ["mkdb", dir + "/pureftpd.pdb", "-f", dir + "/pureftpd.passwd"], log: dir + "/pure-pw.log")
-        // Passive data ports are the kernel's ephemeral ones, above the range `Ports.free` picks
-        // from. A port another test's server took between the pick and the bind is tried again.
-        var attempt = 0
-        while true {
-            let port = try Ports.free()
-            do {
-                // -E: no anonymous login; -A: chroot everyone; -j: no home creation; -H: no DNS look-ups.
-                let process = try ServerProcess.spawnListening(
-                    name: "pure-ftpd", executable: server,
-                    arguments: [
-                        "-S", "127.0.0.1,\(port)", "-l", "puredb:\(dir)/pureftpd.pdb", "-E", "-A",
-                        "-j", "-H",
-                    ],
-                    logPath: dir + "/pure-ftpd.log", port: port)
-                return FTPServer(port: port, process: process, root: root, password: password)
-            } catch let error as LabError where error.message.contains("Address already in use") && attempt < 4 {
-                attempt += 1
-            }
+        try LabTool.check(pw, ["mkdb", dir + "/pureftpd.pdb", "-f", dir + "/pureftpd.passwd"])
+        // Passive data ports are the kernel's ephemeral ones, above the range `Ports.free` picks from.
+        return try Ports.withFreePort { port in
+            // -E: no anonymous login; -A: chroot everyone; -j: no home creation; -H: no DNS look-ups.
+            let process = try ServerProcess.spawnListening(
+                name: "pure-ftpd", executable: server,
+                arguments: ["-S", "127.0.0.1,\(port)", "-l", "puredb:\(dir)/pureftpd.pdb", "-E", "-A", "-j", "-H"],
+                logPath: dir + "/pure-ftpd.log", port: port)
+            return FTPServer(port: port, process: process, root: root, password: password)
         }
     }
 }

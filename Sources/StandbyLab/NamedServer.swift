@@ -187,30 +187,36 @@ enum LabDNS {
     }
 }
 
-/// Runs a short command-line tool (tsig-keygen, dig, nsupdate) to completion and returns its exit
-/// status and output (stdout and stderr together). The output goes through a temporary file, not
-/// a pipe, so a chatty tool can never block on a full pipe.
+/// Runs a short command-line tool (tsig-keygen, dig, nsupdate, smbpasswd) to completion and returns
+/// its exit status and output (stdout and stderr together). The output goes through a temporary
+/// file, not a pipe, so a chatty tool can never block on a full pipe; `input`, when given, is its
+/// standard input, through a temporary file too (a password never goes on a command line).
 public enum LabTool {
     public struct Run: Sendable {
         public var status: Int32
         public var output: String
     }
 
-    public static func run(_ executable: String, _ arguments: [String], timeout: Duration = .seconds(30)) throws -> Run
-    {
-        var template = Array("/tmp/standby-labtool.XXXXXX".utf8CString)
-        let fd = mkstemp(&template)
-        guard fd >= 0 else { throw LabError(.setupFailed, "cannot create a temporary file for \(executable)") }
-        let outputPath = String(
-            decoding: template.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    public static func run(
+        _ executable: String, _ arguments: [String], input: String? = nil, timeout: Duration = .seconds(30)
+    ) throws -> Run {
+        let (fd, outputPath) = try temporaryFile(for: executable)
         defer {
             close(fd)
             unlink(outputPath)
         }
+        var inputPath = "/dev/null"
+        if let input {
+            let (inputFD, path) = try temporaryFile(for: executable)
+            close(inputFD)
+            try Data(input.utf8).write(to: URL(fileURLWithPath: path))
+            inputPath = path
+        }
+        defer { if input != nil { unlink(inputPath) } }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 0, inputPath, O_RDONLY, 0)
         posix_spawn_file_actions_adddup2(&actions, fd, 1)
         posix_spawn_file_actions_adddup2(&actions, fd, 2)
         var attributes = posix_spawnattr_t()
@@ -249,6 +255,27 @@ public enum LabTool {
         // WIFEXITED/WEXITSTATUS are macros Swift cannot import.
         let exitStatus: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
         return Run(status: exitStatus, output: output)
+    }
+
+    /// `run`, for a setup step that must succeed: its output, or a `setupFailed` error with it.
+    @discardableResult
+    public static func check(_ executable: String, _ arguments: [String], input: String? = nil) throws -> String {
+        let result = try run(executable, arguments, input: input)
+        guard result.status == 0 else {
+            throw LabError(
+                .setupFailed,
+                "\(executable) \(arguments.joined(separator: " ")) failed (\(result.status)): \(result.output)")
+        }
+        return result.output
+    }
+
+    /// A new file under /tmp, mode 0600, open for writing.
+    private static func temporaryFile(for executable: String) throws -> (Int32, String) {
+        var template = Array("/tmp/standby-labtool.XXXXXX".utf8CString)
+        let fd = mkstemp(&template)
+        guard fd >= 0 else { throw LabError(.setupFailed, "cannot create a temporary file for \(executable)") }
+        let path = String(decoding: template.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return (fd, path)
     }
 
     /// `dig +norec +short @host -p port name type`: the values a server gives, one per line.

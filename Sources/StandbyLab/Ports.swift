@@ -81,10 +81,9 @@ public enum Ports {
         }
     }
 
-    /// Waits until a TCP connection to `address:port` succeeds, or throws `notReady` after `timeout`.
-    /// Servers are polled for readiness, never waited for with a fixed sleep.
-    /// Waits until `address:port` accepts TCP; gives up at once when `process` (the server
-    /// meant to listen there) has exited, e.g. because the port was taken.
+    /// Waits until a TCP connection to `address:port` succeeds, or throws `notReady` after `timeout`,
+    /// or at once when `process` (the server meant to listen there) has exited, e.g. because the
+    /// port was taken. Servers are polled for readiness, never waited for with a fixed sleep.
     public static func waitForTCP(
         _ address: String, _ port: UInt16, timeout: Duration = .seconds(15), server: String,
         process: ServerProcess? = nil
@@ -98,6 +97,21 @@ public enum Ports {
             usleep(20_000)
         }
         throw LabError(.notReady, "\(server) did not accept connections on \(address):\(port) within \(timeout)")
+    }
+
+    /// Starts a server with `start` on a free port, and again on another (up to `attempts` in all)
+    /// when the server found its port taken: another test's server can bind a port between
+    /// `free()` picking it and this one binding it.
+    public static func withFreePort<T>(attempts: Int = 5, _ start: (UInt16) throws -> T) throws -> T {
+        var attempt = 1
+        while true {
+            let port = try free()
+            do {
+                return try start(port)
+            } catch let error as LabError where error.message.contains("Address already in use") && attempt < attempts {
+                attempt += 1
+            }
+        }
     }
 
     public static func connects(_ address: String, _ port: UInt16) -> Bool {

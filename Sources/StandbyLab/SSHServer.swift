@@ -107,12 +107,12 @@ public final class SSHServer: Sendable {
         return ProcessInfo.processInfo.environment["USER"] ?? "root"
     }
 
-    /// Runs a short setup program to completion, its output in `log`, its input from `stdin`.
-    static func run(_ executable: String, _ arguments: [String], log: String, stdin: String = "/dev/null") throws {
+    /// Runs a short setup program to completion, its output in `log`.
+    static func run(_ executable: String, _ arguments: [String], log: String) throws {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, stdin, O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]

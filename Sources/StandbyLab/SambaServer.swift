@@ -36,55 +36,46 @@ public final class SambaServer: Sendable {
         for sub in ["private", "lock", "state", "cache", "pid", "ncalrpc", "log"] {
             _ = try lab.directory("samba/\(sub)")
         }
-        let port = try Ports.free()
-        let config = """
-            [global]
-              server role = standalone server
-              smb ports = \(port)
-              interfaces = 127.0.0.1
-              bind interfaces only = yes
-              disable netbios = yes
-              server min protocol = NT1
-              ntlm auth = yes
-              smb1 unix extensions = no
-              passdb backend = tdbsam:\(dir)/private/passdb.tdb
-              private dir = \(dir)/private
-              lock directory = \(dir)/lock
-              state directory = \(dir)/state
-              cache directory = \(dir)/cache
-              pid directory = \(dir)/pid
-              ncalrpc dir = \(dir)/ncalrpc
-              log file = \(dir)/log/smbd.log
-              load printers = no
-              printing = bsd
-              printcap name = /dev/null
-              disable spoolss = yes
-              map to guest = never
-            [\(share)]
-              path = \(root)
-              read only = yes
-              guest ok = no
-            """
-        let configPath = dir + "/smb.conf"
-        try Data((config + "\n").utf8).write(to: URL(fileURLWithPath: configPath))
         let user = SSHServer.currentUser()
         let password = "lab-\(UInt64.random(in: 0...UInt64.max))"
-        try setPassword(smbpasswd, config: configPath, user: user, password: password, log: dir + "/smbpasswd.log")
-
-        let process = try ServerProcess.spawnListening(
-            name: "smbd", executable: smbd,
-            arguments: ["--foreground", "--no-process-group", "--debug-stdout", "--configfile=\(configPath)"],
-            logPath: dir + "/smbd.out", port: port)
-        return SambaServer(port: port, process: process, root: root, user: user, password: password)
-    }
-
-    /// `smbpasswd -a -s` reads the new password twice from standard input.
-    static func setPassword(_ smbpasswd: String, config: String, user: String, password: String, log: String)
-        throws
-    {
-        let input = log + ".in"
-        try Data("\(password)\n\(password)\n".utf8).write(to: URL(fileURLWithPath: input))
-        defer { try? FileManager.default.removeItem(atPath: input) }
-        try SSHServer.run(smbpasswd, ["-c", config, "-a", "-s", user], log: log, stdin: input)
+        let configPath = dir + "/smb.conf"
+        return try Ports.withFreePort { port in
+            let config = """
+                [global]
+                  server role = standalone server
+                  smb ports = \(port)
+                  interfaces = 127.0.0.1
+                  bind interfaces only = yes
+                  disable netbios = yes
+                  server min protocol = NT1
+                  ntlm auth = yes
+                  smb1 unix extensions = no
+                  passdb backend = tdbsam:\(dir)/private/passdb.tdb
+                  private dir = \(dir)/private
+                  lock directory = \(dir)/lock
+                  state directory = \(dir)/state
+                  cache directory = \(dir)/cache
+                  pid directory = \(dir)/pid
+                  ncalrpc dir = \(dir)/ncalrpc
+                  log file = \(dir)/log/smbd.log
+                  load printers = no
+                  printing = bsd
+                  printcap name = /dev/null
+                  disable spoolss = yes
+                  map to guest = never
+                [\(share)]
+                  path = \(root)
+                  read only = yes
+                  guest ok = no
+                """
+            try Data((config + "\n").utf8).write(to: URL(fileURLWithPath: configPath))
+            // `smbpasswd -a -s` reads the new password twice from standard input.
+            try LabTool.check(smbpasswd, ["-c", configPath, "-a", "-s", user], input: "\(password)\n\(password)\n")
+            let process = try ServerProcess.spawnListening(
+                name: "smbd", executable: smbd,
+                arguments: ["--foreground", "--no-process-group", "--debug-stdout", "--configfile=\(configPath)"],
+                logPath: dir + "/smbd.out", port: port)
+            return SambaServer(port: port, process: process, root: root, user: user, password: password)
+        }
     }
 }

@@ -113,7 +113,7 @@ public enum StatusPage {
         for set in s.sets {
             html += "<tr><td>\(escape(set.name))</td><td>\(escape(set.kind))</td>"
             html += "<td>\(set.capturedAt.map(time) ?? "—")</td><td>\(set.lastVerifiedAt.map(time) ?? "—")</td>"
-            html += "<td>\(set.versions)</td><td>\(bytes(set.storedBytes))</td></tr>"
+            html += "<td>\(set.versions)</td><td>\(ByteCount.text(set.storedBytes))</td></tr>"
         }
         return html + "</table></section>\n"
     }
@@ -226,8 +226,6 @@ public enum StatusPage {
     static func duration(_ seconds: Double) -> String {
         TimeSpan(milliseconds: Int64(max(0, seconds) * 1000)).roughDescription
     }
-
-    static func bytes(_ n: Int64) -> String { ByteCount.text(n) }
 
     static func verdictClass(_ verdict: String) -> String {
         ["up", "degraded", "unreachable", "down"].contains(verdict) ? verdict : "unknown"
