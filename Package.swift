@@ -110,7 +110,7 @@ let package = Package(
         .executableTarget(name: "standby", dependencies: ["StandbyCLI"], swiftSettings: strict),
 
         // Real servers on loopback (named, knotd, nginx, sshd, kamailio) for the tests and the demo.
-        .target(name: "StandbyLab", dependencies: [], swiftSettings: strict),
+        .target(name: "StandbyLab", dependencies: ["CFileIO"], swiftSettings: strict),
         .executableTarget(
             name: "standby-lab",
             dependencies: [

@@ -1,3 +1,4 @@
+import CFileIO
 import Foundation
 import Synchronization
 
@@ -79,6 +80,14 @@ public final class ServerProcess: Sendable {
         return String(decoding: data.suffix(bytes), as: UTF8.self)
     }
 
+    /// Closes every descriptor above stderr in the child. Without it a child inherits whatever
+    /// another thread of the test runner has open at that instant, such as the write end of a
+    /// step script being written, which then cannot be executed ("Text file busy") for as long
+    /// as the child, a server perhaps, runs.
+    static func closeInheritedDescriptors(_ actions: inout posix_spawn_file_actions_t) {
+        _ = standby_spawn_close_from(&actions, 3)
+    }
+
     /// `spawn`, then waits until the server accepts TCP on `host:port`. A server that does not is
     /// stopped, and the error carries the end of its log (and of `extraLog`, when it has one).
     public static func spawnListening(
@@ -110,6 +119,7 @@ public final class ServerProcess: Sendable {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, logPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        ServerProcess.closeInheritedDescriptors(&actions)
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)

@@ -12,4 +12,9 @@ int standby_start_writeback(int fd, long long offset, long long length);
 /// cache. 0 where the system has no such flag.
 int standby_o_direct(void);
 
+/// Adds to a spawn's file actions (a `posix_spawn_file_actions_t *`) the closing of every
+/// descriptor from `lowest` up in the child (glibc 2.34's posix_spawn_file_actions_addclosefrom_np).
+/// Returns 0, or an error number. Where the call does not exist it adds nothing and returns 0.
+int standby_spawn_close_from(void *actions, int lowest);
+
 #endif
