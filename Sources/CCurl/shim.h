@@ -26,4 +26,6 @@ static inline struct curl_slist *standby_curl_certinfo_at(const struct curl_cert
 }
 static inline long standby_curl_netrc_optional(void) { return CURL_NETRC_OPTIONAL; }
 static inline long standby_curl_ssh_auth_any(void) { return CURLSSH_AUTH_ANY; }
+static inline long standby_curl_http_auth_any(void) { return (long)CURLAUTH_ANY; }
+static inline long standby_curl_http_auth_basic(void) { return (long)CURLAUTH_BASIC; }
 #endif

@@ -51,26 +51,22 @@ struct ReplicateCommand: AsyncParsableCommand {
         let store = try await ReplicationCLI.run {
             try ReplicationCLI.openStore(topology, state: site.stateDirectory(for: topology))
         }
-        // The source site's off-peak window decides the cap; the caller of the store knows it.
-        let primary = topology.primary
-        let offPeak = primary.offPeak.isEmpty || primary.offPeak.contains { $0.contains(now, in: primary.timezone) }
-        let rateLimit = offPeak ? nil : topology.replication.peakRate
         let progress = ProgressLine()
         var results: [SetResult] = []
         var failures: [String] = []
         for set in chosen {
-            let urls = set.sources.compactMap { URL(string: $0) }
-            guard urls.count == set.sources.count else {
-                throw CommandExit(.badInput, "standby: set \(set.name): a source is not a URL")
+            var job: ReplicationJob
+            do {
+                job = try ReplicationJob(set: set, in: topology, at: now, useIndex: !noIndex)
+            } catch {
+                throw CommandExit(.badInput, "standby: \(error.description)")
             }
-            var options = ReplicateOptions(
-                rateLimit: rateLimit, transport: ReplicationCLI.transportOptions(), useIndex: !noIndex)
+            let rateLimit = job.rateLimit
             if progress.enabled {
-                options.progress = { @Sendable update in progress.show(update) }
+                job.options.progress = { @Sendable update in progress.show(update) }
             }
             do {
-                let report = try await store.replicate(
-                    set: SetSpec(name: set.name, sources: urls, keepLast: set.keepLast), options: options)
+                let report = try await store.replicate(set: job.spec, options: job.options)
                 progress.clear()
                 let version = report.version
                 results.append(

@@ -10,7 +10,7 @@ import StandbyTransport
 #endif
 
 /// What replicate, publish, verify and restore share: how a replication error becomes an exit
-/// status, where source credentials come from, and the progress line on a terminal.
+/// status, and the progress line on a terminal. (Source credentials: `ReplicationJob`.)
 enum ReplicationCLI {
     /// Runs `body`; a replication or transport error is printed (it names the set and the host)
     /// and ends the command with the status the contract gives it.
@@ -30,23 +30,6 @@ enum ReplicationCLI {
         case .storeBusy, .storeTooNew: return .refused
         default: return .failed
         }
-    }
-
-    /// Source credentials, never on the command line: `STANDBY_SOURCE_USER` and
-    /// `STANDBY_SOURCE_PASSWORD`, else ~/.netrc, else the URL. For sftp, `STANDBY_SSH_KEY`
-    /// (private key; `.pub` beside it), `STANDBY_SSH_KNOWN_HOSTS` or `STANDBY_SSH_HOST_SHA256`.
-    static func transportOptions(environment: [String: String] = ProcessInfo.processInfo.environment)
-        -> TransportOptions
-    {
-        var options = TransportOptions()
-        options.credentials = Credentials.fromEnvironment(prefix: "STANDBY_SOURCE", environment: environment)
-        if let key = environment["STANDBY_SSH_KEY"], !key.isEmpty {
-            options.ssh.privateKeyFile = key
-            if FileManager.default.fileExists(atPath: key + ".pub") { options.ssh.publicKeyFile = key + ".pub" }
-        }
-        options.ssh.knownHostsFile = environment["STANDBY_SSH_KNOWN_HOSTS"].flatMap { $0.isEmpty ? nil : $0 }
-        options.ssh.hostKeySHA256 = environment["STANDBY_SSH_HOST_SHA256"].flatMap { $0.isEmpty ? nil : $0 }
-        return options
     }
 
     static var logger: Logger {

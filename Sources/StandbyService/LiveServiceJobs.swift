@@ -54,20 +54,15 @@ public final class LiveServiceJobs: ServiceJobs {
         guard let set = topology.backupSet(named: name) else {
             throw ServiceError(.job, "backup set \(name) is no longer in \(topology.file)")
         }
-        let urls = try set.sources.map { text in
-            guard let url = URL(string: text) else {
-                throw ServiceError(.job, "backup set \(name): source '\(text)' is not a URL")
-            }
-            return url
-        }
-        // Outside the primary's off-peak window the source site is busy: cap the rate.
-        let windows = topology.primary.offPeak
-        let peak = !windows.isEmpty && !windows.contains(Date(), in: topology.primary.timezone)
         // A full uses the published index too: the replicator falls back to reading the whole file when
         // the index is stale, and a full interrupted by a crash then fetches only what is missing.
-        let options = ReplicateOptions(rateLimit: peak ? topology.replication.peakRate : nil, useIndex: true)
-        let report = try await store.replicate(
-            set: SetSpec(name: name, sources: urls, keepLast: set.keepLast), options: options)
+        let job: ReplicationJob
+        do {
+            job = try ReplicationJob(set: set, in: topology, at: Date(), useIndex: true)
+        } catch {
+            throw ServiceError(.job, error.description)
+        }
+        let report = try await store.replicate(set: job.spec, options: job.options)
         return
             "\(full ? "full" : "snapshot") version \(report.version.id): \(report.version.size) bytes, \(report.bytesReceived) received in \(report.elapsed)"
     }

@@ -39,6 +39,8 @@ public final class TransferSession {
         let standard = home + "/.ssh/known_hosts"
         return FileManager.default.fileExists(atPath: standard) ? standard : nil
     }()
+    /// The HTTP authentication methods each origin (scheme://host:port) offered in a 401.
+    private var authAsked: [String: Int] = [:]
     private let handle: UnsafeMutableRawPointer
     private let errorBuffer: UnsafeMutablePointer<CChar>
     private let logger: Logger
@@ -236,11 +238,28 @@ public final class TransferSession {
         set(CURLOPT_USERAGENT, options.userAgent)
         set(CURLOPT_TCP_KEEPALIVE, 1)
 
-        if let credentials = options.credentials {
-            set(CURLOPT_USERNAME, credentials.user)
-            set(CURLOPT_PASSWORD, credentials.password)
-        } else if options.useNetrc {
-            set(CURLOPT_NETRC, standby_curl_netrc_optional())
+        // Credentials go only where they are asked for. Over HTTP, with more than one method
+        // allowed, libcurl sends the request without them and answers the server's 401 with the
+        // method it offers; an origin that asked for Basic gets it at once from then on (as a
+        // browser does), so a delta's ranges cost no second round trip each. Over plain http
+        // they would cross the network in clear: none are sent unless the set allows it.
+        let scheme = url.scheme?.lowercased() ?? ""
+        let http = scheme == "http" || scheme == "https"
+        let mayAuthenticate = !http || scheme == "https" || options.allowInsecureAuth
+        if mayAuthenticate {
+            // A user named in the URL (sftp://backup@host/...) stands: the configured credentials
+            // are for the sources that name none, or that name the same user.
+            let urlUser = url.user.flatMap { $0.isEmpty ? nil : $0.removingPercentEncoding ?? $0 }
+            if let credentials = options.credentials, urlUser == nil || urlUser == credentials.user {
+                set(CURLOPT_USERNAME, credentials.user)
+                set(CURLOPT_PASSWORD, credentials.password)
+            } else if options.useNetrc {
+                set(CURLOPT_NETRC, standby_curl_netrc_optional())
+            }
+            if http {
+                let basicAsked = authAsked[Self.origin(url)] == standby_curl_http_auth_basic()
+                set(CURLOPT_HTTPAUTH, basicAsked ? standby_curl_http_auth_basic() : standby_curl_http_auth_any())
+            }
         }
 
         let ssh = options.ssh
@@ -277,6 +296,10 @@ public final class TransferSession {
         set(CURLOPT_NOPROGRESS, 0)
     }
 
+    static func origin(_ url: URL) -> String {
+        "\(url.scheme?.lowercased() ?? "")://\(url.host?.lowercased() ?? ""):\(url.port.map(String.init) ?? "")"
+    }
+
     // MARK: - Running and errors
 
     private func perform(_ url: URL, state: CallbackState) throws {
@@ -289,6 +312,10 @@ public final class TransferSession {
         stats.bodyBytes += Int64(bodyBytes)
         stats.headerBytes += Int64(headerBytes)
         stats.requests += 1
+        var offered = 0
+        if standby_curl_getinfo_long(handle, CURLINFO_HTTPAUTH_AVAIL, &offered) == CURLE_OK, offered != 0 {
+            authAsked[Self.origin(url)] = offered
+        }
         logger.trace(
             "Transfer done",
             metadata: [
@@ -344,6 +371,10 @@ public final class TransferSession {
             case 404, 410:
                 code = .notFound
                 message = "HTTP \(httpCode): no such file on the server"
+            case 401 where url.scheme?.lowercased() == "http" && !options.allowInsecureAuth:
+                code = .loginDenied
+                message =
+                    "HTTP 401: the server asks for credentials over plain http, where they would cross the network in clear, so none were sent; use https, or set allow_insecure_auth: true on the backup set"
             case 401, 403, 407:
                 code = .loginDenied
                 message = "HTTP \(httpCode): the server refused the login"

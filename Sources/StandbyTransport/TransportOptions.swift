@@ -14,6 +14,9 @@ public struct TransportOptions: Sendable {
     /// Credentials not in the URL. Without them, libcurl reads ~/.netrc when `useNetrc` is set.
     public var credentials: Credentials?
     public var useNetrc: Bool
+    /// Send credentials over plain http:// when the server asks for them. Off: they would cross
+    /// the network in clear, so none are sent and a 401 says why.
+    public var allowInsecureAuth: Bool = false
     public var ssh: SSHOptions
     public var tls: TLSOptions
     public var userAgent: String

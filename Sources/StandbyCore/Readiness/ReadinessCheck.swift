@@ -281,6 +281,17 @@ public struct ReadinessCheck: Sendable {
                         "mount the shares at the secondary (mount -t cifs, SMB3) and name them with file:// URLs, or serve the backups over sftp or https: replicate then fetches only the changed chunks",
                     line: first.location.line))
         }
+        for set in topology.backupSets where set.allowInsecureAuth {
+            let plain = (set.sources + set.failbackSource).filter { URL(string: $0)?.scheme?.lowercased() == "http" }
+            out.append(
+                Finding(
+                    id: "insecure-auth", severity: .warning,
+                    message: plain.isEmpty
+                        ? "backup set \(set.name) says allow_insecure_auth: true, but reads no http:// source"
+                        : "backup set \(set.name) sends its source credentials in clear over plain http (\(plain.joined(separator: ", "))): allow_insecure_auth is true",
+                    fix: "serve the backups over https (or sftp) and drop allow_insecure_auth",
+                    line: set.location.line))
+        }
         return out
     }
 

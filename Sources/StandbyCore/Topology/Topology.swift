@@ -81,6 +81,9 @@ public struct BackupSet: Sendable {
     public var keepLast: Int
     /// Where this set is produced after a failover, for reverse replication on failback.
     public var failbackSource: [String]
+    /// Send credentials over plain http:// (or ftp://) when the server asks for them: the
+    /// password then crosses the network in clear. Off unless the set says so; `check` warns.
+    public var allowInsecureAuth: Bool
     public var description: String?
     public var location: SourceLocation
 
@@ -176,6 +179,8 @@ public struct DNSSettings: Sendable {
     public var drillZone: String?
     public var verifyTimeout: TimeSpan
     public var location: SourceLocation
+    /// Where `key:` is written, for errors about the key file.
+    public var keyLocation: SourceLocation
 }
 
 public struct DNSRecord: Sendable {

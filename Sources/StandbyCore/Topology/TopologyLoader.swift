@@ -228,7 +228,10 @@ struct TopologyBuilder {
         guard
             let fields = reader.mapping(
                 node, "backup_sets[\(index)]",
-                allowed: ["name", "kind", "source", "schedule", "rpo", "keep", "failback_source", "description"])
+                allowed: [
+                    "name", "kind", "source", "schedule", "rpo", "keep", "failback_source", "description",
+                    "allow_insecure_auth",
+                ])
         else { return nil }
         let name = fields.string("name", required: true, expected: "the set's name")
         if let name, !name.isValidName {
@@ -261,7 +264,8 @@ struct TopologyBuilder {
         guard let name, let kind, !sources.isEmpty, let rpo else { return nil }
         return BackupSet(
             name: name, kind: kind, sources: sources, schedule: schedule, rpo: rpo, keepLast: keepLast,
-            failbackSource: failback, description: fields.string("description"), location: fields.location)
+            failbackSource: failback, allowInsecureAuth: fields.bool("allow_insecure_auth") ?? false,
+            description: fields.string("description"), location: fields.location)
     }
 
     func checkURL(_ text: String, node: Node?, what: String) {
@@ -480,7 +484,8 @@ struct TopologyBuilder {
         guard let zone, let key else { return nil }
         return DNSSettings(
             zone: zone, servers: servers, key: key, records: records, drillZone: fields.string("drill_zone"),
-            verifyTimeout: fields.span("verify_timeout") ?? TimeSpan(seconds: 60), location: fields.location)
+            verifyTimeout: fields.span("verify_timeout") ?? TimeSpan(seconds: 60), location: fields.location,
+            keyLocation: fields.location(of: "key"))
     }
 
     func healthSettings(_ node: Node?) -> HealthSettings {

@@ -8,11 +8,17 @@ public struct ReplicationAdapter: BackupCatalog, Restorer {
     public var topology: Topology
     public var storeDirectory: String
     public var logger: Logger
+    /// Where source credentials come from (see `ReplicationJob.transportOptions`).
+    public var environment: [String: String]
 
-    public init(topology: Topology, storeDirectory: String, logger: Logger) {
+    public init(
+        topology: Topology, storeDirectory: String, logger: Logger,
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) {
         self.topology = topology
         self.storeDirectory = storeDirectory
         self.logger = logger
+        self.environment = environment
     }
 
     func store(create: Bool = false) throws -> ReplicationStore {
@@ -36,26 +42,27 @@ public struct ReplicationAdapter: BackupCatalog, Restorer {
             verifiedAt: newest.verified)
     }
 
+    /// The planned failover's last pass: each set from its own sources at the primary, as
+    /// `standby replicate` would read it (credentials, the primary's peak-hour cap, the index).
     public func finalPass(sets: [String]) async throws {
         let store = try store(create: true)
         for name in sets {
             guard let set = topology.backupSet(named: name) else { continue }
-            let urls = set.sources.compactMap { URL(string: $0) }
-            _ = try await store.replicate(set: SetSpec(name: name, sources: urls, keepLast: set.keepLast))
+            let job = try ReplicationJob(set: set, in: topology, at: Date(), environment: environment)
+            _ = try await store.replicate(set: job.spec, options: job.options)
         }
     }
 
-    /// Reverse replication on failback: `sources` (where the set is produced now) into the store.
+    /// Reverse replication on failback: `sources` (where the set is produced now, at the
+    /// secondary) into the store, with the secondary's peak-hour cap.
     public func replicate(set name: String, sources: [String]) async throws -> SetVersionInfo? {
-        var urls: [URL] = []
-        for source in sources {
-            guard let url = URL(string: source) else {
-                throw FailoverError(.badInput, "backup set \(name): failback_source '\(source)' is not a URL")
-            }
-            urls.append(url)
+        guard let set = topology.backupSet(named: name) else {
+            throw FailoverError(.badInput, "backup set \(name) is no longer in \(topology.file)")
         }
-        _ = try await store(create: true).replicate(
-            set: SetSpec(name: name, sources: urls, keepLast: topology.backupSet(named: name)?.keepLast))
+        let job = try ReplicationJob(
+            set: set, in: topology, sources: sources, sourceSite: topology.secondary, at: Date(),
+            environment: environment)
+        _ = try await store(create: true).replicate(set: job.spec, options: job.options)
         return try await newestVerified(set: name)
     }
 
