@@ -39,7 +39,19 @@ struct FailoverCommand: AsyncParsableCommand {
     @Option(help: "The loss to recover from (see `standby plan --scenario list`).")
     var scenario = "site-loss"
 
+    @Option(
+        name: .customLong("dns-later"),
+        help: ArgumentHelp(
+            "Go on although the DNS check failed (no key, a server down); recorded with your name.",
+            discussion: "Stage 2 then halts the run until `standby retry SITE dns/cutover`.",
+            valueName: "reason"))
+    var dnsLater: String?
+
     func run() async throws {
+        if let dnsLater, dnsLater.trimmingCharacters(in: .whitespaces).isEmpty {
+            throw CommandExit(
+                .badInput, "standby: --dns-later needs a reason, like --dns-later \"DC01 down; DNS by hand\"")
+        }
         if declare.trimmingCharacters(in: .whitespaces).isEmpty {
             throw CommandExit(
                 .badInput, "standby: --declare needs a reason, like --declare \"Redmond data centre lost power\"")
@@ -59,7 +71,8 @@ struct FailoverCommand: AsyncParsableCommand {
                 throw CommandExit(.refused, context.leaseRefusal(held.lease, held.run))
             }
             do {
-                let preflight = try await engine.preflight(scenario: scenario, now: now, planned: planned)
+                let preflight = try await engine.preflight(
+                    scenario: scenario, now: now, planned: planned, dnsLater: dnsLater != nil)
                 print(Self.render(preflight, topology: context.topology, now: now))
                 if !preflight.refusals.isEmpty {
                     throw CommandExit(
@@ -68,7 +81,7 @@ struct FailoverCommand: AsyncParsableCommand {
                 if !yes { try confirmOnTerminal(context.topology) }
                 let run = try engine.declare(
                     runId: runId, preflight: preflight, reason: declare, lead: lead, planned: planned,
-                    declaredAt: Date())
+                    declaredAt: Date(), dnsLater: dnsLater)
                 print("\nRun \(run.id) declared by \(lead): \(declare)")
             } catch {
                 try? context.journal.releaseLease(deployment: context.topology.deployment, runId: runId)
@@ -111,6 +124,16 @@ struct FailoverCommand: AsyncParsableCommand {
                     "  \(set.name.padded(to: 24)) \(set.core ? "core    " : "optional") \(window.padded(to: 8)) \(detail)"
                 )
             }
+        }
+        if let proven = preflight.dnsProven {
+            lines.append("")
+            lines.append("DNS (stage 2), checked before stage 1, nothing changed:")
+            lines += proven.split(separator: "\n").map { "  " + $0 }
+        } else if let deferred = preflight.dnsDeferred {
+            lines.append("")
+            lines.append(
+                "DNS (stage 2) cannot run now; going on with --dns-later, the cutover waits for `standby retry`:")
+            lines.append("  " + deferred)
         }
         lines.append("")
         lines.append(PlanText.render(preflight.plan, topology: topology))

@@ -87,7 +87,8 @@ public struct DNSCutover: Sendable {
     /// Runs the compare-and-swap and, unless `dryRun`, the verification on every server.
     ///
     /// - A dry run sends the prerequisites alone (no update section): the server checks the key
-    ///   and the values and changes nothing.
+    ///   and the values and changes nothing. So does a run that finds every record set at its
+    ///   target: a wrong key fails there too, rather than passing for "nothing to do".
     /// - Throws `prerequisiteFailed` (with what every server serves now) when a record set no
     ///   longer holds its expected value, and `verificationTimedOut` (with a per-server report)
     ///   when a server does not serve the targets within `verifyTimeout`.
@@ -123,6 +124,9 @@ public struct DNSCutover: Sendable {
         }
 
         if noop {
+            // Nothing to change, but a wrong secret must never pass for success: the
+            // prerequisites go out alone, signed, and only the server's acceptance proves the key.
+            try await send(prerequisites: prerequisites, updates: [])
             logger.info("DNS records already at target", metadata: metadata)
         } else {
             try await send(prerequisites: prerequisites, updates: updates)
@@ -291,7 +295,8 @@ public struct CutoverResult: Sendable, CustomStringConvertible, Encodable {
     public enum Outcome: String, Sendable, Encodable {
         /// The update was applied and every server serves the targets.
         case applied
-        /// Every record set already held its target: nothing was sent (a dry run still proved the key).
+        /// Every record set already held its target: only the signed prerequisites were sent, which
+        /// proved the key.
         case alreadyAtTarget
         /// Dry run: the key was accepted and every prerequisite holds; nothing was changed.
         case wouldApply
@@ -330,7 +335,7 @@ public struct CutoverResult: Sendable, CustomStringConvertible, Encodable {
             lines = [
                 dryRun
                     ? "dry run: the records are already at their targets on \(primary); the key is accepted"
-                    : "nothing to do: the records were already at their targets; verified on \(servers.count) server(s)"
+                    : "nothing to do: the records were already at their targets and \(primary) accepts the key; verified on \(servers.count) server(s)"
             ]
         case .wouldApply:
             lines = ["dry run: \(primary) accepts the key and every record holds its expected value; nothing changed"]

@@ -52,6 +52,15 @@ final class FakeModules: BackupCatalog, Restorer, HTTPCaller, ProbeWaiter, DNSCu
             replaced: changes.map { ReplacedRecord(name: $0.name, type: $0.type, ttl: $0.ttl, values: $0.from) },
             verifiedOn: settings.servers, log: "swapped \(changes.count) record sets")
     }
+    /// What the DNS preflight throws, if anything (a missing key, an unreachable server).
+    let dnsPreflightError = Mutex<FailoverError?>(nil)
+    func preflight(_ settings: DNSSettings, changes: [FailoverPlan.DNSChange], baseDirectory: String) async throws
+        -> String
+    {
+        note("dns-preflight \(changes.map(\.name).joined(separator: ","))")
+        if let error = dnsPreflightError.withLock({ $0 }) { throw error }
+        return "dry run: the key is accepted"
+    }
     func primaryEvidence(_ topology: Topology) async -> [HealthLine] {
         [HealthLine(probe: "fe-sip", verdict: "down", detail: "no answer for 3 intervals")]
     }
@@ -238,7 +247,7 @@ struct FailoverEngineTests {
                     priority: 1
                     roles: [front-end]
                     steps:
-                      - { name: hang, exec: [sh, -c, "sleep 60 & echo $! > LAB/child.pid; echo waiting; wait"], timeout: 500ms }
+                      - { name: hang, exec: [sh, -c, "sleep 60 & echo $! > LAB/child.pid; echo waiting; wait"], timeout: 2s }
                 """)
         let started = ContinuousClock.now
         let (run, outcome) = try await fixture.failover(fixture.engine(FakeModules(versions: [:]).modules), now: Date())

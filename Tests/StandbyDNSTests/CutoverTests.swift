@@ -33,6 +33,30 @@ struct CutoverTests {
         #expect(try lab.digBoth() == Lab.expected(Lab.primaryValues))
     }
 
+    @Test("preflight proves the key, the values and every server, and changes nothing; a silent server fails it")
+    func preflightChangesNothing() async throws {
+        let lab = try Lab.start()
+        defer { lab.stop() }
+        let serialBefore = try #require(try lab.serial(0))
+        let proof = try await lab.cutover(from: Lab.primaryValues, to: Lab.secondaryValues).preflight()
+        #expect(proof.outcome == .wouldApply)
+        #expect(proof.servers.count == 2 && proof.servers.allSatisfy { $0.problem == nil })
+        #expect(try lab.digBoth() == Lab.expected(Lab.primaryValues))
+        #expect(try lab.serial(0) == serialBefore, "nothing was changed")
+
+        // Records already at their targets: the preflight still sends the signed prerequisites.
+        let stale = try await lab.cutover(from: Lab.secondaryValues, to: Lab.primaryValues).preflight()
+        #expect(stale.outcome == .alreadyAtTarget)
+
+        lab.knot.stop()
+        let error = await #expect(throws: DNSError.self) {
+            try await lab.cutover(from: Lab.primaryValues, to: Lab.secondaryValues).preflight()
+        }
+        #expect(error?.server?.description == lab.knot.address, "\(String(describing: error))")
+        #expect(error?.message.contains("cannot be asked") == true, "\(String(describing: error))")
+        #expect(try lab.serial(0) == serialBefore)
+    }
+
     // named binds only addresses configured on an interface, so it stays on 127.0.0.1 here; knotd
     // binds any loopback address.
     @Test("knotd on another loopback address with the same port as named")

@@ -110,6 +110,14 @@ extension FailoverEngine {
                 "the primary is not up: probe\(down.count == 1 ? "" : "s") \(down.joined(separator: ", ")) did not pass \(topology.health.rise) times in a row"
             )
         }
+        // Stage 2 of the way home is proven before its first step, as the failover's is.
+        if returnsFrom != nil {
+            do {
+                _ = try await dnsCheck(plan)
+            } catch {
+                refusals.append("DNS back to the primary cannot run: \(error); nothing was changed")
+            }
+        }
         let restored = Set(plan.stages.flatMap(\.services).flatMap(\.backupSets))
         let sets = topology.backupSets.filter { restored.contains($0.name) || !$0.failbackSource.isEmpty }
         return FailbackPreflight(

@@ -76,9 +76,19 @@ public struct FailoverEngine: Sendable {
         public var sets: [SetStatus]
         /// Why the failover must not start; empty when it may.
         public var refusals: [String]
+        /// What the DNS check proved before stage 1 (the key, the values, every server).
+        public var dnsProven: String?
+        /// Why stage 2 cannot run now, when the lead goes on anyway with `--dns-later`.
+        public var dnsDeferred: String?
     }
 
-    public func preflight(scenario: String, now: Date, planned: Bool) async throws -> Preflight {
+    /// Everything the failover needs before its first step: the plan, the primary's evidence,
+    /// the newest verified copy of every set, and proof that stage 2 can run (see `dnsCheck`).
+    /// With `dnsLater`, a DNS problem does not refuse the failover: it is reported, and the
+    /// cutover waits for `standby retry`.
+    public func preflight(scenario: String, now: Date, planned: Bool, dnsLater: Bool = false) async throws
+        -> Preflight
+    {
         let plan = try Planner(topology: topology, now: now).plan(scenario: scenario)
         let evidence = await modules.health.primaryEvidence(topology)
         var coreSets = Set<String>()
@@ -120,7 +130,38 @@ public struct FailoverEngine: Sendable {
             }
             sets.append(status)
         }
-        return Preflight(plan: plan, evidence: evidence, sets: sets, refusals: refusals)
+        var preflight = Preflight(plan: plan, evidence: evidence, sets: sets, refusals: refusals)
+        do {
+            preflight.dnsProven = try await dnsCheck(plan)
+        } catch {
+            if dnsLater {
+                preflight.dnsDeferred = "\(error)"
+            } else if (error as? FailoverError)?.code == .badInput {
+                throw error
+            } else {
+                preflight.refusals.append(
+                    "stage 2 (DNS) cannot run: \(error); nothing was changed (fix it, or go on with --dns-later REASON)"
+                )
+            }
+        }
+        return preflight
+    }
+
+    /// Proves the plan's DNS cutover can run, changing nothing: the key file loads (its mode
+    /// checked), the server that takes updates accepts the signed prerequisites alone, and
+    /// every authoritative server answers. Nil when the plan has no DNS stage. A key-file
+    /// problem is bad input naming the topology's `dns.key` line.
+    func dnsCheck(_ plan: FailoverPlan) async throws -> String? {
+        guard let dns = topology.dns, let stage = plan.stages.first(where: { $0.kind == .dns }),
+            !stage.dnsChanges.isEmpty
+        else { return nil }
+        do {
+            return try await modules.dns.preflight(dns, changes: stage.dnsChanges, baseDirectory: topology.directory)
+        } catch let error as FailoverError where error.code == .badInput {
+            throw FailoverError(
+                .badInput,
+                "\(topology.file):\(dns.keyLocation.line):\(dns.keyLocation.column): dns.key: \(error.message)")
+        }
     }
 
     public static func newRunId(deployment: String, now: Date) -> String {
@@ -133,8 +174,12 @@ public struct FailoverEngine: Sendable {
     }
 
     /// Persists the run with every step of every stage, in plan order, before anything executes.
+    ///
+    /// `dnsLater` is the lead's reason for going on while stage 2 cannot run: it is recorded as a
+    /// decision, and the cutover then halts the run until `standby retry … dns/cutover`.
     public func declare(
-        runId: String, preflight: Preflight, reason: String, lead: String, planned: Bool, declaredAt: Date
+        runId: String, preflight: Preflight, reason: String, lead: String, planned: Bool, declaredAt: Date,
+        dnsLater: String? = nil
     ) throws -> FailoverRun {
         let planText = String(decoding: try JSONEncoder.journal.encode(preflight.plan), as: UTF8.self)
         let run = FailoverRun(
@@ -154,7 +199,7 @@ public struct FailoverEngine: Sendable {
             if stage.kind == .dns {
                 let summary = stage.dnsChanges.map { "\($0.name) \($0.type)" }.joined(separator: ", ")
                 add(
-                    service: "dns", stepId: "dns/cutover", kind: "dns", summary: "cut over \(summary)",
+                    service: "dns", stepId: Self.dnsStepId, kind: "dns", summary: "cut over \(summary)",
                     // A compare-and-swap: after a crash it runs again and finds the records moved.
                     idempotent: true, retries: 0)
             }
@@ -171,9 +216,17 @@ public struct FailoverEngine: Sendable {
                 runId: runId, name: $0.name, core: $0.core, version: $0.version, capturedAt: $0.capturedAt,
                 lossWindowSeconds: $0.lossWindowSeconds, problem: $0.problem)
         }
-        let decision = RunDecision(
-            id: nil, runId: runId, at: declaredAt, kind: "declare", lead: lead, reason: reason, target: nil)
-        try journal.declare(run: run, steps: steps, sets: sets, decision: decision)
+        var decisions = [
+            RunDecision(id: nil, runId: runId, at: declaredAt, kind: "declare", lead: lead, reason: reason, target: nil)
+        ]
+        if let dnsLater, steps.contains(where: { $0.stepId == Self.dnsStepId }) {
+            let problem = preflight.dnsDeferred.map { " (preflight: \($0))" } ?? ""
+            decisions.append(
+                RunDecision(
+                    id: nil, runId: runId, at: declaredAt, kind: Self.dnsLaterDecision, lead: lead,
+                    reason: dnsLater + problem, target: Self.dnsStepId))
+        }
+        try journal.declare(run: run, steps: steps, sets: sets, decisions: decisions)
         logger.info("Failover declared", metadata: ["run": "\(runId)", "lead": "\(lead)", "steps": "\(steps.count)"])
         return run
     }
@@ -254,6 +307,14 @@ public struct FailoverEngine: Sendable {
                 try journal.update(run)
                 return .waiting(run.note ?? "")
             }
+            if steps[index].kind == "dns", steps[index].state == .pending, let deferral = try dnsDeferral(runId) {
+                steps[index].state = .failed
+                steps[index].finishedAt = Date()
+                steps[index].error =
+                    "deferred by \(deferral.lead) with --dns-later: \(deferral.reason); once DNS is ready, `standby retry SITE \(Self.dnsStepId) --lead NAME` runs the cutover"
+                try journal.update(steps[index])
+                return try halt(&run, steps[index])
+            }
             switch try await perform(&steps[index], run: &run, restored: &restored) {
             case .succeeded: break
             case .failed: return try halt(&run, steps[index])
@@ -277,6 +338,18 @@ public struct FailoverEngine: Sendable {
         try journal.releaseLease(deployment: run.deployment, runId: run.id)
         logger.info("Run done", metadata: ["run": "\(run.id)", "direction": "\(run.direction)"])
         return .done
+    }
+
+    static let dnsStepId = "dns/cutover"
+    static let dnsLaterDecision = "dns-later"
+
+    /// The lead's `--dns-later` decision, unless a `retry` of the cutover came after it.
+    func dnsDeferral(_ runId: String) throws -> RunDecision? {
+        let decisions = try journal.decisions(runId: runId).filter { $0.target == Self.dnsStepId }
+        guard let last = decisions.last(where: { $0.kind == Self.dnsLaterDecision || $0.kind == "retry" }),
+            last.kind == Self.dnsLaterDecision
+        else { return nil }
+        return last
     }
 
     private func halt(_ run: inout FailoverRun, _ step: RunStep) throws -> Outcome {

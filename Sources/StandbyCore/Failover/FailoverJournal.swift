@@ -175,13 +175,19 @@ public struct FailoverJournal: Sendable {
 
     /// Persists the run, every step in plan order, the sets as seen and the declaration, in one
     /// transaction: either all of it exists or none.
-    public func declare(run: FailoverRun, steps: [RunStep], sets: [RunSet], decision: RunDecision) throws {
+    /// The run, its steps and sets, and the decisions that made it (the declaration, and a
+    /// `dns-later`), in one transaction.
+    public func declare(run: FailoverRun, steps: [RunStep], sets: [RunSet], decisions: [RunDecision]) throws {
         try write("record the declaration of run \(run.id)") { db in
             try run.insert(db)
             for step in steps { try step.insert(db) }
             for set in sets { try set.insert(db) }
-            try decision.insert(db)
+            for decision in decisions { try decision.insert(db) }
         }
+    }
+
+    public func declare(run: FailoverRun, steps: [RunStep], sets: [RunSet], decision: RunDecision) throws {
+        try declare(run: run, steps: steps, sets: sets, decisions: [decision])
     }
 
     public func run(id: String) throws -> FailoverRun? {

@@ -91,6 +91,11 @@ public struct DNSCutoverResult: Sendable, Codable {
 public protocol DNSCutting: Sendable {
     func cutover(_ settings: DNSSettings, changes: [FailoverPlan.DNSChange], baseDirectory: String) async throws
         -> DNSCutoverResult
+    /// Proves the cutover can run, changing nothing (the key, the expected values, every
+    /// server reachable); returns what it proved. Throws `badInput` for a key-file problem and
+    /// `refused` for anything else that would stop stage 2.
+    func preflight(_ settings: DNSSettings, changes: [FailoverPlan.DNSChange], baseDirectory: String) async throws
+        -> String
 }
 
 /// One line of evidence about the primary's health, shown before the lead confirms.
@@ -171,6 +176,12 @@ public struct Unwired: BackupCatalog, Restorer, HTTPCaller, ProbeWaiter, DNSCutt
         -> DNSCutoverResult
     {
         throw FailoverError(.notWired, "DNS cutover of \(settings.zone): the DNS module is not wired into this build")
+    }
+
+    public func preflight(_ settings: DNSSettings, changes: [FailoverPlan.DNSChange], baseDirectory: String)
+        async throws -> String
+    {
+        throw FailoverError(.notWired, "DNS check of \(settings.zone): the DNS module is not wired into this build")
     }
 
     public func primaryEvidence(_ topology: Topology) async -> [HealthLine] {

@@ -13,17 +13,7 @@ public struct DNSAdapter: DNSCutting {
     public func cutover(_ settings: DNSSettings, changes: [FailoverPlan.DNSChange], baseDirectory: String)
         async throws -> DNSCutoverResult
     {
-        let keyPath =
-            settings.key.hasPrefix("/")
-            ? settings.key : (baseDirectory as NSString).appendingPathComponent(settings.key)
-        let key = try TSIGKey.load(path: keyPath)
-        let servers = try settings.servers.map { text throws(DNSError) in try DNSServer(parsing: text) }
-        let recordChanges = changes.map {
-            RecordChange(name: $0.name, type: $0.type, ttl: UInt32(clamping: $0.ttl), from: $0.from, to: $0.to)
-        }
-        let cutover = try DNSCutover(
-            zone: settings.zone, servers: servers, key: key, changes: recordChanges,
-            verifyTimeout: settings.verifyTimeout.duration, logger: logger)
+        let cutover = try Self.cutover(settings, changes: changes, baseDirectory: baseDirectory, logger: logger)
         let result: CutoverResult
         do {
             result = try await cutover.run()
@@ -47,5 +37,38 @@ public struct DNSAdapter: DNSCutting {
         return DNSCutoverResult(
             replaced: replaced, verifiedOn: result.servers.filter(\.verified).map(\.server.description),
             log: result.description)
+    }
+
+    /// The key loads, the primary master accepts the signed prerequisites alone, every server
+    /// answers authoritatively. A key-file problem is bad input; anything else is a refusal.
+    public func preflight(_ settings: DNSSettings, changes: [FailoverPlan.DNSChange], baseDirectory: String)
+        async throws -> String
+    {
+        do {
+            let cutover = try Self.cutover(settings, changes: changes, baseDirectory: baseDirectory, logger: logger)
+            return try await cutover.preflight().description
+        } catch {
+            switch error.code {
+            case .keyFile, .keyPermissions: throw FailoverError(.badInput, error.message)
+            case .invalidInput: throw FailoverError(.badInput, "dns: \(error.message)")
+            default: throw FailoverError(.refused, error.description)
+            }
+        }
+    }
+
+    static func cutover(
+        _ settings: DNSSettings, changes: [FailoverPlan.DNSChange], baseDirectory: String, logger: Logger
+    ) throws(DNSError) -> DNSCutover {
+        let keyPath =
+            settings.key.hasPrefix("/")
+            ? settings.key : (baseDirectory as NSString).appendingPathComponent(settings.key)
+        let key = try TSIGKey.load(path: keyPath)
+        let servers = try settings.servers.map { text throws(DNSError) in try DNSServer(parsing: text) }
+        let recordChanges = changes.map {
+            RecordChange(name: $0.name, type: $0.type, ttl: UInt32(clamping: $0.ttl), from: $0.from, to: $0.to)
+        }
+        return try DNSCutover(
+            zone: settings.zone, servers: servers, key: key, changes: recordChanges,
+            verifyTimeout: settings.verifyTimeout.duration, logger: logger)
     }
 }
