@@ -158,6 +158,41 @@ struct FailoverCommandTests {
         #expect(site.lines == ["core-a", "long-start", "core-c"])
     }
 
+    @Test("step programs inherit none of the controller's secrets; env: passes one explicitly")
+    func stepEnvironmentHoldsNoSecrets() async throws {
+        let lab = try LabDirectory(prefix: "engine-env")
+        defer { lab.remove() }
+        let site = try EngineSite(
+            lab: lab,
+            services: """
+                  - name: core
+                    tier: core
+                    priority: 1
+                    roles: [front-end]
+                    steps:
+                      - { name: env, exec: [sh, -c, "env > LAB/env.txt"] }
+                      - { name: key, exec: [sh, -c, "env > LAB/key-env.txt"], env: { STANDBY_SSH_KEY: "${STANDBY_SSH_KEY}" } }
+                """)
+        let secrets = [
+            "STANDBY_SOURCE_USER": "svc-backup", "STANDBY_SOURCE_PASSWORD": "source-secret-1",
+            "STANDBY_SSH_KEY": "/etc/standby/id_ed25519", "STANDBY_SSH_KNOWN_HOSTS": "/etc/standby/known_hosts",
+            "KRB5CCNAME": "FILE:/tmp/krb5cc_standby_test", "KRB5_KTNAME": "/etc/standby-test.keytab",
+            "KRB5_CLIENT_KTNAME": "/etc/standby-client-test.keytab", "RUNBOOK_TOKEN": "runbook-secret-1",
+        ]
+        let result = try await failover(
+            site, environment: secrets.merging(["STANDBY_TEST_PLAIN": "plain"]) { a, _ in a })
+        #expect(result.status == 0, "\(result)")
+        let plain = try String(contentsOfFile: lab.file("env.txt"), encoding: .utf8)
+        #expect(plain.contains("STANDBY_TEST_PLAIN=plain\n"), "the rest is inherited: \(plain)")
+        for (name, value) in secrets {
+            #expect(!plain.contains("\(name)="), "\(name) reached the step: \(plain)")
+            #expect(!plain.contains(value), "\(name)'s value reached the step")
+        }
+        let keyed = try String(contentsOfFile: lab.file("key-env.txt"), encoding: .utf8)
+        #expect(keyed.contains("STANDBY_SSH_KEY=/etc/standby/id_ed25519\n"), "passed by env: \(keyed)")
+        #expect(!keyed.contains("STANDBY_SOURCE_PASSWORD="), "and only that one")
+    }
+
     @Test("two failovers at once: exactly one runs, the other is refused naming the holder")
     func twoAtOnce() async throws {
         let lab = try LabDirectory(prefix: "engine-two")

@@ -15,6 +15,8 @@ public struct FailoverEngine: Sendable {
     public var progress: @Sendable (String) -> Void
     /// Extra `{{name}}` variables for every step (a drill sets `drill` to `true`).
     public var variables: [String: String] = [:]
+    /// The controller's environment: exec steps inherit it without its secrets (`StepEnvironment`).
+    public var environment: [String: String] = ProcessInfo.processInfo.environment
 
     public init(
         topology: Topology, journal: FailoverJournal, modules: FailoverModules, stateDirectory: StateDirectory,
@@ -475,7 +477,8 @@ public struct FailoverEngine: Sendable {
             let log = (logDirectory as NSString).appendingPathComponent(
                 step.stepId.replacingOccurrences(of: "/", with: ".") + ".log")
             let exec = ExecStep(
-                arguments: args, shell: shell, environment: env, workingDirectory: cwd, timeout: timeout, logFile: log)
+                arguments: args, shell: shell, environment: env, inherited: self.environment, workingDirectory: cwd,
+                timeout: timeout, logFile: log)
             let journal = self.journal
             let stepCopy = step
             let outcome = try await exec.run { pid in
