@@ -62,13 +62,15 @@ struct EarlierAttemptTests {
         return (run, orphan)
     }
 
+    /// The step sleeps a little so that it is still there when its spawn reads `/proc/PID/stat`:
+    /// a process already reaped by then leaves only its pid in the journal.
     static let idempotentStep = """
           - name: core
             tier: core
             priority: 1
             roles: [front-end]
             steps:
-              - { name: start-front-end, exec: [sh, -c, "echo ran >> LAB/effects"], idempotent: true, timeout: 20s }
+              - { name: start-front-end, exec: [sh, -c, "sleep 0.2; echo ran >> LAB/effects"], idempotent: true, timeout: 20s }
         """
 
     @Test("resume waits for a live earlier attempt before running the step again")

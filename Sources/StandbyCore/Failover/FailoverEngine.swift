@@ -509,7 +509,7 @@ public struct FailoverEngine: Sendable {
             let stepCopy = step
             let outcome = try await exec.run { pid in
                 // Committed as soon as the process exists: the next controller needs it to tell
-                // whether this attempt still runs. A process already gone leaves only its pid.
+                // whether this attempt still runs. A process already reaped leaves only its pid.
                 var running = stepCopy
                 if let process = StepProcess.current(pid: pid) {
                     running.process = process

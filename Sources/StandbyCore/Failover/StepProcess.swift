@@ -25,24 +25,29 @@ public struct StepProcess: Sendable, Equatable {
         self.group = group
     }
 
-    /// The process that has this pid now, read from `/proc`; nil when there is none, or only a
-    /// zombie (it ended; its parent has not reaped it yet).
+    /// The process that has this pid now, read from `/proc`; nil when there is none. A zombie (it
+    /// ended, its parent has not reaped it yet) is still named: its start time is known, and a
+    /// step that ended that fast is recorded all the same.
     public static func current(pid: Int) -> StepProcess? {
+        stat(pid).map { StepProcess(pid: pid, startTicks: $0.ticks, group: $0.group) }
+    }
+
+    /// Still running: the same pid with the same start time, and not a zombie.
+    public var isAlive: Bool {
+        guard let stat = Self.stat(pid) else { return false }
+        return stat.ticks == startTicks && stat.state != "Z" && stat.state != "X"
+    }
+
+    /// State, process group and start ticks from `/proc/PID/stat`.
+    private static func stat(_ pid: Int) -> (state: Substring, group: Int, ticks: Int)? {
         guard pid > 0, let stat = readStat(pid) else { return nil }
         // "PID (COMM) STATE PPID PGRP ...": COMM may hold spaces and parentheses, so the fields are
         // counted from the last ')'.
         guard let close = stat.lastIndex(of: ")") else { return nil }
         let fields = stat[stat.index(after: close)...].split(separator: " ")
         // fields[0] is field 3 (state), so field N is fields[N - 3].
-        guard fields.count > 19, fields[0] != "Z", fields[0] != "X",
-            let group = Int(fields[2]), let ticks = Int(fields[19])
-        else { return nil }
-        return StepProcess(pid: pid, startTicks: ticks, group: group)
-    }
-
-    /// Still running: the same pid with the same start time, not a zombie.
-    public var isAlive: Bool {
-        Self.current(pid: pid)?.startTicks == startTicks
+        guard fields.count > 19, let group = Int(fields[2]), let ticks = Int(fields[19]) else { return nil }
+        return (fields[0], group, ticks)
     }
 
     /// Sends `signal` to the whole group, if its leader is still this process; a group whose leader
