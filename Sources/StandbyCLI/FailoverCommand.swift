@@ -165,10 +165,10 @@ struct RunContext {
         .wired(topology: topology, stateDirectory: stateDirectory, logger: logger)
     }
 
-    func engine() -> FailoverEngine {
+    func engine(earlierAttempts: FailoverEngine.EarlierAttempts = .wait) -> FailoverEngine {
         var logger = Logger(label: "standby.failover")
         logger.logLevel = .warning
-        return FailoverEngine(
+        var engine = FailoverEngine(
             topology: topology, journal: journal,
             modules: Self.modules(for: topology, stateDirectory: stateDirectory, logger: logger),
             stateDirectory: stateDirectory,
@@ -177,6 +177,8 @@ struct RunContext {
                 print("  \(RunReport.time(Date()))  \(line)")
                 fflush(nil)
             })
+        engine.earlierAttempts = earlierAttempts
+        return engine
     }
 
     /// The controller lock, or exit 3 naming who holds it.
@@ -304,9 +306,10 @@ extension RunContext {
     /// Takes the lock, applies `decide` (a decision on the active run, or nothing), then carries the
     /// run as far as it goes now.
     func continueRun(
-        now: Date, decide: (FailoverEngine) throws -> FailoverRun?
+        now: Date, earlierAttempts: FailoverEngine.EarlierAttempts = .wait,
+        decide: (FailoverEngine) throws -> FailoverRun?
     ) async throws {
-        let engine = engine()
+        let engine = engine(earlierAttempts: earlierAttempts)
         let decided = try decide(engine)
         guard let run = try decided ?? journal.activeRun(deployment: topology.deployment) else {
             if let last = try journal.currentRun(deployment: topology.deployment) {

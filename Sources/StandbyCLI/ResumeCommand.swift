@@ -9,7 +9,10 @@ struct ResumeCommand: AsyncParsableCommand {
         discussion: """
             A step found running after a crash runs again only if it is idempotent; otherwise the run \
             halts (exit 1) until `standby retry` or `standby skip`, because its side effect may have \
-            happened. Exit 0 done; 1 halted; 3 another controller is executing; 4 still waiting.
+            happened. A step never runs twice at once: when the earlier attempt's process outlived the \
+            controller, resume waits for it (at most until the step's timeout, then ends its process \
+            group), or ends its group at once with --kill-orphans, and says which. Exit 0 done; 1 \
+            halted; 3 another controller is executing; 4 still waiting.
             """)
 
     @OptionGroup var site: SiteOptions
@@ -24,6 +27,12 @@ struct ResumeCommand: AsyncParsableCommand {
     @Option(help: "Why (with --now).")
     var reason: String?
 
+    @Flag(
+        help:
+            "End the process group of a step's earlier attempt still running (left by a controller that died) at once, instead of waiting for it until the step's timeout."
+    )
+    var killOrphans = false
+
     func run() async throws {
         // Checked here rather than in validate(): main's exit-code mapping reads a validate() error
         // as a failure (1), not bad input (2).
@@ -32,7 +41,8 @@ struct ResumeCommand: AsyncParsableCommand {
         }
         try await RunContext.mappingErrors {
             let context = try RunContext(site: site, locking: true)
-            try await context.continueRun(now: try clock.date()) { engine in
+            try await context.continueRun(now: try clock.date(), earlierAttempts: killOrphans ? .end : .wait) {
+                engine in
                 guard let service, let lead else { return nil }
                 return try engine.runNow(service: service, lead: lead, reason: reason)
             }

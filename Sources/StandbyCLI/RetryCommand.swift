@@ -5,7 +5,12 @@ import StandbyCore
 struct RetryCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "retry",
-        abstract: "Run a failed or interrupted step again; the run continues.")
+        abstract: "Run a failed or interrupted step again; the run continues.",
+        discussion: """
+            When the step's earlier attempt is still running (its controller died), retry waits for it \
+            first, at most until the step's timeout, or ends its process group at once with \
+            --kill-orphans, and says which.
+            """)
 
     @OptionGroup var site: SiteOptions
     @OptionGroup var clock: RunClockOptions
@@ -19,10 +24,17 @@ struct RetryCommand: AsyncParsableCommand {
     @Option(help: "Why it should work now, for the record.")
     var reason: String?
 
+    @Flag(
+        help:
+            "End the process group of a step's earlier attempt still running (left by a controller that died) at once, instead of waiting for it until the step's timeout."
+    )
+    var killOrphans = false
+
     func run() async throws {
         try await RunContext.mappingErrors {
             let context = try RunContext(site: site, locking: true)
-            try await context.continueRun(now: try clock.date()) { engine in
+            try await context.continueRun(now: try clock.date(), earlierAttempts: killOrphans ? .end : .wait) {
+                engine in
                 try engine.retry(stepId: step, lead: lead, reason: reason)
             }
         }

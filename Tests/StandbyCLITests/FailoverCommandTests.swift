@@ -158,6 +158,121 @@ struct FailoverCommandTests {
         #expect(site.lines == ["core-a", "long-start", "core-c"])
     }
 
+    /// An idempotent step that takes two seconds and notes when it starts and ends, with its pid.
+    static let slowIdempotent = """
+          - name: core
+            tier: core
+            priority: 1
+            roles: [front-end]
+            steps:
+              - { name: start-front-end, exec: [sh, -c, "echo start $(date +%s%N) $$ >> LAB/times; sleep 2; echo end $(date +%s%N) $$ >> LAB/times"], idempotent: true, timeout: 30s }
+              - { name: after, exec: [sh, -c, "echo after >> EFFECTS"] }
+        """
+
+    /// The `times` lines: (start or end, nanoseconds, pid).
+    func times(_ lab: LabDirectory) -> [(what: String, at: Int, pid: String)] {
+        ((try? String(contentsOfFile: lab.file("times"), encoding: .utf8)) ?? "").split(separator: "\n").compactMap {
+            let fields = $0.split(separator: " ")
+            guard fields.count == 3, let at = Int(fields[1]) else { return nil }
+            return (String(fields[0]), at, String(fields[2]))
+        }
+    }
+
+    /// Starts a failover, waits until the slow step runs and the journal holds its process, then
+    /// kill -9 of the controller alone (the step, in its own process group, keeps running).
+    func killWhileSlowStepRuns(_ site: EngineSite) async throws -> String {
+        let running = try standby.start(
+            ["failover", site.directory, "--state", site.state, "--declare", "lost", "--lead", "alice", "--yes"],
+            in: site.lab)
+        let deadline = ContinuousClock.now + .seconds(30)
+        var pid: String?
+        while true {
+            try #require(
+                ContinuousClock.now < deadline, "the slow step never started, or its pid never reached the journal")
+            if pid == nil { pid = times(site.lab).first { $0.what == "start" }?.pid }
+            // The pid is committed just after the spawn; the step may already be writing by then.
+            if let pid, try await command(site, "report", ["--json"]).stdout.contains("\"pid\" : \(pid)") { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        kill(running.pid, SIGKILL)
+        let killed = await running.wait()
+        #expect(killed.signal == SIGKILL, "\(killed)")
+        #expect(times(site.lab).allSatisfy { $0.what == "start" }, "killed while the step still ran")
+        return pid ?? ""
+    }
+
+    @Test("kill -9 during an idempotent step, resume at once: it waits, the attempts never overlap")
+    func resumeWaitsForEarlierAttempt() async throws {
+        let lab = try LabDirectory(prefix: "engine-overlap")
+        defer { lab.remove() }
+        let site = try EngineSite(lab: lab, services: Self.slowIdempotent)
+        let firstPid = try await killWhileSlowStepRuns(site)
+        defer { kill(-(pid_t(firstPid) ?? 0), SIGKILL) }
+        let resumed = try await command(site, "resume")
+        #expect(resumed.status == 0, "\(resumed)")
+        #expect(
+            resumed.stdout.contains(
+                "waiting for the earlier attempt of core/start-front-end (pid \(firstPid), started "),
+            "\(resumed)")
+        let lines = times(lab)
+        #expect(lines.map(\.what) == ["start", "end", "start", "end"], "\(lines)")
+        #expect(lines[0].pid == firstPid && lines[1].pid == firstPid, "the first attempt ran to its end: \(lines)")
+        #expect(lines[2].pid != firstPid, "then a second attempt: \(lines)")
+        #expect(lines[2].at > lines[1].at, "the second started after the first ended: \(lines)")
+        #expect(site.lines == ["after"])
+    }
+
+    @Test("kill -9 during an idempotent step, resume --kill-orphans: the earlier attempt is ended, then rerun")
+    func resumeKillsOrphans() async throws {
+        let lab = try LabDirectory(prefix: "engine-orphans")
+        defer { lab.remove() }
+        let site = try EngineSite(lab: lab, services: Self.slowIdempotent)
+        let firstPid = try await killWhileSlowStepRuns(site)
+        defer { kill(-(pid_t(firstPid) ?? 0), SIGKILL) }
+        let resumed = try await command(site, "resume", ["--kill-orphans"])
+        #expect(resumed.status == 0, "\(resumed)")
+        #expect(resumed.stdout.contains("ended the earlier attempt's process group \(firstPid)"), "\(resumed)")
+        let lines = times(lab)
+        #expect(!lines.contains { $0.what == "end" && $0.pid == firstPid }, "the first attempt never ended: \(lines)")
+        #expect(lines.filter { $0.pid != firstPid }.map(\.what) == ["start", "end"], "the rerun: \(lines)")
+        #expect(site.lines == ["after"])
+    }
+
+    @Test("step programs inherit none of the controller's secrets; env: passes one explicitly")
+    func stepEnvironmentHoldsNoSecrets() async throws {
+        let lab = try LabDirectory(prefix: "engine-env")
+        defer { lab.remove() }
+        let site = try EngineSite(
+            lab: lab,
+            services: """
+                  - name: core
+                    tier: core
+                    priority: 1
+                    roles: [front-end]
+                    steps:
+                      - { name: env, exec: [sh, -c, "env > LAB/env.txt"] }
+                      - { name: key, exec: [sh, -c, "env > LAB/key-env.txt"], env: { STANDBY_SSH_KEY: "${STANDBY_SSH_KEY}" } }
+                """)
+        let secrets = [
+            "STANDBY_SOURCE_USER": "svc-backup", "STANDBY_SOURCE_PASSWORD": "source-secret-1",
+            "STANDBY_SSH_KEY": "/etc/standby/id_ed25519", "STANDBY_SSH_KNOWN_HOSTS": "/etc/standby/known_hosts",
+            "KRB5CCNAME": "FILE:/tmp/krb5cc_standby_test", "KRB5_KTNAME": "/etc/standby-test.keytab",
+            "KRB5_CLIENT_KTNAME": "/etc/standby-client-test.keytab", "RUNBOOK_TOKEN": "runbook-secret-1",
+        ]
+        let result = try await failover(
+            site, environment: secrets.merging(["STANDBY_TEST_PLAIN": "plain"]) { a, _ in a })
+        #expect(result.status == 0, "\(result)")
+        let plain = try String(contentsOfFile: lab.file("env.txt"), encoding: .utf8)
+        #expect(plain.contains("STANDBY_TEST_PLAIN=plain\n"), "the rest is inherited: \(plain)")
+        for (name, value) in secrets {
+            #expect(!plain.contains("\(name)="), "\(name) reached the step: \(plain)")
+            #expect(!plain.contains(value), "\(name)'s value reached the step")
+        }
+        let keyed = try String(contentsOfFile: lab.file("key-env.txt"), encoding: .utf8)
+        #expect(keyed.contains("STANDBY_SSH_KEY=/etc/standby/id_ed25519\n"), "passed by env: \(keyed)")
+        #expect(!keyed.contains("STANDBY_SOURCE_PASSWORD="), "and only that one")
+    }
+
     @Test("two failovers at once: exactly one runs, the other is refused naming the holder")
     func twoAtOnce() async throws {
         let lab = try LabDirectory(prefix: "engine-two")

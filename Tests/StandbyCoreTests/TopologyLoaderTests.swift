@@ -15,6 +15,18 @@ struct TopologyLoaderTests {
         #expect(t.health.fall == 3 && t.health.rise == 2)
     }
 
+    @Test("restore and probe steps are idempotent unless the file says not; exec steps are not")
+    func idempotentByKind() throws {
+        let t = try topology(try Fixture.minimal())
+        let steps = try #require(t.services.first?.steps)
+        #expect(steps.map(\.idempotent) == [true, false, true], "restore, exec, probe")
+        let explicit = try topology(
+            try Fixture.minimal().replacingOccurrences(
+                of: "{ restore: rtc-db, to: /srv/restore/rtc }",
+                with: "{ restore: rtc-db, to: /srv/restore/rtc, idempotent: false }"))
+        #expect(explicit.services.first?.steps.first?.idempotent == false, "an explicit false is honoured")
+    }
+
     /// Each rule: a change to the valid fixture that trips it, the line it must point at, and
     /// words the message must contain.
     static let rules: [(name: String, replace: (String, String), line: Int, words: String)] = [

@@ -19,7 +19,10 @@ import Synchronization
 struct ExecStep: Sendable {
     var arguments: [String]
     var shell: Bool
+    /// The step's own `env:`, set on top of what it inherits.
     var environment: [String: String]
+    /// The controller's environment; the step inherits it without the secrets (`StepEnvironment`).
+    var inherited: [String: String]
     var workingDirectory: String?
     var timeout: Duration?
     var logFile: String
@@ -47,8 +50,8 @@ struct ExecStep: Sendable {
             executable = first.contains("/") ? .path(FilePath(first)) : .name(first)
             args = Array(arguments.dropFirst())
         }
-        var env: [Environment.Key: String?] = [:]
-        for (key, value) in environment {
+        var env: [Environment.Key: String] = [:]
+        for (key, value) in StepEnvironment.build(controller: inherited, step: environment) {
             if let k = Environment.Key(rawValue: key) { env[k] = value }
         }
         var options = PlatformOptions()
@@ -63,7 +66,7 @@ struct ExecStep: Sendable {
             throw FailoverError(.journal, "\(logFile): cannot create the step's log: \(error)")
         }
         let configuration = Configuration(
-            executable: executable, arguments: Arguments(args), environment: .inherit.updating(env),
+            executable: executable, arguments: Arguments(args), environment: .custom(env),
             workingDirectory: workingDirectory.map { FilePath($0) }, platformOptions: options)
 
         let pidBox = PidBox()

@@ -15,6 +15,12 @@ public struct FailoverEngine: Sendable {
     public var progress: @Sendable (String) -> Void
     /// Extra `{{name}}` variables for every step (a drill sets `drill` to `true`).
     public var variables: [String: String] = [:]
+    /// The controller's environment: exec steps inherit it without its secrets (`StepEnvironment`).
+    public var environment: [String: String] = ProcessInfo.processInfo.environment
+    /// What to do with a step's earlier attempt still running when the step is about to run again.
+    public var earlierAttempts: EarlierAttempts = .wait
+    /// How long an ended earlier attempt gets between SIGTERM and SIGKILL.
+    public var endGrace: Duration = .seconds(5)
 
     public init(
         topology: Topology, journal: FailoverJournal, modules: FailoverModules, stateDirectory: StateDirectory,
@@ -252,7 +258,20 @@ public struct FailoverEngine: Sendable {
             } else {
                 steps[index].state = .interrupted
                 steps[index].finishedAt = Date()
-                let pid = steps[index].pid.map { " (its process was pid \($0))" } ?? ""
+                var pid = steps[index].pid.map { " (its process was pid \($0))" } ?? ""
+                // It will not run again here, so nothing to wait for; `retry` waits for it. Asked to,
+                // the orphan is ended now, so that the lead checks a side effect that stays put.
+                if let process = steps[index].process, process.isAlive {
+                    if earlierAttempts == .end {
+                        await end(process)
+                        pid = " (its process, pid \(process.pid), was still running: ended its process group)"
+                        progress(
+                            "\(steps[index].stepId): ended the earlier attempt's process group \(process.group) (pid \(process.pid)); --kill-orphans"
+                        )
+                    } else {
+                        pid = " (its process, pid \(process.pid), is still running)"
+                    }
+                }
                 steps[index].error =
                     "the controller stopped while this step was running\(pid); it is not idempotent, so whether its side effect happened is unknown: check, then `standby retry` or `standby skip`"
             }
@@ -440,6 +459,8 @@ public struct FailoverEngine: Sendable {
         let delay = definition?.retryDelay ?? TimeSpan(seconds: 5)
         var attempt = 0
         while true {
+            // Before any attempt: an earlier one may still run, left by a controller that died.
+            try await settleEarlierAttempt(of: step, timeout: definition?.timeout)
             if attempt > 0 {
                 let wait = TimeSpan(milliseconds: delay.milliseconds << min(attempt - 1, 16))
                 progress("\(step.stepId): attempt \(attempt) failed; retrying in \(wait)")
@@ -450,14 +471,17 @@ public struct FailoverEngine: Sendable {
             step.attempts += 1
             step.startedAt = step.startedAt ?? Date()
             step.finishedAt = nil
-            step.pid = nil
+            step.process = nil
+            step.attemptStartedAt = Date()
             step.waitingFor = nil
             try journal.update(step)
             progress("\(step.stepId): started (\(step.summary))")
             killPoints.check(step.stepId, "before")
             let outcome: Result<StepSuccess, StepFailure>
+            let spawned = SpawnedProcess()
             do {
-                outcome = .success(try await sideEffect(step, definition: definition, run: &run, restored: restored))
+                outcome = .success(
+                    try await sideEffect(step, definition: definition, run: &run, restored: restored, spawned: spawned))
             } catch let failure as StepFailure {
                 outcome = .failure(failure)
             } catch let error as FailoverError where error.code == .refused {
@@ -465,6 +489,9 @@ public struct FailoverEngine: Sendable {
             } catch {
                 outcome = .failure(StepFailure(message: "\(error)", output: ""))
             }
+            // The process stays in the journal after it ended: the report names it, and its start
+            // time tells the next controller it is gone.
+            if let process = spawned.get() { step.process = process }
             killPoints.check(step.stepId, "after")
             switch outcome {
             case .success(let success):
@@ -505,7 +532,8 @@ public struct FailoverEngine: Sendable {
     }
 
     private func sideEffect(
-        _ step: RunStep, definition: Step?, run: inout FailoverRun, restored: [String: String]
+        _ step: RunStep, definition: Step?, run: inout FailoverRun, restored: [String: String],
+        spawned: SpawnedProcess
     ) async throws -> StepSuccess {
         var variables = StepVariables(
             topology: topology, runId: run.id, stateDirectory: stateDirectory.path, restored: restored)
@@ -548,12 +576,20 @@ public struct FailoverEngine: Sendable {
             let log = (logDirectory as NSString).appendingPathComponent(
                 step.stepId.replacingOccurrences(of: "/", with: ".") + ".log")
             let exec = ExecStep(
-                arguments: args, shell: shell, environment: env, workingDirectory: cwd, timeout: timeout, logFile: log)
+                arguments: args, shell: shell, environment: env, inherited: self.environment, workingDirectory: cwd,
+                timeout: timeout, logFile: log)
             let journal = self.journal
             let stepCopy = step
             let outcome = try await exec.run { pid in
+                // Committed as soon as the process exists: the next controller needs it to tell
+                // whether this attempt still runs. A process already reaped leaves only its pid.
                 var running = stepCopy
-                running.pid = pid
+                if let process = StepProcess.current(pid: pid) {
+                    running.process = process
+                    spawned.set(process)
+                } else {
+                    running.pid = pid
+                }
                 try? journal.update(running)
             }
             // Secrets reach programs through the environment; they never reach the journal.

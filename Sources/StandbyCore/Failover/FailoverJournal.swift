@@ -80,6 +80,16 @@ public struct FailoverJournal: Sendable {
         }
     }
 
+    /// Migration "v4: step processes": an exec step's process is known by its pid, start time and
+    /// group, so a later controller can tell whether it still runs. Never edit it once shipped.
+    static func migrationV4(_ db: Database) throws {
+        try db.alter(table: "failover_step") { t in
+            t.add(column: "processStartTicks", .integer)
+            t.add(column: "processGroup", .integer)
+            t.add(column: "attemptStartedAt", .datetime)
+        }
+    }
+
     func write<T>(_ what: String, _ body: (Database) throws -> T) throws -> T {
         do {
             return try queue.write(body)

@@ -83,8 +83,30 @@ public struct RunStep: Sendable, Codable, FetchableRecord, PersistableRecord {
     public var error: String?
     /// What the step produced: a restored path, a reply status, the replaced DNS values (JSON).
     public var result: String?
-    /// The process of an exec step while it runs, so an operator can find it after a crash.
+    /// The process of an exec step's latest attempt, so an operator (and the next controller) can
+    /// find it after a crash.
     public var pid: Int?
+    /// That process's start time, clock ticks since boot (`/proc/PID/stat` field 22): with the pid,
+    /// it tells the process from a later one that got the same pid (migration v4).
+    public var processStartTicks: Int? = nil
+    /// That process's group: the program and everything it started (migration v4).
+    public var processGroup: Int? = nil
+    /// When the latest attempt started; `startedAt` is the first's. A live earlier attempt is
+    /// waited for until this plus the step's timeout (migration v4).
+    public var attemptStartedAt: Date? = nil
+
+    /// The latest attempt's process as recorded, when it had one.
+    public var process: StepProcess? {
+        get {
+            guard let pid, let processStartTicks else { return nil }
+            return StepProcess(pid: pid, startTicks: processStartTicks, group: processGroup ?? pid)
+        }
+        set {
+            pid = newValue?.pid
+            processStartTicks = newValue?.startTicks
+            processGroup = newValue?.group
+        }
+    }
 
     public var duration: TimeInterval? {
         guard let startedAt, let finishedAt else { return nil }

@@ -53,6 +53,9 @@ public struct RunReport: Sendable, Codable {
         public var waitingFor: String?
         public var error: String?
         public var outputTail: String?
+        /// The process of the step's latest attempt (exec steps), and its group.
+        public var pid: Int? = nil
+        public var processGroup: Int? = nil
     }
 
     public struct SetWindow: Sendable, Codable {
@@ -104,7 +107,8 @@ public struct RunReport: Sendable, Codable {
                             id: step.stepId, service: step.service, kind: step.kind, summary: step.summary,
                             state: step.state.rawValue, attempts: step.attempts, startedAt: step.startedAt,
                             finishedAt: step.finishedAt, durationSeconds: step.duration, waitingFor: step.waitingFor,
-                            error: step.error, outputTail: step.output.map { Self.tail($0, lines: Self.tailLines) })
+                            error: step.error, outputTail: step.output.map { Self.tail($0, lines: Self.tailLines) },
+                            pid: step.pid, processGroup: step.processGroup)
                     }))
         }
         self.stages = stages

@@ -81,6 +81,9 @@ public final class StateStore: Sendable {
             }
             try db.alter(table: "failover_run") { t in t.add(column: "returnsFrom", .text) }
         }
+        migrator.registerMigration("v4: step processes") { db in
+            try FailoverJournal.migrationV4(db)
+        }
         return migrator
     }
 

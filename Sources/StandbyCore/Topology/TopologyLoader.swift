@@ -413,7 +413,9 @@ struct TopologyBuilder {
             name: name, action: action, timeout: fields.span("timeout"),
             retries: fields.int("retries", range: 0...100) ?? 0,
             retryDelay: fields.span("retry_delay") ?? TimeSpan(seconds: 5),
-            idempotent: fields.bool("idempotent") ?? false,
+            // A restore materialises the same version into the same place again, and a probe only
+            // looks: both are idempotent by nature, so a crash inside one does not halt the run.
+            idempotent: fields.bool("idempotent") ?? (kind == "restore" || kind == "probe"),
             drill: fields.bool("drill") ?? false, location: fields.location)
     }
 
