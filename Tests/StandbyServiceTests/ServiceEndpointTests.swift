@@ -236,6 +236,45 @@ import Testing
         #expect(sent < size + size / 5, "nginx sent \(sent) bytes of a \(size)-byte file")
     }
 
+    @Test func firstStartWithTheFullAndTheSnapshotDueRunsOneJobForTheSet() throws {
+        let fixture = try ServiceFixture()
+        defer { fixture.stop() }
+        try FileManager.default.createDirectory(atPath: fixture.lab.file("source"), withIntermediateDirectories: true)
+        let source = fixture.lab.file("source/rtc.bak")
+        try Data(repeating: 7, count: 2 << 20).write(to: URL(fileURLWithPath: source))
+        // The window is open now (so the daily full of 00:00 is due) and no job ever ran (so the
+        // snapshot is due too).
+        let hour = Calendar(identifier: .gregorian).dateComponents(in: TimeZone(identifier: "UTC")!, from: Date()).hour!
+        let open = String(format: "%02d:00-%02d:00", (hour + 23) % 24, (hour + 2) % 24)
+        let site = try fixture.writeSite(
+            sets: ["rtc-db": "file://\(source)"], offPeak: open, schedule: "{ every: 4h, full_daily_at: \"00:00\" }")
+        let (command, port, stderr) = try fixture.start(site)
+        defer { command.stop() }
+        func jobs(_ status: [String: Any]) -> [String: [String: Any]] {
+            var jobs: [String: [String: Any]] = [:]
+            for job in status["jobs"] as? [[String: Any]] ?? [] { jobs[job["key"] as? String ?? ""] = job }
+            return jobs
+        }
+        let status = try waitForStatus(port: port) { jobs($0)["full:rtc-db"]?["lastSucceeded"] != nil }
+        #expect(sets(status).first?["versions"] as? Int == 1)
+        // The lane takes whatever else is due at once after a job: a snapshot would start within a
+        // tick (100 ms). Watch for two seconds that none does.
+        let watchUntil = ContinuousClock.now + .seconds(2)
+        while ContinuousClock.now < watchUntil {
+            let (code, body) = try httpGet("http://127.0.0.1:\(port)/status.json")
+            let now = try #require(try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any])
+            #expect(code == 200)
+            #expect(jobs(now)["replicate:rtc-db"] == nil, "a snapshot ran right after the full: \(jobs(now))")
+            #expect(sets(now).first?["versions"] as? Int == 1)
+            if jobs(now)["replicate:rtc-db"] != nil { break }
+        }
+        #expect(command.stop() == 0)
+        let log = (try? String(contentsOfFile: stderr, encoding: .utf8)) ?? ""
+        let started = log.split(separator: "\n").filter { $0.contains("Job started") && $0.contains("rtc-db") }
+        #expect(started.count == 1, "\(started)")
+        #expect(started.first?.contains("full:rtc-db") == true)
+    }
+
     // MARK: The endpoint in-process, on a fixed snapshot (so GET and HEAD render the same bytes)
 
     /// The routes that answer GET, as `ServiceEndpoint.router` declares them.

@@ -52,8 +52,10 @@ struct ServiceFixture {
 
     /// A site.yaml with the given backup sets (name: file under nginx) and extra top-level YAML.
     /// Both sites are in UTC; `offPeak` is both windows.
+    /// A file named by a full URL (`file://...`) is used as it is; `schedule` is every set's.
     func writeSite(
-        sets: [String: String], offPeak: String, extra: String = "", probes: String? = nil, peakRate: String = "1GB/s"
+        sets: [String: String], offPeak: String, extra: String = "", probes: String? = nil, peakRate: String = "1GB/s",
+        schedule: String = "{ every: 4h }"
     ) throws -> String {
         var yaml = """
             deployment: svc
@@ -72,8 +74,8 @@ struct ServiceFixture {
 
             """
         for (name, file) in sets.sorted(by: { $0.key < $1.key }) {
-            yaml +=
-                "  - { name: \(name), kind: database, source: \"\(nginx.url(file).absoluteString)\", schedule: { every: 4h }, rpo: 1h }\n"
+            let source = file.contains("://") ? file : nginx.url(file).absoluteString
+            yaml += "  - { name: \(name), kind: database, source: \"\(source)\", schedule: \(schedule), rpo: 1h }\n"
         }
         yaml += """
             services:
