@@ -9,7 +9,8 @@ struct ResumeCommand: AsyncParsableCommand {
         discussion: """
             A step found running after a crash runs again only if it is idempotent; otherwise the run \
             halts (exit 1) until `standby retry` or `standby skip`, because its side effect may have \
-            happened. Exit 0 done; 1 halted; 3 another controller is executing; 4 still waiting.
+            happened. Exit 0 done (or the last run is finished); 1 halted; 3 another controller is \
+            executing, or there is no run: the declaration did not complete (declare again); 4 still waiting.
             """)
 
     @OptionGroup var site: SiteOptions

@@ -338,6 +338,69 @@ struct FailoverCommandTests {
         #expect(site.count("core-a") == 2, "one per run")
     }
 
+    @Test("resume after a declaration that died in preflight: exit 3, no run; after a finished run: exit 0")
+    func resumeAfterPreflightDeath() async throws {
+        let lab = try LabDirectory(prefix: "engine-preflight")
+        defer { lab.remove() }
+        let oneStep = """
+              - name: core
+                tier: core
+                priority: 1
+                roles: [front-end]
+                steps:
+                  - { name: a, exec: [sh, -c, "echo core-a >> EFFECTS"] }
+            """
+        // The same service needing a backup set that has no verified copy: preflight refuses.
+        let needsACopy =
+            oneStep.replacingOccurrences(
+                of: "roles: [front-end]", with: "roles: [front-end]\n    backup_sets: [rtc-db]")
+            + "\nbackup_sets:\n  - { name: rtc-db, kind: database, source: \"file://\(lab.path)/rtc.bak\", rpo: 1h }"
+        let site = try EngineSite(lab: lab, services: needsACopy)
+        let answer = "no run: the declaration did not complete; declare again"
+
+        // Nothing was ever declared.
+        let never = try await command(site, "resume")
+        #expect(never.status == 3, "\(never)")
+        #expect(never.stderr.contains(answer) && never.stderr.contains("has no failover run"), "\(never)")
+
+        // Refused in preflight: no run exists, and resume says so.
+        let refused = try await failover(site)
+        #expect(refused.status == 3, "\(refused)")
+        #expect(refused.stderr.contains("core backup set rtc-db"), "\(refused)")
+        let afterRefusal = try await command(site, "resume")
+        #expect(afterRefusal.status == 3, "\(afterRefusal)")
+        #expect(afterRefusal.stderr.contains(answer), "\(afterRefusal)")
+        #expect(afterRefusal.stderr.contains("alice") && afterRefusal.stderr.contains("rtc-db"), "\(afterRefusal)")
+        #expect(!afterRefusal.stdout.contains("Nothing to resume"), "\(afterRefusal)")
+
+        // A run that completes; resume then says it is done (exit 0).
+        _ = try EngineSite(lab: lab, services: oneStep)
+        #expect(try await failover(site).status == 0)
+        let afterDone = try await command(site, "resume")
+        #expect(afterDone.status == 0, "\(afterDone)")
+        #expect(afterDone.stdout.contains("Nothing to resume: the last run") && afterDone.stdout.contains("is done"))
+
+        // A newer declaration refused in preflight: not "done" any more; the older run is named.
+        _ = try EngineSite(lab: lab, services: needsACopy)
+        #expect(try await failover(site).status == 3)
+        let afterNewerRefusal = try await command(site, "resume")
+        #expect(afterNewerRefusal.status == 3, "\(afterNewerRefusal)")
+        #expect(afterNewerRefusal.stderr.contains(answer), "\(afterNewerRefusal)")
+        #expect(afterNewerRefusal.stderr.contains("the run before it"), "\(afterNewerRefusal)")
+
+        // The controller killed after preflight, holding the lease of a run never recorded.
+        _ = try EngineSite(lab: lab, services: oneStep)
+        let killed = try await failover(site, environment: ["STANDBY_KILL_AT": "declare:before"])
+        #expect(killed.signal == SIGKILL, "\(killed)")
+        let afterKill = try await command(site, "resume")
+        #expect(afterKill.status == 3, "\(afterKill)")
+        #expect(afterKill.stderr.contains(answer) && afterKill.stderr.contains("stopped in preflight"), "\(afterKill)")
+        // Declaring again works, and then resume has a finished run to speak of.
+        #expect(try await failover(site).status == 0)
+        #expect(try await command(site, "resume").status == 0)
+        #expect(site.count("core-a") == 2)
+    }
+
     @Test("refusals: a name not in incident_leads; no terminal and no --yes")
     func refusals() async throws {
         let lab = try LabDirectory(prefix: "engine-refuse")

@@ -173,6 +173,8 @@ public struct FailoverEngine: Sendable {
         }
         let decision = RunDecision(
             id: nil, runId: runId, at: declaredAt, kind: "declare", lead: lead, reason: reason, target: nil)
+        // A controller killed here holds the lease of a run that does not exist.
+        killPoints.check("declare", "before")
         try journal.declare(run: run, steps: steps, sets: sets, decision: decision)
         logger.info("Failover declared", metadata: ["run": "\(runId)", "lead": "\(lead)", "steps": "\(steps.count)"])
         return run

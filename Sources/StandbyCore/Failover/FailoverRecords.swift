@@ -144,6 +144,40 @@ public struct FailoverLease: Sendable, Codable, FetchableRecord, PersistableReco
     }
 }
 
+/// A declaration that never became a run: who tried, when, and why it stopped.
+public struct AbandonedDeclaration: Sendable, Codable, Equatable {
+    public var deployment: String
+    public var runId: String
+    public var lead: String
+    public var at: Date
+    public var why: String
+
+    public init(deployment: String, runId: String, lead: String, at: Date, why: String) {
+        self.deployment = deployment
+        self.runId = runId
+        self.lead = lead
+        self.at = at
+        self.why = why
+    }
+
+    static func key(_ deployment: String) -> String { "abandoned declaration:\(deployment)" }
+
+    // Milliseconds, not the journal's whole-second ISO 8601: `at` is compared with the declaration
+    // time of a run that may have begun and ended within the same second.
+    static var encoder: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .millisecondsSince1970
+        encoder.outputFormatting = [.sortedKeys]
+        return encoder
+    }
+
+    static var decoder: JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .millisecondsSince1970
+        return decoder
+    }
+}
+
 extension JSONDecoder {
     static var journal: JSONDecoder {
         let decoder = JSONDecoder()
