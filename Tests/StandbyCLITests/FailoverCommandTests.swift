@@ -401,6 +401,56 @@ struct FailoverCommandTests {
         #expect(site.count("core-a") == 2)
     }
 
+    @Test("the report times a step from the attempt that succeeded and shows the time lost to a crash apart")
+    func reportTimesTheSuccessfulAttempt() async throws {
+        let lab = try LabDirectory(prefix: "engine-lost")
+        defer { lab.remove() }
+        // core/b is idempotent and slow only the first time: the controller is killed after its
+        // 3-second first attempt, and resume runs it again in a moment.
+        let site = try EngineSite(
+            lab: lab,
+            services: """
+                  - name: core
+                    tier: core
+                    priority: 1
+                    roles: [front-end]
+                    steps:
+                      - { name: a, exec: [sh, -c, "echo core-a >> EFFECTS"] }
+                      - { name: b, exec: [sh, -c, "test -f LAB/once || { touch LAB/once; sleep 3; }; echo core-b >> EFFECTS"], idempotent: true }
+                """)
+        let killed = try await failover(site, environment: ["STANDBY_KILL_AT": "core/b:after"])
+        #expect(killed.signal == SIGKILL, "\(killed)")
+        let resumed = try await command(site, "resume", ["--at", offPeakNow])
+        #expect(resumed.status == 0, "\(resumed)")
+
+        let json = try await command(site, "report", ["--json"])
+        #expect(json.status == 0, "\(json)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let steps = (report["stages"] as? [[String: Any]] ?? []).flatMap { $0["steps"] as? [[String: Any]] ?? [] }
+        let b = try #require(steps.first { $0["id"] as? String == "core/b" })
+        #expect(b["attempts"] as? Int == 2)
+        let duration = try #require(b["durationSeconds"] as? Double)
+        let lost = try #require(b["lostSeconds"] as? Double, "\(b)")
+        #expect(duration < 2.5, "the successful attempt took a moment, not the crashed one's 3 s: \(b)")
+        #expect(lost >= 3, "the first attempt's 3 s are lost: \(b)")
+        #expect(b["attemptStartedAt"] != nil)
+        // The first attempt's start, the last attempt's start and the end line up.
+        let a = try #require(steps.first { $0["id"] as? String == "core/a" })
+        #expect(a["lostSeconds"] == nil && a["attempts"] as? Int == 1, "\(a)")
+
+        let html = lab.file("report.html")
+        let text = try await command(site, "report", ["--html", html])
+        #expect(text.status == 0, "\(text)")
+        let line = try #require(
+            text.stdout.split(separator: "\n").first { $0.contains("lost") && $0.contains("earlier attempts") },
+            "\(text.stdout)")
+        #expect(line.contains("lost \(String(format: "%.2fs", lost))"), "\(line)")
+        let page = try String(contentsOfFile: html, encoding: .utf8)
+        #expect(page.contains("<th class=\"num\">Lost</th>"))
+        #expect(page.contains("<td class=\"num lost\">\(String(format: "%.2fs", lost))</td>"), "lost time in the table")
+        #expect(page.contains("lost to earlier attempts</title>"), "and in the timeline")
+    }
+
     @Test("refusals: a name not in incident_leads; no terminal and no --yes")
     func refusals() async throws {
         let lab = try LabDirectory(prefix: "engine-refuse")

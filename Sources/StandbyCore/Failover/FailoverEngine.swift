@@ -377,7 +377,9 @@ public struct FailoverEngine: Sendable {
             attempt += 1
             step.state = .running
             step.attempts += 1
-            step.startedAt = step.startedAt ?? Date()
+            let attemptStart = Date()
+            step.startedAt = step.startedAt ?? attemptStart
+            step.attemptStartedAt = attemptStart
             step.finishedAt = nil
             step.pid = nil
             step.waitingFor = nil

@@ -74,6 +74,7 @@ public struct RunStep: Sendable, Codable, FetchableRecord, PersistableRecord {
     public var retries: Int
     public var state: State
     public var attempts: Int
+    /// When the first attempt started.
     public var startedAt: Date?
     public var finishedAt: Date?
     /// What the step waits for, in words (an instruction, a window opening).
@@ -85,10 +86,22 @@ public struct RunStep: Sendable, Codable, FetchableRecord, PersistableRecord {
     public var result: String?
     /// The process of an exec step while it runs, so an operator can find it after a crash.
     public var pid: Int?
+    /// When the last attempt started (migration v4): the one that succeeded, once it has. Nil in
+    /// runs journaled before v4 and for manual steps, whose one attempt starts at `startedAt`.
+    public var attemptStartedAt: Date? = nil
 
+    /// The last attempt's start to the step's end: what the step took when it went through, without
+    /// a crash or failed attempts before it.
     public var duration: TimeInterval? {
-        guard let startedAt, let finishedAt else { return nil }
-        return finishedAt.timeIntervalSince(startedAt)
+        guard let start = attemptStartedAt ?? startedAt, let finishedAt else { return nil }
+        return finishedAt.timeIntervalSince(start)
+    }
+
+    /// The first attempt's start to the last attempt's start, when there were earlier attempts:
+    /// the time lost to a crash of the controller, to failed attempts and the delays between them.
+    public var lostToEarlierAttempts: TimeInterval? {
+        guard attempts > 1, let startedAt, let attemptStartedAt, attemptStartedAt > startedAt else { return nil }
+        return attemptStartedAt.timeIntervalSince(startedAt)
     }
 }
 

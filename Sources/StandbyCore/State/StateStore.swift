@@ -81,6 +81,11 @@ public final class StateStore: Sendable {
             }
             try db.alter(table: "failover_run") { t in t.add(column: "returnsFrom", .text) }
         }
+        migrator.registerMigration("v4: the start of a step's last attempt") { db in
+            // `startedAt` stays the first attempt's start; the report times a step from the attempt
+            // that ended it and shows the time before it (a crash, failed attempts) apart.
+            try db.alter(table: "failover_step") { t in t.add(column: "attemptStartedAt", .datetime) }
+        }
         return migrator
     }
 
