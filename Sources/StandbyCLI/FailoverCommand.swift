@@ -84,7 +84,14 @@ struct FailoverCommand: AsyncParsableCommand {
                     declaredAt: Date(), dnsLater: dnsLater)
                 print("\nRun \(run.id) declared by \(lead): \(declare)")
             } catch {
-                try? context.journal.releaseLease(deployment: context.topology.deployment, runId: runId)
+                // No run exists: drop the lease and remember the attempt, so that `resume` says the
+                // declaration did not complete rather than "nothing to resume".
+                let why = (error as? CommandExit)?.message ?? (error as? FailoverError)?.message ?? "\(error)"
+                let attempt = AbandonedDeclaration(
+                    deployment: context.topology.deployment, runId: runId, lead: lead, at: Date(), why: why)
+                if (try? context.journal.abandonDeclaration(attempt)) == nil {
+                    try? context.journal.releaseLease(deployment: context.topology.deployment, runId: runId)
+                }
                 throw error
             }
             let outcome = try await engine.execute(runId: runId, now: now)
@@ -303,6 +310,31 @@ enum RunReportText {
 }
 
 extension RunContext {
+    /// Exit 3 when there is no run to resume because the newest declaration never became one: the
+    /// controller stopped in preflight (a lease naming no run, stale since we hold the controller
+    /// lock), or it was refused or not confirmed after `last` was declared, or there is no run at
+    /// all. A resume after a finished run is not refused: that run is done.
+    func undeclared(after last: FailoverRun?) throws -> CommandExit? {
+        let advice = "no run: the declaration did not complete; declare again with `standby failover`"
+        if let held = try journal.lease(deployment: topology.deployment), held.run == nil {
+            return CommandExit(
+                .refused,
+                "standby: \(advice) (run \(held.lease.runId), declared by \(held.lease.lead) at \(RunReport.time(held.lease.since)), stopped in preflight: its controller, pid \(held.lease.pid) on \(held.lease.host), is gone)"
+            )
+        }
+        if let attempt = try journal.abandonedDeclaration(deployment: topology.deployment),
+            last.map({ attempt.at > $0.declaredAt }) ?? true
+        {
+            var text = "standby: \(advice) (\(attempt.lead) at \(RunReport.time(attempt.at)): \(attempt.why))"
+            if let last { text += "; the run before it, \(last.id), is \(last.state.rawValue)" }
+            return CommandExit(.refused, text)
+        }
+        if last == nil {
+            return CommandExit(.refused, "standby: \(advice) (\(topology.deployment) has no failover run)")
+        }
+        return nil
+    }
+
     /// Takes the lock, applies `decide` (a decision on the active run, or nothing), then carries the
     /// run as far as it goes now.
     func continueRun(
@@ -312,10 +344,10 @@ extension RunContext {
         let engine = engine(earlierAttempts: earlierAttempts)
         let decided = try decide(engine)
         guard let run = try decided ?? journal.activeRun(deployment: topology.deployment) else {
-            if let last = try journal.currentRun(deployment: topology.deployment) {
+            let last = try journal.currentRun(deployment: topology.deployment)
+            if let refusal = try undeclared(after: last) { throw refusal }
+            if let last {
                 print("Nothing to resume: the last run, \(last.id), is \(last.state.rawValue).")
-            } else {
-                print("Nothing to resume: \(topology.deployment) has no failover run.")
             }
             return
         }

@@ -71,6 +71,12 @@ struct ReportCommand: AsyncParsableCommand {
                 lines.append(
                     "  \(step.id.padded(to: idWidth))  \(step.state.padded(to: 16)) start \(start)  \(duration.padded(to: 7)) attempts \(step.attempts)"
                 )
+                if let lost = step.lostSeconds, let last = step.attemptStartedAt {
+                    // The duration above is the last attempt's; what came before it is shown apart.
+                    lines.append(
+                        "      lost \(RunReport.span(lost)) to earlier attempts (a crash, failures): the last attempt started \(RunReport.time(last))"
+                    )
+                }
                 if let waiting = step.waitingFor, step.state != "succeeded" { lines.append("      \(waiting)") }
                 if let error = step.error { lines.append("      \(error)") }
                 if let tail = step.outputTail, !tail.isEmpty {

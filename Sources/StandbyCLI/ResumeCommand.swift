@@ -11,8 +11,9 @@ struct ResumeCommand: AsyncParsableCommand {
             halts (exit 1) until `standby retry` or `standby skip`, because its side effect may have \
             happened. A step never runs twice at once: when the earlier attempt's process outlived the \
             controller, resume waits for it (at most until the step's timeout, then ends its process \
-            group), or ends its group at once with --kill-orphans, and says which. Exit 0 done; 1 \
-            halted; 3 another controller is executing; 4 still waiting.
+            group), or ends its group at once with --kill-orphans, and says which. Exit 0 done (or the \
+            last run is finished); 1 halted; 3 another controller is executing, or there is no run: the \
+            declaration did not complete (declare again); 4 still waiting.
             """)
 
     @OptionGroup var site: SiteOptions

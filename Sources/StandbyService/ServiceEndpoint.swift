@@ -4,8 +4,9 @@ import Logging
 import StandbyCore
 
 /// The read-only HTTP endpoint of `standby run`: `/metrics` (Prometheus text), `/healthz`,
-/// `/status.json`, and `/`, the status page. GET and HEAD only; with a token, every path but
-/// `/healthz` needs `Authorization: Bearer TOKEN`.
+/// `/status.json`, and `/`, the status page. GET and HEAD only (HEAD wherever GET answers, with
+/// GET's status and headers and no body); with a token, every path but `/healthz` needs
+/// `Authorization: Bearer TOKEN` (the scheme in any case).
 public enum ServiceEndpoint {
     public typealias Snapshot = @Sendable () async -> ServiceSnapshot
 
@@ -29,7 +30,9 @@ public enum ServiceEndpoint {
     }
 
     public static func router(token: BearerToken?, snapshot: @escaping Snapshot) -> Router<BasicRequestContext> {
-        let router = Router()
+        // HEAD is GET without the body: Hummingbird answers it from each GET route, keeping GET's
+        // Content-Length. Without the option HEAD found no route and was 404 everywhere.
+        let router = Router(options: .autoGenerateHeadEndpoints)
         router.add(middleware: ReadOnlyMiddleware(token: token))
         router.get("/healthz") { _, _ in
             Response(
@@ -86,13 +89,23 @@ struct ReadOnlyMiddleware: RouterMiddleware {
             return Response(status: .methodNotAllowed, headers: [.allow: "GET, HEAD"])
         }
         if let token, request.uri.path != "/healthz" {
-            let presented = request.headers[.authorization] ?? ""
-            guard presented.hasPrefix("Bearer "), token.matches(String(presented.dropFirst("Bearer ".count))) else {
-                return Response(
+            guard let presented = Self.bearerToken(request.headers[.authorization]), token.matches(presented) else {
+                let refusal = Response(
                     status: .unauthorized, headers: [.wwwAuthenticate: "Bearer realm=\"standby\""],
                     body: .init(byteBuffer: ByteBuffer(string: "a bearer token is required\n")))
+                return request.method == .head ? refusal.createHeadResponse() : refusal
             }
         }
         return try await next(request, context)
+    }
+
+    /// The token of an `Authorization: Bearer TOKEN` header. The scheme name is case-insensitive
+    /// (RFC 9110 section 11.1), so `bearer` and `BEARER` count too; nil for any other scheme.
+    static func bearerToken(_ header: String?) -> String? {
+        guard let header else { return nil }
+        let parts = header.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
+        let token = parts[1].trimmingCharacters(in: .whitespaces)
+        return token.isEmpty ? nil : token
     }
 }

@@ -453,6 +453,119 @@ struct FailoverCommandTests {
         #expect(site.count("core-a") == 2, "one per run")
     }
 
+    @Test("resume after a declaration that died in preflight: exit 3, no run; after a finished run: exit 0")
+    func resumeAfterPreflightDeath() async throws {
+        let lab = try LabDirectory(prefix: "engine-preflight")
+        defer { lab.remove() }
+        let oneStep = """
+              - name: core
+                tier: core
+                priority: 1
+                roles: [front-end]
+                steps:
+                  - { name: a, exec: [sh, -c, "echo core-a >> EFFECTS"] }
+            """
+        // The same service needing a backup set that has no verified copy: preflight refuses.
+        let needsACopy =
+            oneStep.replacingOccurrences(
+                of: "roles: [front-end]", with: "roles: [front-end]\n    backup_sets: [rtc-db]")
+            + "\nbackup_sets:\n  - { name: rtc-db, kind: database, source: \"file://\(lab.path)/rtc.bak\", rpo: 1h }"
+        let site = try EngineSite(lab: lab, services: needsACopy)
+        let answer = "no run: the declaration did not complete; declare again"
+
+        // Nothing was ever declared.
+        let never = try await command(site, "resume")
+        #expect(never.status == 3, "\(never)")
+        #expect(never.stderr.contains(answer) && never.stderr.contains("has no failover run"), "\(never)")
+
+        // Refused in preflight: no run exists, and resume says so.
+        let refused = try await failover(site)
+        #expect(refused.status == 3, "\(refused)")
+        #expect(refused.stderr.contains("core backup set rtc-db"), "\(refused)")
+        let afterRefusal = try await command(site, "resume")
+        #expect(afterRefusal.status == 3, "\(afterRefusal)")
+        #expect(afterRefusal.stderr.contains(answer), "\(afterRefusal)")
+        #expect(afterRefusal.stderr.contains("alice") && afterRefusal.stderr.contains("rtc-db"), "\(afterRefusal)")
+        #expect(!afterRefusal.stdout.contains("Nothing to resume"), "\(afterRefusal)")
+
+        // A run that completes; resume then says it is done (exit 0).
+        _ = try EngineSite(lab: lab, services: oneStep)
+        #expect(try await failover(site).status == 0)
+        let afterDone = try await command(site, "resume")
+        #expect(afterDone.status == 0, "\(afterDone)")
+        #expect(afterDone.stdout.contains("Nothing to resume: the last run") && afterDone.stdout.contains("is done"))
+
+        // A newer declaration refused in preflight: not "done" any more; the older run is named.
+        _ = try EngineSite(lab: lab, services: needsACopy)
+        #expect(try await failover(site).status == 3)
+        let afterNewerRefusal = try await command(site, "resume")
+        #expect(afterNewerRefusal.status == 3, "\(afterNewerRefusal)")
+        #expect(afterNewerRefusal.stderr.contains(answer), "\(afterNewerRefusal)")
+        #expect(afterNewerRefusal.stderr.contains("the run before it"), "\(afterNewerRefusal)")
+
+        // The controller killed after preflight, holding the lease of a run never recorded.
+        _ = try EngineSite(lab: lab, services: oneStep)
+        let killed = try await failover(site, environment: ["STANDBY_KILL_AT": "declare:before"])
+        #expect(killed.signal == SIGKILL, "\(killed)")
+        let afterKill = try await command(site, "resume")
+        #expect(afterKill.status == 3, "\(afterKill)")
+        #expect(afterKill.stderr.contains(answer) && afterKill.stderr.contains("stopped in preflight"), "\(afterKill)")
+        // Declaring again works, and then resume has a finished run to speak of.
+        #expect(try await failover(site).status == 0)
+        #expect(try await command(site, "resume").status == 0)
+        #expect(site.count("core-a") == 2)
+    }
+
+    @Test("the report times a step from the attempt that succeeded and shows the time lost to a crash apart")
+    func reportTimesTheSuccessfulAttempt() async throws {
+        let lab = try LabDirectory(prefix: "engine-lost")
+        defer { lab.remove() }
+        // core/b is idempotent and slow only the first time: the controller is killed after its
+        // 3-second first attempt, and resume runs it again in a moment.
+        let site = try EngineSite(
+            lab: lab,
+            services: """
+                  - name: core
+                    tier: core
+                    priority: 1
+                    roles: [front-end]
+                    steps:
+                      - { name: a, exec: [sh, -c, "echo core-a >> EFFECTS"] }
+                      - { name: b, exec: [sh, -c, "test -f LAB/once || { touch LAB/once; sleep 3; }; echo core-b >> EFFECTS"], idempotent: true }
+                """)
+        let killed = try await failover(site, environment: ["STANDBY_KILL_AT": "core/b:after"])
+        #expect(killed.signal == SIGKILL, "\(killed)")
+        let resumed = try await command(site, "resume", ["--at", offPeakNow])
+        #expect(resumed.status == 0, "\(resumed)")
+
+        let json = try await command(site, "report", ["--json"])
+        #expect(json.status == 0, "\(json)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let steps = (report["stages"] as? [[String: Any]] ?? []).flatMap { $0["steps"] as? [[String: Any]] ?? [] }
+        let b = try #require(steps.first { $0["id"] as? String == "core/b" })
+        #expect(b["attempts"] as? Int == 2)
+        let duration = try #require(b["durationSeconds"] as? Double)
+        let lost = try #require(b["lostSeconds"] as? Double, "\(b)")
+        #expect(duration < 2.5, "the successful attempt took a moment, not the crashed one's 3 s: \(b)")
+        #expect(lost >= 3, "the first attempt's 3 s are lost: \(b)")
+        #expect(b["attemptStartedAt"] != nil)
+        // The first attempt's start, the last attempt's start and the end line up.
+        let a = try #require(steps.first { $0["id"] as? String == "core/a" })
+        #expect(a["lostSeconds"] == nil && a["attempts"] as? Int == 1, "\(a)")
+
+        let html = lab.file("report.html")
+        let text = try await command(site, "report", ["--html", html])
+        #expect(text.status == 0, "\(text)")
+        let line = try #require(
+            text.stdout.split(separator: "\n").first { $0.contains("lost") && $0.contains("earlier attempts") },
+            "\(text.stdout)")
+        #expect(line.contains("lost \(String(format: "%.2fs", lost))"), "\(line)")
+        let page = try String(contentsOfFile: html, encoding: .utf8)
+        #expect(page.contains("<th class=\"num\">Lost</th>"))
+        #expect(page.contains("<td class=\"num lost\">\(String(format: "%.2fs", lost))</td>"), "lost time in the table")
+        #expect(page.contains("lost to earlier attempts</title>"), "and in the timeline")
+    }
+
     @Test("refusals: a name not in incident_leads; no terminal and no --yes")
     func refusals() async throws {
         let lab = try LabDirectory(prefix: "engine-refuse")

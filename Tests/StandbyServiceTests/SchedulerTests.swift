@@ -95,6 +95,35 @@ import Testing
         #expect(due(Self.at(6, day: 26), [todaysFull]).contains("full:rtc-db"))
     }
 
+    @Test func fullAndSnapshotBothDueRunOnlyTheFullAndTheSnapshotCountsFromIt() {
+        // First start at 06:30 UTC (01:30 New York, inside the window): nothing has run, so both
+        // rtc-db's full and its snapshot are due. One job, the full: the same source read once.
+        let first = scheduler.due(Scheduler.Inputs(now: Self.at(6, 30), jobs: [:]))
+        #expect(first.filter { $0.job.key.hasSuffix(":rtc-db") }.map(\.job) == [.replicate(set: "rtc-db", full: true)])
+
+        // The full finished at 07:00: the snapshot (every 4h) is due at 11:00, not at once.
+        let full = done("full:rtc-db", at: Self.at(7))
+        #expect(!due(Self.at(7, 0), [full]).contains("replicate:rtc-db"))
+        #expect(!due(Self.at(10, 59), [full]).contains("replicate:rtc-db"))
+        #expect(due(Self.at(11), [full]).contains("replicate:rtc-db"))
+
+        // A snapshot before the full (05:30) is superseded by it: not due at 09:30, but at 11:00.
+        let earlier = done("replicate:rtc-db", at: Self.at(5, 30))
+        #expect(!due(Self.at(9, 30), [earlier, full]).contains("replicate:rtc-db"))
+        #expect(due(Self.at(11), [earlier, full]).contains("replicate:rtc-db"))
+        // A snapshot that failed or was cut before the full is not retried or continued after it.
+        var failed = earlier
+        failed.failures = 2
+        #expect(!due(Self.at(7, 30), [failed, full]).contains("replicate:rtc-db"))
+        let cut = JobRecord(key: "replicate:rtc-db", lastStarted: Self.at(6, 50), lastFinished: Self.at(5, 30))
+        #expect(!due(Self.at(7, 30), [cut, full]).contains("replicate:rtc-db"))
+
+        // A snapshot after the full counts from itself.
+        let later = done("replicate:rtc-db", at: Self.at(12))
+        #expect(!due(Self.at(15, 59), [full, later]).contains("replicate:rtc-db"))
+        #expect(due(Self.at(16), [full, later]).contains("replicate:rtc-db"))
+    }
+
     @Test func fullTimeOutsideTheWindowWaitsForTheWindowToOpen() {
         let records = [
             done("replicate:rtc-db", at: Self.at(17)), done("replicate:noon", at: Self.at(17)),

@@ -1,6 +1,9 @@
 import Foundation
+import StandbyCore
 import StandbyLab
 import StandbyReplication
+import StandbyService
+import Synchronization
 import Testing
 
 #if canImport(Glibc)
@@ -145,7 +148,7 @@ import Testing
         #expect((figures["dark"] ?? 0) > 1000, "no header rule in the screenshot: \(figures)")
     }
 
-    @Test func tokenGuardsEverythingButHealthz() throws {
+    @Test func tokenGuardsEverythingButHealthz() async throws {
         let fixture = try ServiceFixture()
         defer { fixture.stop() }
         _ = try fixture.serve("rtc.bak", size: 100_000, seed: 4)
@@ -165,6 +168,16 @@ import Testing
         #expect(try httpGet("http://127.0.0.1:\(port)/", token: "wrong").status == 401)
         #expect(try httpGet("http://127.0.0.1:\(port)/metrics", token: "s3cret-token").status == 200)
         #expect(try httpGet("http://127.0.0.1:\(port)/healthz").status == 200)
+        // The binary wires the same endpoint: the scheme in any case, HEAD where GET answers.
+        let answers = try await exchange(
+            port: port,
+            [
+                ("GET", "/metrics", "bearer s3cret-token"), ("GET", "/metrics", "BEARER s3cret-token"),
+                ("GET", "/metrics", "bearer wrong"), ("HEAD", "/healthz", nil), ("HEAD", "/", "bearer s3cret-token"),
+                ("HEAD", "/nothing-here", "Bearer s3cret-token"),
+            ])
+        #expect(answers.map(\.status) == [200, 200, 401, 200, 200, 404])
+        #expect(answers[3].headers["content-length"] == "3" && answers[3].bodyLength == 0)
 
         // One instance per state directory.
         let second = try fixture.binary.run(["run", site, "--state", fixture.state, "--listen", "127.0.0.1:0"])
@@ -221,6 +234,147 @@ import Testing
         }
         #expect(sent >= size)
         #expect(sent < size + size / 5, "nginx sent \(sent) bytes of a \(size)-byte file")
+    }
+
+    @Test func firstStartWithTheFullAndTheSnapshotDueRunsOneJobForTheSet() throws {
+        let fixture = try ServiceFixture()
+        defer { fixture.stop() }
+        try FileManager.default.createDirectory(atPath: fixture.lab.file("source"), withIntermediateDirectories: true)
+        let source = fixture.lab.file("source/rtc.bak")
+        try Data(repeating: 7, count: 2 << 20).write(to: URL(fileURLWithPath: source))
+        // The window is open now (so the daily full of 00:00 is due) and no job ever ran (so the
+        // snapshot is due too).
+        let hour = Calendar(identifier: .gregorian).dateComponents(in: TimeZone(identifier: "UTC")!, from: Date()).hour!
+        let open = String(format: "%02d:00-%02d:00", (hour + 23) % 24, (hour + 2) % 24)
+        let site = try fixture.writeSite(
+            sets: ["rtc-db": "file://\(source)"], offPeak: open, schedule: "{ every: 4h, full_daily_at: \"00:00\" }")
+        let (command, port, stderr) = try fixture.start(site)
+        defer { command.stop() }
+        func jobs(_ status: [String: Any]) -> [String: [String: Any]] {
+            var jobs: [String: [String: Any]] = [:]
+            for job in status["jobs"] as? [[String: Any]] ?? [] { jobs[job["key"] as? String ?? ""] = job }
+            return jobs
+        }
+        let status = try waitForStatus(port: port) { jobs($0)["full:rtc-db"]?["lastSucceeded"] != nil }
+        #expect(sets(status).first?["versions"] as? Int == 1)
+        // The lane takes whatever else is due at once after a job: a snapshot would start within a
+        // tick (100 ms). Watch for two seconds that none does.
+        let watchUntil = ContinuousClock.now + .seconds(2)
+        while ContinuousClock.now < watchUntil {
+            let (code, body) = try httpGet("http://127.0.0.1:\(port)/status.json")
+            let now = try #require(try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any])
+            #expect(code == 200)
+            #expect(jobs(now)["replicate:rtc-db"] == nil, "a snapshot ran right after the full: \(jobs(now))")
+            #expect(sets(now).first?["versions"] as? Int == 1)
+            if jobs(now)["replicate:rtc-db"] != nil { break }
+        }
+        #expect(command.stop() == 0)
+        let log = (try? String(contentsOfFile: stderr, encoding: .utf8)) ?? ""
+        let started = log.split(separator: "\n").filter { $0.contains("Job started") && $0.contains("rtc-db") }
+        #expect(started.count == 1, "\(started)")
+        #expect(started.first?.contains("full:rtc-db") == true)
+    }
+
+    // MARK: The endpoint in-process, on a fixed snapshot (so GET and HEAD render the same bytes)
+
+    /// The routes that answer GET, as `ServiceEndpoint.router` declares them.
+    static let routes = ["/healthz", "/metrics", "/status.json", "/"]
+    static let token = "s3cret-token"
+
+    static func fixedSnapshot() -> ServiceSnapshot {
+        let at = Date(timeIntervalSince1970: 1_795_000_000)
+        var snapshot = ServiceSnapshot(
+            deployment: "svc", primarySite: "east", secondarySite: "west", generatedAt: at, startedAt: at)
+        snapshot.sets = [
+            .init(
+                name: "rtc-db", kind: "database", rpoTargetSeconds: 3600, capturedAt: at.addingTimeInterval(-600),
+                lastVerifiedAt: at.addingTimeInterval(-300), storedBytes: 3 << 20, versions: 2)
+        ]
+        snapshot.jobs = [
+            .init(
+                record: JobRecord(
+                    key: "full:rtc-db", lastStarted: at, lastFinished: at, lastSucceeded: at, detail: "ok"),
+                running: false)
+        ]
+        return snapshot
+    }
+
+    /// Serves `ServiceEndpoint`'s application on a free loopback port while `body` runs.
+    func withEndpoint(token: BearerToken?, _ body: (Int) async throws -> Void) async throws {
+        let bound = Mutex<Int?>(nil)
+        let snapshot = Self.fixedSnapshot()
+        let app = try ServiceEndpoint.application(
+            listen: "127.0.0.1:0", token: token, snapshot: { snapshot }, logger: testLogger,
+            onRunning: { port in bound.withLock { $0 = port } })
+        let server = Task { try await app.run() }
+        defer { server.cancel() }
+        let deadline = ContinuousClock.now + .seconds(20)
+        while bound.withLock({ $0 }) == nil, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        let port = try #require(bound.withLock { $0 }, "the endpoint did not start listening within 20 s")
+        try await body(port)
+        server.cancel()
+        _ = await server.result
+    }
+
+    @Test func headAnswersEveryGetRouteWithGetsStatusAndHeadersAndNoBody() async throws {
+        try await withEndpoint(token: BearerToken(value: Self.token)) { port in
+            let bearer = "Bearer \(Self.token)"
+            var requests: [(method: String, path: String, authorization: String?)] = []
+            for path in Self.routes { requests += [("GET", path, bearer), ("HEAD", path, bearer)] }
+            requests += [
+                ("GET", "/no-such-page", bearer), ("HEAD", "/no-such-page", bearer),
+                ("GET", "/metrics", nil), ("HEAD", "/metrics", nil), ("HEAD", "/healthz", nil),
+            ]
+            let answers = try await exchange(port: port, requests)
+            try #require(answers.count == requests.count)
+            // The Date header may tick between the two requests; everything else is the same.
+            func headers(_ answer: WireResponse) -> [String: String] { answer.headers.filter { $0.key != "date" } }
+
+            for (index, path) in Self.routes.enumerated() {
+                let get = answers[2 * index]
+                let head = answers[2 * index + 1]
+                #expect(get.status == 200, "GET \(path)")
+                #expect(get.bodyLength > 0, "GET \(path)")
+                #expect(get.headers["content-length"] == "\(get.bodyLength)", "GET \(path)")
+                #expect(head.status == get.status, "HEAD \(path)")
+                #expect(headers(head) == headers(get), "HEAD \(path)")
+                #expect(head.bodyLength == 0, "HEAD \(path) sent a body: \(head.body.prefix(80))")
+            }
+            let offset = 2 * Self.routes.count
+            // An unknown path is 404 to both.
+            #expect(answers[offset].status == 404)
+            #expect(answers[offset + 1].status == 404)
+            #expect(answers[offset + 1].bodyLength == 0)
+            // Without the token HEAD is refused like GET, with GET's headers and no body;
+            // /healthz needs no token for either.
+            let (getRefused, headRefused) = (answers[offset + 2], answers[offset + 3])
+            #expect(getRefused.status == 401 && headRefused.status == 401)
+            #expect(headers(headRefused) == headers(getRefused))
+            #expect(headRefused.headers["www-authenticate"] == "Bearer realm=\"standby\"")
+            #expect(headRefused.bodyLength == 0)
+            #expect(answers[offset + 4].status == 200 && answers[offset + 4].bodyLength == 0)
+        }
+    }
+
+    @Test func bearerSchemeIsCaseInsensitiveAndTheTokenIsNot() async throws {
+        try await withEndpoint(token: BearerToken(value: Self.token)) { port in
+            let accepted =
+                ["Bearer", "bearer", "BEARER", "bEaReR"].map { "\($0) \(Self.token)" } + [
+                    "Bearer   \(Self.token)"
+                ]
+            let refused = [
+                "Bearer wrong-token", "bearer wrong-token", "BEARER S3CRET-TOKEN", "Bearer s3cret-tokenx",
+                "Basic \(Self.token)", Self.token, "Bearer", "Bearer ", "Bearers \(Self.token)",
+            ]
+            let answers = try await exchange(
+                port: port, (accepted + refused).map { (method: "GET", path: "/status.json", authorization: $0) })
+            for (header, answer) in zip(accepted + refused, answers) {
+                let expected = accepted.contains(header) ? 200 : 401
+                #expect(answer.status == expected, "Authorization: \(header)")
+            }
+        }
     }
 
     func storedBytes(_ directory: String) -> Int {

@@ -52,8 +52,10 @@ struct ServiceFixture {
 
     /// A site.yaml with the given backup sets (name: file under nginx) and extra top-level YAML.
     /// Both sites are in UTC; `offPeak` is both windows.
+    /// A file named by a full URL (`file://...`) is used as it is; `schedule` is every set's.
     func writeSite(
-        sets: [String: String], offPeak: String, extra: String = "", probes: String? = nil, peakRate: String = "1GB/s"
+        sets: [String: String], offPeak: String, extra: String = "", probes: String? = nil, peakRate: String = "1GB/s",
+        schedule: String = "{ every: 4h }"
     ) throws -> String {
         var yaml = """
             deployment: svc
@@ -72,8 +74,8 @@ struct ServiceFixture {
 
             """
         for (name, file) in sets.sorted(by: { $0.key < $1.key }) {
-            yaml +=
-                "  - { name: \(name), kind: database, source: \"\(nginx.url(file).absoluteString)\", schedule: { every: 4h }, rpo: 1h }\n"
+            let source = file.contains("://") ? file : nginx.url(file).absoluteString
+            yaml += "  - { name: \(name), kind: database, source: \"\(source)\", schedule: \(schedule), rpo: 1h }\n"
         }
         yaml += """
             services:
@@ -210,3 +212,82 @@ func waitForStatus(port: Int, within: Duration = .seconds(60), _ condition: ([St
 }
 
 func sets(_ status: [String: Any]) -> [[String: Any]] { status["sets"] as? [[String: Any]] ?? [] }
+
+/// An answer as it came over the wire: the status, the headers (names lowercased) and every byte
+/// after them, so a HEAD answered with a body would show it.
+struct WireResponse: Sendable {
+    var status: Int
+    var headers: [String: String]
+    var bodyLength: Int
+    var body: String
+}
+
+/// Sends each request on its own connection (HTTP/1.1, `Connection: close`) over a raw socket and
+/// reads to the close. One python3 for them all; awaited without blocking a thread of the pool,
+/// which also runs the endpoint when a test serves it in-process.
+func exchange(port: Int, _ requests: [(method: String, path: String, authorization: String?)]) async throws
+    -> [WireResponse]
+{
+    let script = """
+        import sys, socket, json
+        out = []
+        for method, path, auth in json.loads(sys.argv[2]):
+            s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+            req = method + " " + path + " HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\nConnection: close\\r\\n"
+            if auth is not None: req += "Authorization: " + auth + "\\r\\n"
+            s.sendall((req + "\\r\\n").encode())
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk: break
+                data += chunk
+            s.close()
+            head, _, body = data.partition(b"\\r\\n\\r\\n")
+            lines = head.decode("latin-1").split("\\r\\n")
+            headers = {}
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+            out.append({"status": int(lines[0].split()[1]), "headers": headers, "bodyLength": len(body),
+                "body": body.decode("utf-8", "replace")})
+        print(json.dumps(out))
+        """
+    let list: [[Any]] = requests.map { [$0.method, $0.path, $0.authorization.map { $0 as Any } ?? NSNull()] }
+    let argument = String(decoding: try JSONSerialization.data(withJSONObject: list), as: UTF8.self)
+    let text = try await pythonAsync(script, ["\(port)", argument])
+    let decoded = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [[String: Any]] ?? []
+    return decoded.map {
+        WireResponse(
+            status: $0["status"] as? Int ?? 0, headers: $0["headers"] as? [String: String] ?? [:],
+            bodyLength: $0["bodyLength"] as? Int ?? -1, body: $0["body"] as? String ?? "")
+    }
+}
+
+/// `python(_:_:)`, awaited through the process's termination handler instead of blocking.
+func pythonAsync(_ script: String, _ arguments: [String] = []) async throws -> String {
+    let lab = try LabDirectory(prefix: "standby-python")
+    defer { lab.remove() }
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = ["python3", "-c", script] + arguments
+    let out = lab.file("out")
+    let err = lab.file("err")
+    _ = FileManager.default.createFile(atPath: out, contents: nil)
+    _ = FileManager.default.createFile(atPath: err, contents: nil)
+    process.standardOutput = FileHandle(forWritingAtPath: out)
+    process.standardError = FileHandle(forWritingAtPath: err)
+    let status = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Int32, any Error>) in
+        process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
+        do {
+            try process.run()
+        } catch {
+            process.terminationHandler = nil
+            continuation.resume(throwing: error)
+        }
+    }
+    guard status == 0 else {
+        throw LabError(
+            .setupFailed, "python3 failed: \((try? String(contentsOfFile: err, encoding: .utf8)) ?? "")")
+    }
+    return (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+}

@@ -232,6 +232,8 @@ public struct FailoverEngine: Sendable {
                     id: nil, runId: runId, at: declaredAt, kind: Self.dnsLaterDecision, lead: lead,
                     reason: dnsLater + problem, target: Self.dnsStepId))
         }
+        // A controller killed here holds the lease of a run that does not exist.
+        killPoints.check("declare", "before")
         try journal.declare(run: run, steps: steps, sets: sets, decisions: decisions)
         logger.info("Failover declared", metadata: ["run": "\(runId)", "lead": "\(lead)", "steps": "\(steps.count)"])
         return run
@@ -469,10 +471,11 @@ public struct FailoverEngine: Sendable {
             attempt += 1
             step.state = .running
             step.attempts += 1
-            step.startedAt = step.startedAt ?? Date()
+            let attemptStart = Date()
+            step.startedAt = step.startedAt ?? attemptStart
+            step.attemptStartedAt = attemptStart
             step.finishedAt = nil
             step.process = nil
-            step.attemptStartedAt = Date()
             step.waitingFor = nil
             try journal.update(step)
             progress("\(step.stepId): started (\(step.summary))")

@@ -172,6 +172,33 @@ public struct FailoverJournal: Sendable {
         }
     }
 
+    /// A declaration that ended before its run existed (refused in preflight, not confirmed, or
+    /// failed to record): the lease is dropped and the attempt remembered in one transaction, so
+    /// that `resume` says the declaration did not complete instead of pointing at an older run.
+    /// Kept in the `meta` table (one row per deployment, the newest attempt): no schema change.
+    public func abandonDeclaration(_ attempt: AbandonedDeclaration) throws {
+        let text = String(decoding: try AbandonedDeclaration.encoder.encode(attempt), as: UTF8.self)
+        try write("record the declaration of \(attempt.runId) as not completed") { db in
+            try db.execute(
+                sql: "DELETE FROM failover_lease WHERE deployment = ? AND runId = ?",
+                arguments: [attempt.deployment, attempt.runId])
+            try db.execute(
+                sql: "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                arguments: [AbandonedDeclaration.key(attempt.deployment), text])
+        }
+    }
+
+    /// The newest declaration of `deployment` that ended before its run existed, if any.
+    public func abandonedDeclaration(deployment: String) throws -> AbandonedDeclaration? {
+        try read("read the last declaration") { db in
+            guard
+                let text = try String.fetchOne(
+                    db, sql: "SELECT value FROM meta WHERE key = ?", arguments: [AbandonedDeclaration.key(deployment)])
+            else { return nil }
+            return try? AbandonedDeclaration.decoder.decode(AbandonedDeclaration.self, from: Data(text.utf8))
+        }
+    }
+
     /// Records that this process now drives the run.
     public func touchLease(deployment: String, runId: String, pid: Int, host: String) throws {
         try write("update the lease") { db in

@@ -74,6 +74,7 @@ public struct RunStep: Sendable, Codable, FetchableRecord, PersistableRecord {
     public var retries: Int
     public var state: State
     public var attempts: Int
+    /// When the first attempt started.
     public var startedAt: Date?
     public var finishedAt: Date?
     /// What the step waits for, in words (an instruction, a window opening).
@@ -108,9 +109,18 @@ public struct RunStep: Sendable, Codable, FetchableRecord, PersistableRecord {
         }
     }
 
+    /// The last attempt's start to the step's end: what the step took when it went through, without
+    /// a crash or failed attempts before it.
     public var duration: TimeInterval? {
-        guard let startedAt, let finishedAt else { return nil }
-        return finishedAt.timeIntervalSince(startedAt)
+        guard let start = attemptStartedAt ?? startedAt, let finishedAt else { return nil }
+        return finishedAt.timeIntervalSince(start)
+    }
+
+    /// The first attempt's start to the last attempt's start, when there were earlier attempts:
+    /// the time lost to a crash of the controller, to failed attempts and the delays between them.
+    public var lostToEarlierAttempts: TimeInterval? {
+        guard attempts > 1, let startedAt, let attemptStartedAt, attemptStartedAt > startedAt else { return nil }
+        return attemptStartedAt.timeIntervalSince(startedAt)
     }
 }
 
@@ -163,6 +173,40 @@ public struct FailoverLease: Sendable, Codable, FetchableRecord, PersistableReco
         self.pid = pid
         self.host = host
         self.since = since
+    }
+}
+
+/// A declaration that never became a run: who tried, when, and why it stopped.
+public struct AbandonedDeclaration: Sendable, Codable, Equatable {
+    public var deployment: String
+    public var runId: String
+    public var lead: String
+    public var at: Date
+    public var why: String
+
+    public init(deployment: String, runId: String, lead: String, at: Date, why: String) {
+        self.deployment = deployment
+        self.runId = runId
+        self.lead = lead
+        self.at = at
+        self.why = why
+    }
+
+    static func key(_ deployment: String) -> String { "abandoned declaration:\(deployment)" }
+
+    // Milliseconds, not the journal's whole-second ISO 8601: `at` is compared with the declaration
+    // time of a run that may have begun and ended within the same second.
+    static var encoder: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .millisecondsSince1970
+        encoder.outputFormatting = [.sortedKeys]
+        return encoder
+    }
+
+    static var decoder: JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .millisecondsSince1970
+        return decoder
     }
 }
 

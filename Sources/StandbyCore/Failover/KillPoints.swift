@@ -11,7 +11,8 @@ import Foundation
 /// nothing and repeats nothing. Points:
 /// - `before`: the step is committed `running`, its side effect has not started;
 /// - `after`: the side effect is done, its result not yet committed (the step reads `running`);
-/// - `committed`: the step's end is committed, the next step not yet started.
+/// - `committed`: the step's end is committed, the next step not yet started;
+/// and `declare:before`: preflight passed and the lease is held, the run not yet recorded.
 /// Unset in production; it has no other effect.
 public struct KillPoints: Sendable {
     public var points: Set<String>

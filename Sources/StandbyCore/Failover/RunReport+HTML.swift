@@ -26,25 +26,31 @@ extension RunReport {
             """
         page += "<h2>Timeline</h2>\n" + gantt() + "\n"
         page +=
-            "<h2>Stages and steps</h2>\n<table><tr><th>Step</th><th>Kind</th><th>State</th><th>Start (UTC)</th><th>End</th><th class=\"num\">Duration</th><th>Attempts</th></tr>\n"
+            "<h2>Stages and steps</h2>\n<table><tr><th>Step</th><th>Kind</th><th>State</th><th>Start (UTC)</th><th>End</th><th class=\"num\">Duration</th><th class=\"num\">Lost</th><th>Attempts</th></tr>\n"
         for stage in stages {
             page +=
-                "<tr><th colspan=\"7\">Stage \(stage.number): \(Self.escape(stage.title)) — \(stage.durationSeconds.map(Self.span) ?? "not finished")</th></tr>\n"
+                "<tr><th colspan=\"8\">Stage \(stage.number): \(Self.escape(stage.title)) — \(stage.durationSeconds.map(Self.span) ?? "not finished")</th></tr>\n"
             for step in stage.steps {
                 page +=
                     "<tr><td>\(Self.escape(step.id))<br><span class=\"meta\">\(Self.escape(step.summary))</span></td>"
                 page += "<td>\(step.kind)</td><td class=\"state \(step.state)\">\(step.state)</td>"
                 page +=
                     "<td>\(step.startedAt.map(Self.clock) ?? "")</td><td>\(step.finishedAt.map(Self.clock) ?? "")</td>"
+                // Duration: the last attempt's; Lost: the first attempt's start to the last one's.
+                let lost = step.lostSeconds.map { "<td class=\"num lost\">\(Self.span($0))</td>" } ?? "<td></td>"
                 page +=
-                    "<td class=\"num\">\(step.durationSeconds.map(Self.span) ?? "")</td><td class=\"num\">\(step.attempts)</td></tr>\n"
+                    "<td class=\"num\">\(step.durationSeconds.map(Self.span) ?? "")</td>\(lost)<td class=\"num\">\(step.attempts)</td></tr>\n"
                 var details = ""
                 if let waiting = step.waitingFor, !step.state.hasPrefix("succeeded") {
                     details += Self.escape(waiting) + "<br>"
                 }
+                if let lost = step.lostSeconds, let last = step.attemptStartedAt {
+                    details +=
+                        "Lost \(Self.span(lost)) to earlier attempts (a crash, failures); the last attempt started \(Self.clock(last))<br>"
+                }
                 if let error = step.error { details += "<span class=\"failed\">\(Self.escape(error))</span>" }
                 if let tail = step.outputTail, !tail.isEmpty { details += "<pre>\(Self.escape(tail))</pre>" }
-                if !details.isEmpty { page += "<tr><td></td><td colspan=\"6\">\(details)</td></tr>\n" }
+                if !details.isEmpty { page += "<tr><td></td><td colspan=\"7\">\(details)</td></tr>\n" }
             }
         }
         page += "</table>\n"
@@ -150,7 +156,15 @@ extension RunReport {
             for item in stage.steps {
                 svg += "<text x=\"16\" y=\"\(Self.f(y + 15))\">\(Self.escape(Self.clip(item.id, 40)))</text>"
                 let color = Self.colors[item.state] ?? "#cfd6de"
-                if let start = item.startedAt {
+                if let first = item.startedAt {
+                    // The time lost before the last attempt in grey, apart from the step's own bar.
+                    let start = item.attemptStartedAt ?? first
+                    if start > first {
+                        let x = labelWidth + first.timeIntervalSince(run.declaredAt) * scale
+                        let w = max(1, start.timeIntervalSince(first) * scale)
+                        svg +=
+                            "<rect x=\"\(Self.f(x))\" y=\"\(Self.f(y + 8))\" width=\"\(Self.f(w))\" height=\"\(Self.f(row - 16))\" fill=\"#b8c0c8\"><title>\(Self.escape(item.id)): \(item.lostSeconds.map(Self.span) ?? "") lost to earlier attempts</title></rect>"
+                    }
                     let from = start.timeIntervalSince(run.declaredAt)
                     let to = (item.finishedAt ?? run.declaredAt.addingTimeInterval(run.elapsedSeconds))
                         .timeIntervalSince(run.declaredAt)

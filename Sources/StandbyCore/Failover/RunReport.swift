@@ -47,9 +47,15 @@ public struct RunReport: Sendable, Codable {
         public var summary: String
         public var state: String
         public var attempts: Int
+        /// The first attempt's start.
         public var startedAt: Date?
         public var finishedAt: Date?
+        /// The last attempt's (the successful one's) start to the end.
         public var durationSeconds: Double?
+        /// The start of the attempt `durationSeconds` times, when earlier attempts came before it.
+        public var attemptStartedAt: Date?
+        /// The first attempt's start to the last attempt's start: lost to a crash or failed attempts.
+        public var lostSeconds: Double?
         public var waitingFor: String?
         public var error: String?
         public var outputTail: String?
@@ -106,7 +112,9 @@ public struct RunReport: Sendable, Codable {
                         StepTimeline(
                             id: step.stepId, service: step.service, kind: step.kind, summary: step.summary,
                             state: step.state.rawValue, attempts: step.attempts, startedAt: step.startedAt,
-                            finishedAt: step.finishedAt, durationSeconds: step.duration, waitingFor: step.waitingFor,
+                            finishedAt: step.finishedAt, durationSeconds: step.duration,
+                            attemptStartedAt: step.lostToEarlierAttempts.flatMap { _ in step.attemptStartedAt },
+                            lostSeconds: step.lostToEarlierAttempts, waitingFor: step.waitingFor,
                             error: step.error, outputTail: step.output.map { Self.tail($0, lines: Self.tailLines) },
                             pid: step.pid, processGroup: step.processGroup)
                     }))

@@ -8,6 +8,9 @@ import Foundation
 /// - a set's snapshot replication every `schedule.every` after the last one finished;
 /// - the daily full once `full_daily_at` (primary's local time) has passed today, inside the
 ///   primary's off-peak window when it has one;
+/// - a full is a snapshot too: when both are due only the full runs, and the next snapshot is due
+///   `schedule.every` after the full succeeded (a snapshot right after it would read the whole
+///   source a second time for a version no newer);
 /// - a job that was running when the service died is due at once (it continues where it was);
 /// - a failed job is retried with a doubling delay (1 min, 2, 4 ... at most its period);
 /// - a failover run waiting for the off-peak window is resumed while the secondary's window is open;
@@ -78,8 +81,24 @@ public struct Scheduler: Sendable {
     func snapshotDue(_ set: BackupSet, _ inputs: Inputs) -> String? {
         let period = set.schedule.every ?? (set.schedule.fullDailyAt == nil ? defaultEvery : nil)
         guard let period else { return nil }
-        let record = inputs.jobs[ServiceJob.replicate(set: set.name, full: false).key]
-        return periodic(record, period: period, now: inputs.now)
+        return periodic(lastSnapshot(of: set.name, in: inputs.jobs), period: period, now: inputs.now)
+    }
+
+    /// The snapshot's record, or the full's when the full succeeded after the snapshot last started
+    /// or finished: the full stored a version of the set from the whole source, so it counts as the
+    /// snapshot, done (and an interrupted or failed snapshot before it is superseded).
+    func lastSnapshot(of set: String, in jobs: [String: JobRecord]) -> JobRecord? {
+        let key = ServiceJob.replicate(set: set, full: false).key
+        let snapshot = jobs[key]
+        let snapshotLatest = [snapshot?.lastStarted, snapshot?.lastFinished].compactMap { $0 }.max()
+        guard let full = jobs[ServiceJob.replicate(set: set, full: true).key], let succeeded = full.lastSucceeded,
+            snapshotLatest.map({ succeeded > $0 }) ?? true
+        else { return snapshot }
+        // Not the full's start when a later full runs now (or was cut): that one is the full's own
+        // business, and would make the snapshot look interrupted.
+        return JobRecord(
+            key: key, lastStarted: full.lastStarted.flatMap { $0 <= succeeded ? $0 : nil }, lastFinished: succeeded,
+            lastSucceeded: succeeded, detail: "by the daily full: \(full.detail)")
     }
 
     func fullDue(_ set: BackupSet, _ inputs: Inputs) -> String? {
