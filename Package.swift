@@ -140,7 +140,7 @@ let package = Package(
             name: "StandbyReplicationTests", dependencies: ["StandbyReplication", "StandbyLab"],
             swiftSettings: strict),
         .testTarget(
-            name: "StandbyCoreTests", dependencies: ["StandbyCore", "StandbyLab"],
+            name: "StandbyCoreTests", dependencies: ["StandbyCore", "StandbyDNS", "StandbyLab"],
             resources: [.copy("Fixtures")], swiftSettings: strict),
         .testTarget(
             name: "StandbyServiceTests",

@@ -74,6 +74,32 @@ struct CheckAndPlanCLITests {
                 "error: the secondary site's pool pool01.contoso.com has the primary's pool name [pool-name-reused]"))
     }
 
+    static let refusedDirectory = "\(repository)/Tests/StandbyCoreTests/Fixtures/refused"
+    static let refusedFixtures = ((try? FileManager.default.contentsOfDirectory(atPath: refusedDirectory)) ?? [])
+        .sorted()
+
+    /// Each value the loader refuses (the fixtures of StandbyCoreTests, whose first line reads
+    /// `# refused at LINE:COL: WORDS`), through the binary: exit 2, one message, at its place.
+    @Test(arguments: refusedFixtures)
+    func refusedValueExitsTwoAtItsPlace(name: String) throws {
+        let directory = "\(Self.refusedDirectory)/\(name)"
+        let text = try String(contentsOfFile: "\(directory)/site.yaml", encoding: .utf8)
+        let header = try #require(text.split(separator: "\n").first?.split(separator: ":", maxSplits: 2))
+        try #require(header.count == 3 && header[0].hasPrefix("# refused at "), "\(name): \(header)")
+        let place = "\(header[0].dropFirst("# refused at ".count)):\(header[1])"
+        let words = header[2].trimmingCharacters(in: .whitespaces)
+        let result = try run(["check", directory, "--now", Self.now])
+        #expect(result.status == 2, "\(name): \(result)")
+        let lines = result.stderr.split(separator: "\n")
+        #expect(lines.count == 1, "\(name): \(result.stderr)")
+        #expect(lines.first?.hasPrefix("\(directory)/site.yaml:\(place): ") == true, "\(name): \(result.stderr)")
+        #expect(result.stderr.contains(words), "\(name): \(result.stderr)")
+    }
+
+    @Test func everyRefusedFixtureIsFound() {
+        #expect(Self.refusedFixtures.count >= 16, "\(Self.refusedFixtures)")
+    }
+
     @Test func checkJSON() throws {
         let result = try run(["check", site("contoso"), "--json", "--now", Self.now])
         #expect(result.status == 0)

@@ -65,6 +65,15 @@ public struct Planner: Sendable {
                 number: 1, kind: .core, title: "Core services", waitsForOffPeak: false, opensAt: nil, opensAtLocal: nil,
                 services: core.map(planned), dnsChanges: []))
         if scenario.movesToSecondary, let dns = topology.dns {
+            // The loader refuses an empty value set; a topology built another way must not reach
+            // the server with one either, since an update to nothing deletes the record set.
+            for record in dns.records where record.primary.isEmpty || record.secondary.isEmpty {
+                let side = record.primary.isEmpty ? "primary" : "secondary"
+                throw PlanError(
+                    message:
+                        "dns record \(record.name) \(record.type) (line \(record.location.line)) has no \(side) values; the cutover would delete it on every server"
+                )
+            }
             let changes = dns.records.map { record in
                 FailoverPlan.DNSChange(
                     name: record.fqdn(in: dns.zone), type: record.type, ttl: record.ttl,

@@ -1,4 +1,6 @@
 import Foundation
+import StandbyDNS
+import StandbyProbes
 import Yams
 
 /// Every problem of a topology file, each with its position. Loading fails with this when any
@@ -87,12 +89,12 @@ struct TopologyBuilder {
 
     mutating func build(_ root: Node) -> Topology? {
         guard let top = reader.mapping(root, "the file", allowed: Self.topKeys) else { return nil }
-        let deployment = top.string("deployment", required: true, expected: "the deployment's name")
+        let deployment = top.name("deployment", required: true, expected: "the deployment's name")
         if let deployment, !deployment.isValidName {
             reader.error(
                 top.node("deployment"), "deployment '\(deployment)' may hold only letters, digits, '-', '_' and '.'")
         }
-        let domain = top.string("domain", required: true, expected: "the SIP domain, like contoso.com")
+        let domain = top.domainName("domain", required: true, expected: "the SIP domain, like contoso.com")
 
         var primary: Site?
         var secondary: Site?
@@ -158,7 +160,7 @@ struct TopologyBuilder {
             ? ["name", "timezone", "pool", "off_peak", "edition"]
             : ["name", "timezone", "pool", "off_peak", "edition", "store", "standby_servers"]
         guard let fields = reader.mapping(node, what, allowed: keys) else { return nil }
-        let name = fields.string("name", required: true, expected: "the site's name")
+        let name = fields.name("name", required: true, expected: "the site's name")
         let zoneName = fields.string("timezone", required: true, expected: "an IANA time zone like Europe/Dublin")
         var timezone: TimeZone?
         if let zoneName {
@@ -170,7 +172,7 @@ struct TopologyBuilder {
                 )
             }
         }
-        let pool = fields.string("pool", required: true, expected: "the pool's FQDN")
+        let pool = fields.domainName("pool", required: true, expected: "the pool's FQDN, like pool01.contoso.com")
         let edition = fields.oneOf("edition", Site.Edition.self) ?? .enterprise
         let offPeak = windows(fields, "off_peak")
         let store = fields.string("store")
@@ -208,8 +210,9 @@ struct TopologyBuilder {
         guard let fields = reader.mapping(node, "standby server", allowed: ["host", "roles", "volumes"]) else {
             return nil
         }
-        let host = fields.string("host", required: true, expected: "the server's host name")
+        let host = fields.name("host", required: true, expected: "the server's host name")
         let roles = fields.strings("roles", required: true) ?? []
+        checkRoles(roles, node: fields.node("roles"), what: "standby server \(host ?? "?")")
         var volumes: StandbyServer.Volumes?
         if let v = reader.mapping(
             fields.node("volumes"), "standby server \(host ?? "?").volumes", allowed: ["data", "log"])
@@ -233,7 +236,7 @@ struct TopologyBuilder {
                     "allow_insecure_auth",
                 ])
         else { return nil }
-        let name = fields.string("name", required: true, expected: "the set's name")
+        let name = fields.name("name", required: true, expected: "the set's name")
         if let name, !name.isValidName {
             reader.error(
                 fields.node("name"), "backup set name '\(name)' may hold only letters, digits, '-', '_' and '.'")
@@ -294,11 +297,18 @@ struct TopologyBuilder {
                     "failback_steps", "at_secondary", "reason", "description",
                 ])
         else { return nil }
-        let name = fields.string("name", required: true, expected: "the service's name")
+        let name = fields.name("name", required: true, expected: "the service's name")
         if let name, !name.isValidName {
             reader.error(fields.node("name"), "service name '\(name)' may hold only letters, digits, '-', '_' and '.'")
+        } else if let name, let reserved = Self.reservedServiceNames[name] {
+            reader.error(
+                fields.node("name"),
+                "service name '\(name)' is reserved for \(reserved.builtIn): `standby skip SITE \(reserved.target)` could not tell the two apart; choose another name"
+            )
         }
         let label = "service \(name ?? "services[\(index)]")"
+        let roles = fields.strings("roles") ?? []
+        checkRoles(roles, node: fields.node("roles"), what: label)
         let tier = fields.oneOf("tier", Service.Tier.self, required: true)
         let priority = fields.int("priority", range: 0...1000) ?? 100
         let steps = stepList(fields.node("steps"), service: label)
@@ -308,11 +318,30 @@ struct TopologyBuilder {
         guard let name, let tier else { return nil }
         return Service(
             name: name, tier: tier, priority: priority, dependsOn: fields.strings("depends_on") ?? [],
-            backupSets: fields.strings("backup_sets") ?? [], roles: fields.strings("roles") ?? [], steps: steps,
+            backupSets: fields.strings("backup_sets") ?? [], roles: roles, steps: steps,
             drillSteps: drillSteps, failbackSteps: failbackSteps, atSecondary: atSecondary,
             reason: fields.string("reason"), description: fields.string("description"), location: fields.location,
             dependsOnLocation: fields.location(of: "depends_on"), backupSetsLocation: fields.location(of: "backup_sets")
         )
+    }
+
+    /// The services a run makes of its own, which a user service may not be named after.
+    static let reservedServiceNames: [String: (builtIn: String, target: String)] = [
+        "dns": ("the built-in DNS cutover", "dns"),
+        "reverse": ("failback's reverse replication steps", "reverse/SET"),
+        "final": ("failback's last replication pass", "final/SET"),
+        "replication": ("failback's replication steps", "replication"),
+    ]
+
+    static let knownRoles = ServerRole.allCases.map(\.rawValue)
+
+    func checkRoles(_ roles: [String], node: Node?, what: String) {
+        for (i, role) in roles.enumerated() where !Self.knownRoles.contains(role) {
+            let hint = Self.knownRoles.first { $0.levenshtein(to: role) <= 2 }.map { " (did you mean '\($0)'?)" } ?? ""
+            reader.error(
+                Self.item(node, i),
+                "\(what): unknown role '\(role)'\(hint); expected one of: \(Self.knownRoles.joined(separator: ", "))")
+        }
     }
 
     static let stepKinds = ["restore", "exec", "http", "probe", "manual"]
@@ -363,11 +392,26 @@ struct TopologyBuilder {
             let to = fields.string("to", required: true, expected: "the directory to restore into")
             action = set.flatMap { s in to.map { .restore(set: s, to: $0) } }
         case "exec":
-            let arguments = fields.strings("exec", required: true) ?? []
-            if arguments.isEmpty {
+            // nil: already reported (a null or a hidden character in the list).
+            let parsed = fields.strings("exec", required: true)
+            var arguments = parsed ?? []
+            let program = Self.item(fields.node("exec"), 0)
+            if parsed?.isEmpty == true {
                 reader.error(
                     fields.node("exec"),
                     "\(what): exec needs a program and its arguments, like [sqlcmd, -i, restore.sql]")
+            } else if let first = arguments.first, first.trimmingCharacters(in: .whitespaces).isEmpty {
+                reader.error(
+                    program,
+                    "\(what): exec's program is empty; expected a program and its arguments, like [sqlcmd, -i, restore.sql]"
+                )
+                arguments = []
+            } else if let first = arguments.first, let program, let kind = YAMLReader.nonTextKind(program) {
+                reader.error(
+                    program,
+                    "\(what): exec's program is \(kind) (\(first)), not a program; expected a program and its arguments, like [sqlcmd, -i, restore.sql] (quote a program really named \(first))"
+                )
+                arguments = []
             }
             action =
                 arguments.isEmpty
@@ -403,7 +447,7 @@ struct TopologyBuilder {
                 .manual(instruction: $0, owner: fields.string("owner"))
             }
         }
-        let name = fields.string("name") ?? Self.defaultStepName(action, index: index)
+        let name = fields.name("name", expected: "the step's name") ?? Self.defaultStepName(action, index: index)
         if !name.isValidName {
             reader.error(
                 fields.node("name"), "\(what): step name '\(name)' may hold only letters, digits, '-', '_' and '.'")
@@ -433,61 +477,143 @@ struct TopologyBuilder {
             let fields = reader.mapping(
                 node, "dns", allowed: ["zone", "servers", "key", "records", "drill_zone", "verify_timeout"])
         else { return nil }
-        let zone = fields.string("zone", required: true, expected: "the zone holding the SRV records")
-        let servers = fields.strings("servers", required: true) ?? []
-        for (i, server) in servers.enumerated() where !Self.isServerAddress(server) {
-            reader.error(
-                Self.item(fields.node("servers"), i),
-                "dns.servers: '\(server)' is not an address; expected HOST, HOST:PORT or [IPv6]:PORT")
+        let zone = fields.domainName("zone", required: true, expected: "the zone holding the SRV records")
+        let listed = fields.strings("servers", required: true)
+        let servers = listed ?? []
+        var seenServers: [DNSServer: SourceLocation] = [:]
+        for (i, server) in servers.enumerated() {
+            let node = Self.item(fields.node("servers"), i)
+            guard Self.isServerAddress(server), let address = try? DNSServer(parsing: server) else {
+                reader.error(
+                    node, "dns.servers: '\(server)' is not an address; expected HOST, HOST:PORT or [IPv6]:PORT")
+                continue
+            }
+            let here = YAMLReader.location(node)
+            if let first = seenServers[address] {
+                reader.error(
+                    at: here,
+                    "dns.servers: '\(server)' is listed twice (first at \(first.line):\(first.column)); an update and a verification go to each server once"
+                )
+            } else {
+                seenServers[address] = here
+            }
         }
-        if fields.has("servers") && servers.isEmpty {
+        if listed?.isEmpty == true {
             reader.error(fields.node("servers"), "dns.servers must name every authoritative server of the zone")
         }
         let key = fields.string("key", required: true, expected: "the path of a BIND key file with the TSIG key")
         var records: [DNSRecord] = []
         for (index, item) in reader.sequence(fields.node("records"), "dns.records").enumerated() {
-            guard
-                let r = reader.mapping(
-                    item, "dns.records[\(index)]", allowed: ["name", "type", "ttl", "primary", "secondary"])
-            else { continue }
-            let name = r.string("name", required: true, expected: "the owner name, like _sipinternaltls._tcp")
-            let type = (r.string("type") ?? "SRV").uppercased()
-            if !["SRV", "A", "AAAA", "CNAME", "TXT", "NAPTR"].contains(type) {
-                reader.error(
-                    r.node("type"),
-                    "dns.records[\(index)].type: '\(type)' is not supported; expected SRV, A, AAAA, CNAME, TXT or NAPTR"
-                )
-            }
-            let ttl = r.int("ttl", range: 0...604_800) ?? 300
-            let primary = r.strings("primary", required: true) ?? []
-            let secondary = r.strings("secondary", required: true) ?? []
-            if type == "SRV" {
-                for (which, values) in [("primary", primary), ("secondary", secondary)] {
-                    for value in values where !Self.isSRVData(value) {
-                        reader.error(
-                            r.node(which),
-                            "dns.records[\(index)].\(which): '\(value)' is not SRV data; expected 'PRIORITY WEIGHT PORT TARGET.' like '0 0 5061 pool01.contoso.com.'"
-                        )
-                    }
-                }
-            }
-            if !primary.isEmpty, Set(primary) == Set(secondary) {
-                reader.error(
-                    at: r.location,
-                    "dns.records[\(index)]: primary and secondary values are the same; a cutover would change nothing")
-            }
-            if let name {
-                records.append(
-                    DNSRecord(
-                        name: name, type: type, ttl: ttl, primary: primary, secondary: secondary, location: r.location))
-            }
+            if let record = dnsRecord(item, index: index, zone: zone) { records.append(record) }
         }
         checkUnique(records.map { ("\($0.name) \($0.type)", $0.location) }, "DNS record")
         guard let zone, let key else { return nil }
         return DNSSettings(
-            zone: zone, servers: servers, key: key, records: records, drillZone: fields.string("drill_zone"),
+            zone: zone, servers: servers, key: key, records: records,
+            drillZone: fields.domainName("drill_zone", expected: "a zone for drills, like drill.contoso.com"),
             verifyTimeout: fields.span("verify_timeout") ?? TimeSpan(seconds: 60), location: fields.location,
             keyLocation: fields.location(of: "key"))
+    }
+
+    static let recordTypes = ["SRV", "A", "AAAA", "CNAME", "TXT", "NAPTR"]
+
+    static let recordExamples = [
+        "SRV": "'0 0 5061 pool01.contoso.com.'", "A": "'192.0.2.10'", "AAAA": "'2001:db8::10'",
+        "CNAME": "'pool01.contoso.com.'", "TXT": "'\"v=1\"'",
+        "NAPTR": "'10 10 \"S\" \"SIPS+D2T\" \"\" _sips._tcp.contoso.com.'",
+    ]
+
+    /// One record set: each value is parsed as its type's RDATA by libldns, the parser the cutover
+    /// sends it with, and neither side may be empty: an update to an empty set deletes the record
+    /// set on every server.
+    func dnsRecord(_ item: Node, index: Int, zone: String?) -> DNSRecord? {
+        let what = "dns.records[\(index)]"
+        guard
+            let r = reader.mapping(item, what, allowed: ["name", "type", "ttl", "primary", "secondary"])
+        else { return nil }
+        var name = r.name("name", required: true, expected: "the owner name, like _sipinternaltls._tcp")
+        if let owner = name, owner != "@", !RecordData.isDomainName(owner) || owner.contains("..") {
+            reader.error(r.node("name"), "\(what).name: '\(owner)' is not a domain name; expected like _sip._tcp")
+            name = nil
+        }
+        let type = (r.string("type") ?? "SRV").uppercased()
+        let typeKnown = Self.recordTypes.contains(type)
+        if !typeKnown {
+            reader.error(
+                r.node("type"),
+                "\(what).type: '\(type)' is not supported; expected SRV, A, AAAA, CNAME, TXT or NAPTR")
+        }
+        let ttl = r.int("ttl", range: 0...604_800) ?? 300
+        let owner = DNSRecord(name: name ?? "@", type: type, ttl: ttl, primary: [], secondary: [], location: r.location)
+            .fqdn(in: zone ?? "invalid.")
+        var given: [String: [String]] = [:]
+        var canonical: [String: Set<String>] = [:]
+        var valid = name != nil && typeKnown
+        for which in ["primary", "secondary"] {
+            guard let values = r.strings(which, required: true) else {
+                valid = false
+                continue
+            }
+            given[which] = values
+            if values.isEmpty {
+                reader.error(
+                    r.node(which),
+                    "\(what).\(which) is empty: the switch to \(which) would delete \(name ?? "the record set") \(type) on every server; give at least one value, like \(Self.recordExamples[type] ?? "'0 0 5061 pool01.contoso.com.'")"
+                )
+                valid = false
+                continue
+            }
+            guard typeKnown else { continue }
+            var seen: [String: Int] = [:]
+            for (i, value) in values.enumerated() {
+                let node = Self.item(r.node(which), i)
+                if type == "SRV", !Self.isSRVData(value) {
+                    reader.error(
+                        node,
+                        "\(what).\(which): '\(value)' is not SRV data; expected 'PRIORITY WEIGHT PORT TARGET.' like '0 0 5061 pool01.contoso.com.'"
+                    )
+                    valid = false
+                    continue
+                }
+                do throws(DNSError) {
+                    let text = try RecordData.canonical(value, type: type, owner: owner)
+                    if let first = seen[text] {
+                        reader.error(
+                            node,
+                            "\(what).\(which): '\(value)' is the same value as item \(first) of the list; give it once")
+                        valid = false
+                    }
+                    seen[text] = seen[text] ?? i
+                } catch {
+                    reader.error(
+                        node,
+                        "\(what).\(which): '\(value)' is not \(type) data (\(Self.ldnsReason(error))); expected like \(Self.recordExamples[type] ?? "its presentation form")"
+                    )
+                    valid = false
+                }
+            }
+            if type == "CNAME", values.count > 1 {
+                reader.error(
+                    r.node(which), "\(what).\(which): a CNAME record set holds exactly one name, not \(values.count)")
+                valid = false
+            }
+            canonical[which] = Set(seen.keys)
+        }
+        if valid, let primary = canonical["primary"], primary == canonical["secondary"] {
+            reader.error(
+                at: r.location,
+                "\(what): primary and secondary values are the same; a cutover would change nothing")
+        }
+        guard valid, let name, let primary = given["primary"], let secondary = given["secondary"] else { return nil }
+        return DNSRecord(
+            name: name, type: type, ttl: ttl, primary: primary, secondary: secondary, location: r.location)
+    }
+
+    /// ldns's own words for why a value does not parse, without the value repeated.
+    static func ldnsReason(_ error: DNSError) -> String {
+        guard let open = error.message.lastIndex(of: "("), error.message.hasSuffix(")") else { return error.message }
+        return String(
+            error.message[error.message.index(after: open)..<error.message.index(before: error.message.endIndex)])
     }
 
     func healthSettings(_ node: Node?) -> HealthSettings {
@@ -523,7 +649,10 @@ struct TopologyBuilder {
                 allowed: ["name", "site", "timeout", "server_name", "expect", "body_match", "accept", "ca_file"]
                     + Self.probeKinds)
         else { return nil }
-        let name = fields.string("name", required: true, expected: "the probe's name")
+        let name = fields.name("name", required: true, expected: "the probe's name")
+        if let name, !name.isValidName {
+            reader.error(fields.node("name"), "probe name '\(name)' may hold only letters, digits, '-', '_' and '.'")
+        }
         let site = fields.oneOf("site", SiteRole.self) ?? .primary
         let kinds = Self.probeKinds.filter { fields.has($0) }
         guard kinds.count == 1, let kind = kinds.first else {
@@ -561,8 +690,14 @@ struct TopologyBuilder {
                         "\(what).sip_options: '\(uri)' is not a SIP URI; expected like sip:pool01.contoso.com:5061;transport=tls"
                     )
                 } else {
-                    let accept = (fields.strings("accept") ?? ["200"]).compactMap(Int.init)
-                    check = .sipOptions(uri: uri, acceptStatus: accept.isEmpty ? [200] : accept)
+                    do {
+                        // The parser the probe runs with: a transport it cannot use is refused here.
+                        _ = try SIPTarget(parsing: uri)
+                        let accept = (fields.strings("accept") ?? ["200"]).compactMap(Int.init)
+                        check = .sipOptions(uri: uri, acceptStatus: accept.isEmpty ? [200] : accept)
+                    } catch {
+                        reader.error(fields.node("sip_options"), "\(what).sip_options: \(Self.probeReason(error))")
+                    }
                 }
             }
         default:
@@ -570,16 +705,34 @@ struct TopologyBuilder {
                 let server = d.string("server", required: true, expected: "HOST or HOST:PORT"),
                 let name = d.string("name", required: true, expected: "the name to ask for")
             {
+                let written = d.string("type") ?? "SOA"
+                let type = written.uppercased()
                 if !Self.isServerAddress(server) {
                     reader.error(d.node("server"), "\(what).dns.server: '\(server)' is not HOST or HOST:PORT")
+                } else if DNSRecordType(rawValue: type) == nil {
+                    let known = DNSRecordType.allCases.map(\.rawValue).joined(separator: ", ")
+                    reader.error(
+                        d.node("type"),
+                        "\(what).dns.type: '\(written)' is not a record type a dns probe asks for; expected one of \(known)"
+                    )
+                } else {
+                    do {
+                        _ = try DNSTarget(server: server, name: name, type: type)
+                        check = .dns(server: server, name: name, type: type)
+                    } catch {
+                        reader.error(d.node("name"), "\(what).dns: \(Self.probeReason(error))")
+                    }
                 }
-                check = .dns(server: server, name: name, type: (d.string("type") ?? "SOA").uppercased())
             }
         }
         guard let name, let check else { return nil }
         return ProbeSpec(
             name: name, site: site, check: check, timeout: fields.span("timeout"), caFile: fields.string("ca_file"),
             location: fields.location)
+    }
+
+    static func probeReason(_ error: any Error) -> String {
+        (error as? ProbeError)?.message ?? "\(error)"
     }
 
     func policySettings(_ node: Node?) -> Policy {
@@ -590,6 +743,9 @@ struct TopologyBuilder {
                 node, "policy", allowed: ["incident_leads", "drill_every", "review_every", "last_review", "last_drill"])
         else { return policy }
         policy.incidentLeads = fields.strings("incident_leads") ?? []
+        for (i, lead) in policy.incidentLeads.enumerated() {
+            _ = reader.checkLine(lead, Self.item(fields.node("incident_leads"), i), "policy.incident_leads[\(i)]")
+        }
         policy.drillEvery = fields.span("drill_every") ?? policy.drillEvery
         policy.reviewEvery = fields.span("review_every") ?? policy.reviewEvery
         policy.lastReview = fields.date("last_review")
@@ -632,9 +788,13 @@ struct TopologyBuilder {
 
     func scenario(_ node: Node) -> Scenario? {
         guard let fields = reader.mapping(node, "scenario", allowed: ["name", "summary", "roles"]) else { return nil }
-        guard let name = fields.string("name", required: true, expected: "the scenario's name"),
+        guard let name = fields.name("name", required: true, expected: "the scenario's name"),
             let roles = fields.strings("roles", required: true)
         else { return nil }
+        if !name.isValidName {
+            reader.error(fields.node("name"), "scenario name '\(name)' may hold only letters, digits, '-', '_' and '.'")
+        }
+        checkRoles(roles, node: fields.node("roles"), what: "scenario \(name)")
         return Scenario(
             name: name, summary: fields.string("summary") ?? name, roles: Set(roles), movesToSecondary: false)
     }

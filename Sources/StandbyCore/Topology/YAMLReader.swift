@@ -65,7 +65,58 @@ final class YAMLReader {
             error(node, "\(what) must be a single value, not a \(shape)")
             return nil
         }
-        return expand(scalar.string, node: node, what: what)
+        // A plain `null`, `~` or nothing after the colon is YAML's null, not the text "null".
+        if Self.isNull(node) {
+            error(
+                node,
+                "\(what) has no value (null); write a value, quote it (\"null\") to mean the word, or leave the key out"
+            )
+            return nil
+        }
+        guard let text = expand(scalar.string, node: node, what: what) else { return nil }
+        if let problem = Self.hiddenCharacter(in: text) {
+            error(node, "\(what) \(problem)")
+            return nil
+        }
+        return text
+    }
+
+    /// Reports a line break or a tab in a one-line value; false when there is one.
+    func checkLine(_ text: String, _ node: Node?, _ what: String) -> Bool {
+        guard let bad = text.unicodeScalars.first(where: { $0 == "\n" || $0 == "\t" }) else { return true }
+        let code = "U+" + String(bad.value, radix: 16, uppercase: true).leftPadded(to: 4)
+        error(node, "\(what) holds the control character \(code); a name is one line of printable text")
+        return false
+    }
+
+    static func isNull(_ node: Node) -> Bool { node.tag.rawValue == Tag.Name.null.rawValue }
+
+    /// "a number" or "a boolean" when YAML reads the scalar as one rather than as text.
+    static func nonTextKind(_ node: Node) -> String? {
+        switch node.tag.rawValue {
+        case Tag.Name.int.rawValue, Tag.Name.float.rawValue: "a number"
+        case Tag.Name.bool.rawValue: "a boolean"
+        default: nil
+        }
+    }
+
+    /// A character that makes a value display as something other than what it is: a control
+    /// character (a tab or a line break only where text may span lines), or a bidirectional
+    /// control, which reorders what a terminal or an editor shows. Nil when there is none.
+    static func hiddenCharacter(in text: String) -> String? {
+        for scalar in text.unicodeScalars {
+            let code = "U+" + String(scalar.value, radix: 16, uppercase: true).leftPadded(to: 4)
+            if (0x202A...0x202E).contains(scalar.value) || (0x2066...0x2069).contains(scalar.value)
+                || [0x200E, 0x200F, 0x061C].contains(scalar.value)
+            {
+                return
+                    "holds the bidirectional control character \(code), which makes text show in another order than it is read; remove it"
+            }
+            if scalar.properties.generalCategory == .control && scalar != "\n" && scalar != "\t" {
+                return "holds the control character \(code); write printable text"
+            }
+        }
+        return nil
     }
 
     private func expand(_ raw: String, node: Node, what: String) -> String? {
@@ -125,6 +176,29 @@ struct Fields {
             reader.error(value, "\(what).\(key) must not be empty (\(expected))")
             return nil
         }
+        return text
+    }
+
+    /// A domain name (a pool's FQDN, the SIP domain, a zone): text in DNS name syntax whose last
+    /// label is not a number, so that `pool: 42` or an address is not taken for a name.
+    func domainName(_ key: String, required: Bool = false, expected: String) -> String? {
+        guard let text = string(key, required: required, expected: expected), let value = node(key) else { return nil }
+        if let kind = YAMLReader.nonTextKind(value) {
+            reader.error(value, "\(what).\(key) is \(kind) (\(text)), not a name; expected \(expected)")
+            return nil
+        }
+        guard text.isDomainName else {
+            reader.error(value, "\(what).\(key): '\(text)' is not a domain name; expected \(expected)")
+            return nil
+        }
+        return text
+    }
+
+    /// A name shown on one line of a report (a site, a host, a probe): text without line breaks
+    /// or tabs, which could make it pass for another line of output.
+    func name(_ key: String, required: Bool = false, expected: String) -> String? {
+        guard let text = string(key, required: required, expected: expected) else { return nil }
+        guard reader.checkLine(text, node(key), "\(what).\(key)") else { return nil }
         return text
     }
 
@@ -204,7 +278,7 @@ struct Fields {
         }
         if case .scalar = value { return reader.text(value, "\(what).\(key)").map { [$0] } }
         let items = reader.sequence(value, "\(what).\(key)")
-        let texts = items.compactMap { reader.text($0, "\(what).\(key)") }
+        let texts = items.enumerated().compactMap { reader.text($1, "\(what).\(key)[\($0)]") }
         return texts.count == items.count ? texts : nil
     }
 
@@ -236,6 +310,24 @@ struct Fields {
 }
 
 extension String {
+    /// Labels of letters, digits, '-' and '_' (1 to 63 each, 253 in all, a trailing dot allowed),
+    /// the last one not all digits.
+    var isDomainName: Bool {
+        let name = hasSuffix(".") ? String(dropLast()) : self
+        let labels = name.split(separator: ".", omittingEmptySubsequences: false)
+        guard !name.isEmpty, name.utf8.count <= 253, let last = labels.last, !last.allSatisfy(\.isNumber) else {
+            return false
+        }
+        return labels.allSatisfy { label in
+            (1...63).contains(label.utf8.count) && !label.hasPrefix("-")
+                && label.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }
+        }
+    }
+
+    func leftPadded(to width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
+    }
+
     /// Edit distance, for "did you mean" hints on misspelt keys.
     func levenshtein(to other: String) -> Int {
         let a = Array(self)
