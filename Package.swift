@@ -38,6 +38,12 @@ let package = Package(
         .systemLibrary(
             name: "CTLS", path: "Sources/CTLS", pkgConfig: "openssl",
             providers: [.apt(["libssl-dev"])]),
+        // MIT Kerberos' GSSAPI, for GSS-TSIG: the only DNS update authentication Windows DNS takes
+        // in an Active Directory-integrated zone. No pkgConfig: krb5-gssapi's cflags are an
+        // -isystem, which SwiftPM refuses (a warning on every build); libkrb5-dev puts the headers
+        // in /usr/include/gssapi and the library on the default path all the same.
+        .systemLibrary(
+            name: "CGSSAPI", path: "Sources/CGSSAPI", providers: [.apt(["libkrb5-dev"])]),
 
         // The Linux file calls Swift's Glibc module does not expose (sync_file_range).
         .target(name: "CFileIO", path: "Sources/CFileIO"),
@@ -52,7 +58,7 @@ let package = Package(
             swiftSettings: strict),
         .target(
             name: "StandbyDNS",
-            dependencies: ["CLDNS", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CLDNS", "CGSSAPI", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .target(
             name: "StandbyProbes",

@@ -69,6 +69,102 @@ public struct DNSClient: Sendable {
     public func update(
         _ server: DNSServer, zone: String, key: TSIGKey, prerequisites: [Prerequisite], updates: [UpdateOperation]
     ) async throws(DNSError) {
+        _ = try await update(server, zone: zone, auth: .tsig(key), prerequisites: prerequisites, updates: updates)
+    }
+
+    /// The update of `update(_:zone:key:...)`, signed as `auth` says. Returns nil when the
+    /// reply's signature verified, else why it could not be (a GSS-TSIG reply Samba signs so
+    /// that it does not verify): the caller's verification queries are then the proof.
+    public func update(
+        _ server: DNSServer, zone: String, auth: DNSAuthentication, prerequisites: [Prerequisite],
+        updates: [UpdateOperation]
+    ) async throws(DNSError) -> String? {
+        switch auth {
+        case .tsig(let key):
+            try await tsigUpdate(server, zone: zone, key: key, prerequisites: prerequisites, updates: updates)
+            return nil
+        case .gss(let session):
+            return try await gssUpdate(
+                server, zone: zone, session: session, prerequisites: prerequisites, updates: updates)
+        }
+    }
+
+    /// The zone's SOA MNAME (its primary server) as `server` serves it.
+    public func soaPrimary(_ server: DNSServer, zone: String) async throws(DNSError) -> String? {
+        let zoneName = DNSName.absoluteZone(zone)
+        let deadline = ContinuousClock.now + timeout
+        return try await BlockingIO.run { () throws(DNSError) -> String? in
+            try Self.ask(server, name: zoneName, type: LDNS_RR_TYPE_SOA, deadline: deadline).soaPrimary
+        }
+    }
+
+    private func gssUpdate(
+        _ server: DNSServer, zone: String, session: GSSTSIGSession, prerequisites: [Prerequisite],
+        updates: [UpdateOperation]
+    ) async throws(DNSError) -> String? {
+        let zoneName = DNSName.absoluteZone(zone)
+        let soa = session.source.serverPrincipal == nil ? try await soaPrimary(server, zone: zoneName) : nil
+        let principal = try session.serverPrincipal(soaPrimary: soa)
+        let deadline = ContinuousClock.now + timeout
+        let started = ContinuousClock.now
+        let credential = session.description
+        let unverified = try await BlockingIO.run { () throws(DNSError) -> String? in
+            let prerequisiteList = try LDNSRecordList()
+            for prerequisite in prerequisites { try prerequisite.append(to: prerequisiteList, zone: zoneName) }
+            let updateList = try LDNSRecordList()
+            for update in updates { try update.append(to: updateList, zone: zoneName) }
+            let packet = try LDNSPacket.update(zone: zoneName, prerequisites: prerequisiteList, updates: updateList)
+            let wire = try packet.wire()
+            return try session.withContext(server, principal: principal, deadline: deadline) {
+                context throws(DNSError) -> String? in
+                let signed = try GSSTSIGSession.sign(wire, context: context)
+                let replyWire = try DNSTransport.exchange(signed.wire, with: server, tcp: true, deadline: deadline)
+                let reply = try LDNSPacket.parse(replyWire, from: server)
+                guard reply.id == packet.id else {
+                    throw DNSError(.network, server: server, "\(server) answered a different message (id mismatch)")
+                }
+                let rcode = DNSResponseCode(rawValue: UInt16(reply.rcode))
+                let signature = GSSTSIGSession.verify(replyWire, requestMAC: signed.mac, context: context)
+                if case .error(let code, let time, let other) = signature {
+                    if DNSResponseCode(rawValue: code) == .badKey {
+                        // The server forgot the context (restarted, expired): negotiate again.
+                        throw DNSError(.gssContextExpired, server: server, "\(server) no longer knows the context")
+                    }
+                    throw Self.tsigError(
+                        code, rcode: rcode, otherData: other, replyTimeSigned: time, signedAt: signed.timeSigned,
+                        server: server, credential: credential)
+                }
+                if rcode != .noError {
+                    if rcode == .serverFailure && !prerequisites.isEmpty {
+                        throw DNSError(
+                            .refused, server: server,
+                            "\(server) refused the update of \(zoneName) (SERVFAIL) for \(session.source.principal): Samba answers so when the account has no rights on the records (Windows DNS answers REFUSED); grant it rights on them (DnsAdmins, or the records' ACL), else see the server's log"
+                        )
+                    }
+                    throw Self.rcodeError(
+                        rcode, server: server, zone: zoneName, credential: credential, unsigned: signature == .unsigned)
+                }
+                switch signature {
+                case .verified: return nil
+                case .unsigned: return "\(server) accepted the update but did not sign its reply"
+                case .invalid, .error:
+                    return "\(server) accepted the update, but the GSS-TSIG signature of its reply does not verify"
+                }
+            }
+        }
+        logger.debug(
+            "DNS update accepted",
+            metadata: [
+                "server": "\(server)", "zone": "\(zoneName)", "prerequisites": "\(prerequisites.count)",
+                "updates": "\(updates.count)", "auth": "gss-tsig", "principal": "\(session.source.principal)",
+                "elapsed": "\((ContinuousClock.now - started).secondsText)",
+            ])
+        return unverified
+    }
+
+    private func tsigUpdate(
+        _ server: DNSServer, zone: String, key: TSIGKey, prerequisites: [Prerequisite], updates: [UpdateOperation]
+    ) async throws(DNSError) {
         let zoneName = DNSName.absoluteZone(zone)
         let deadline = ContinuousClock.now + timeout
         let started = ContinuousClock.now
@@ -133,6 +229,15 @@ public struct DNSClient: Sendable {
         _ error: UInt16, rcode: DNSResponseCode, otherData: [UInt8], replyTimeSigned: Int64, signedAt: Int64,
         server: DNSServer, key: TSIGKey
     ) -> DNSError {
+        tsigError(
+            error, rcode: rcode, otherData: otherData, replyTimeSigned: replyTimeSigned, signedAt: signedAt,
+            server: server, credential: "\(key)")
+    }
+
+    static func tsigError(
+        _ error: UInt16, rcode: DNSResponseCode, otherData: [UInt8], replyTimeSigned: Int64, signedAt: Int64,
+        server: DNSServer, credential key: String
+    ) -> DNSError {
         switch DNSResponseCode(rawValue: error) {
         case .badSignature:
             return DNSError(
@@ -166,6 +271,12 @@ public struct DNSClient: Sendable {
     static func rcodeError(_ rcode: DNSResponseCode, server: DNSServer, zone: String, key: TSIGKey, unsigned: Bool)
         -> DNSError
     {
+        rcodeError(rcode, server: server, zone: zone, credential: "\(key)", unsigned: unsigned)
+    }
+
+    static func rcodeError(
+        _ rcode: DNSResponseCode, server: DNSServer, zone: String, credential key: String, unsigned: Bool
+    ) -> DNSError {
         switch rcode {
         case .nxRRset, .yxRRset, .nxDomain, .yxDomain:
             DNSError(

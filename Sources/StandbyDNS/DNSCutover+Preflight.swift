@@ -24,6 +24,6 @@ extension DNSCutover {
         }
         return CutoverResult(
             outcome: proof.outcome, dryRun: true, primary: primary, before: proof.before, servers: states,
-            elapsed: ContinuousClock.now - started)
+            elapsed: ContinuousClock.now - started, notes: proof.notes)
     }
 }

@@ -12,7 +12,8 @@ public struct DNSCutover: Sendable {
     public let zone: String
     /// Every authoritative server; the first is the primary master that takes the update.
     public let servers: [DNSServer]
-    public let key: TSIGKey
+    /// How the update is signed: a TSIG key, or GSS-TSIG with a Kerberos account.
+    public let auth: DNSAuthentication
     /// The changes, with values in canonical presentation form.
     public let changes: [RecordChange]
     public var client: DNSClient
@@ -22,6 +23,15 @@ public struct DNSCutover: Sendable {
     public init(
         zone: String, servers: [DNSServer], key: TSIGKey, changes: [RecordChange], timeout: Duration = .seconds(3),
         verifyTimeout: Duration = .seconds(60), logger: Logger
+    ) throws(DNSError) {
+        try self.init(
+            zone: zone, servers: servers, auth: .tsig(key), changes: changes, timeout: timeout,
+            verifyTimeout: verifyTimeout, logger: logger)
+    }
+
+    public init(
+        zone: String, servers: [DNSServer], auth: DNSAuthentication, changes: [RecordChange],
+        timeout: Duration = .seconds(3), verifyTimeout: Duration = .seconds(60), logger: Logger
     ) throws(DNSError) {
         guard !servers.isEmpty else { throw DNSError(.invalidInput, "zone \(zone) has no DNS servers to update") }
         guard !changes.isEmpty else { throw DNSError(.invalidInput, "zone \(zone): no records to change") }
@@ -48,7 +58,7 @@ public struct DNSCutover: Sendable {
         }
         self.zone = zoneName
         self.servers = servers
-        self.key = key
+        self.auth = auth
         self.changes = normalized
         self.client = DNSClient(timeout: timeout, logger: logger)
         self.verifyTimeout = verifyTimeout
@@ -60,6 +70,15 @@ public struct DNSCutover: Sendable {
     public static func retime(
         zone: String, servers: [DNSServer], key: TSIGKey, records: [RecordTTL], timeout: Duration = .seconds(3),
         verifyTimeout: Duration = .seconds(60), logger: Logger
+    ) async throws(DNSError) -> DNSCutover {
+        try await retime(
+            zone: zone, servers: servers, auth: .tsig(key), records: records, timeout: timeout,
+            verifyTimeout: verifyTimeout, logger: logger)
+    }
+
+    public static func retime(
+        zone: String, servers: [DNSServer], auth: DNSAuthentication, records: [RecordTTL],
+        timeout: Duration = .seconds(3), verifyTimeout: Duration = .seconds(60), logger: Logger
     ) async throws(DNSError) -> DNSCutover {
         guard let primary = servers.first else {
             throw DNSError(.invalidInput, "zone \(zone) has no DNS servers to update")
@@ -78,7 +97,7 @@ public struct DNSCutover: Sendable {
                     name: record.name, type: record.type, ttl: record.ttl, from: answer.rdata, to: answer.rdata))
         }
         return try DNSCutover(
-            zone: zone, servers: servers, key: key, changes: changes, timeout: timeout, verifyTimeout: verifyTimeout,
+            zone: zone, servers: servers, auth: auth, changes: changes, timeout: timeout, verifyTimeout: verifyTimeout,
             logger: logger)
     }
 
@@ -112,24 +131,27 @@ public struct DNSCutover: Sendable {
         }
         let noop = updates.isEmpty
         let metadata: Logger.Metadata = [
-            "zone": "\(zone)", "server": "\(primary)", "records": "\(changes.count)", "key": "\(key.name)",
+            "zone": "\(zone)", "server": "\(primary)", "records": "\(changes.count)", "auth": "\(auth)",
         ]
 
+        // A reply whose signature does not verify (Samba's GSS-TSIG) proves nothing by itself: the
+        // queries on every server that follow are the proof, and the result says so.
+        var notes: [String] = []
         if dryRun {
-            try await send(prerequisites: prerequisites, updates: [])
+            if let note = try await send(prerequisites: prerequisites, updates: []) { notes.append(note) }
             logger.info("DNS dry run: prerequisites hold", metadata: metadata)
             return CutoverResult(
                 outcome: noop ? .alreadyAtTarget : .wouldApply, dryRun: true, primary: primary, before: before,
-                servers: [], elapsed: ContinuousClock.now - started)
+                servers: [], elapsed: ContinuousClock.now - started, notes: notes)
         }
 
         if noop {
             // Nothing to change, but a wrong secret must never pass for success: the
             // prerequisites go out alone, signed, and only the server's acceptance proves the key.
-            try await send(prerequisites: prerequisites, updates: [])
+            if let note = try await send(prerequisites: prerequisites, updates: []) { notes.append(note) }
             logger.info("DNS records already at target", metadata: metadata)
         } else {
-            try await send(prerequisites: prerequisites, updates: updates)
+            if let note = try await send(prerequisites: prerequisites, updates: updates) { notes.append(note) }
             logger.info("DNS update applied", metadata: metadata)
         }
 
@@ -148,7 +170,7 @@ public struct DNSCutover: Sendable {
         logger.info("DNS cutover verified on every server", metadata: metadata)
         return CutoverResult(
             outcome: noop ? .alreadyAtTarget : .applied, dryRun: false, primary: primary, before: before,
-            servers: states, elapsed: ContinuousClock.now - started)
+            servers: states, elapsed: ContinuousClock.now - started, notes: notes)
     }
 
     /// What every server serves now for every record set (for `standby dns show`, and the report
@@ -187,10 +209,12 @@ public struct DNSCutover: Sendable {
         return answers
     }
 
-    private func send(prerequisites: [Prerequisite], updates: [UpdateOperation]) async throws(DNSError) {
+    /// Returns why the reply's signature could not be verified, when it could not.
+    @discardableResult
+    private func send(prerequisites: [Prerequisite], updates: [UpdateOperation]) async throws(DNSError) -> String? {
         do {
-            try await client.update(
-                primary, zone: zone, key: key, prerequisites: prerequisites, updates: updates)
+            return try await client.update(
+                primary, zone: zone, auth: auth, prerequisites: prerequisites, updates: updates)
         } catch  where error.isPrerequisiteFailure {
             var detailed = error
             detailed.servedNow = await inspect()
@@ -310,9 +334,11 @@ public struct CutoverResult: Sendable, CustomStringConvertible, Encodable {
     /// Per-server verification (empty for a dry run).
     public let servers: [ServerState]
     public let elapsed: Duration
+    /// What the result rests on beyond the signed reply (a reply signature that did not verify).
+    public var notes: [String] = []
 
     enum CodingKeys: String, CodingKey {
-        case outcome, dryRun, primary, before, servers, elapsedSeconds, summary
+        case outcome, dryRun, primary, before, servers, elapsedSeconds, summary, notes
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -323,6 +349,7 @@ public struct CutoverResult: Sendable, CustomStringConvertible, Encodable {
         try container.encode(before, forKey: .before)
         try container.encode(servers, forKey: .servers)
         try container.encode(elapsed.seconds, forKey: .elapsedSeconds)
+        try container.encode(notes, forKey: .notes)
         try container.encode(description.split(separator: "\n").first.map(String.init) ?? "", forKey: .summary)
     }
 
@@ -341,6 +368,9 @@ public struct CutoverResult: Sendable, CustomStringConvertible, Encodable {
             lines = ["dry run: \(primary) accepts the key and every record holds its expected value; nothing changed"]
         }
         lines += servers.map { "  " + $0.description }
+        lines += notes.map {
+            "  note: \($0)" + (dryRun ? "" : "; the records served by every server above are the proof")
+        }
         return lines.joined(separator: "\n")
     }
 }

@@ -42,6 +42,11 @@ public struct DNSError: Error, Sendable, CustomStringConvertible {
         case verificationTimedOut
         /// libldns failed to build or parse a message.
         case ldns
+        /// Kerberos or GSSAPI failed: no credential, an unknown principal, no ticket for the
+        /// DNS server, a negotiation the server broke off.
+        case gssapi
+        /// The GSS-TSIG context expired: negotiate again.
+        case gssContextExpired
     }
 
     public var code: Code

@@ -119,6 +119,19 @@ final class LDNSPacket {
     }
 
     /// The serial of the first SOA record in the answer section.
+    /// The MNAME of the answer's SOA (the zone's primary server), absolute.
+    var soaPrimary: String? {
+        guard let list = ldns_pkt_answer(raw) else { return nil }
+        for index in 0..<ldns_rr_list_rr_count(list) {
+            guard let rr = ldns_rr_list_rr(list, index), ldns_rr_get_type(rr) == LDNS_RR_TYPE_SOA,
+                ldns_rr_rd_count(rr) >= 1, let mname = ldns_rr_rdf(rr, 0), let text = ldns_rdf2str(mname)
+            else { continue }
+            defer { free(text) }
+            return String(cString: text)
+        }
+        return nil
+    }
+
     var soaSerial: UInt32? {
         guard let list = ldns_pkt_answer(raw) else { return nil }
         for index in 0..<ldns_rr_list_rr_count(list) {

@@ -1,0 +1,188 @@
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// An Active Directory domain controller on loopback: Samba provisioned into the lab directory
+/// (`samba-tool domain provision --server-role=dc --dns-backend=SAMBA_INTERNAL`) and run as
+/// `samba -i -M single`, stopped by pid. It is what the sites Standby serves have: an
+/// AD-integrated zone that takes secure (GSS-TSIG) dynamic updates only, and Kerberos.
+///
+/// Its DNS, Kerberos and SMB listen on free ports of 127.0.0.1; LDAP (389) and the RPC endpoint
+/// mapper (135) cannot move, so one domain controller runs on a machine at a time: `start` waits
+/// for a lock file that the controller holds until it stops.
+///
+/// Accounts: `administrator`; `svc-standby`, a member of DnsAdmins with its keys exported to a
+/// 0600 keytab and its password in a 0600 file; `svc-norights`, an account with no rights on
+/// the zone.
+public final class SambaDomainController: @unchecked Sendable {
+    public static let realm = "AD.LAB.TEST"
+    public static let zone = "ad.lab.test"
+    public static let hostName = "dc01"
+    public static let netbiosDomain = "ADLAB"
+    public static let serviceAccount = "svc-standby"
+    public static let unprivilegedAccount = "svc-norights"
+
+    public let directory: String
+    public let process: ServerProcess
+    public let dnsPort: UInt16
+    public let kdcPort: UInt16
+    public let smbPort: UInt16
+    public let adminPassword: String
+    /// The service account's keytab and password file (both 0600), and the krb5.conf to use.
+    public let keytabPath: String
+    public let passwordFilePath: String
+    public let krb5ConfPath: String
+    /// Keytab and password file of the account without rights.
+    public let unprivilegedKeytabPath: String
+    public let configPath: String
+    private let lockDescriptor: Int32
+
+    init(
+        directory: String, process: ServerProcess, ports: (dns: UInt16, kdc: UInt16, smb: UInt16),
+        adminPassword: String, lockDescriptor: Int32
+    ) {
+        self.directory = directory
+        self.process = process
+        (dnsPort, kdcPort, smbPort) = ports
+        self.adminPassword = adminPassword
+        keytabPath = directory + "/svc-standby.keytab"
+        passwordFilePath = directory + "/svc-standby.pass"
+        krb5ConfPath = directory + "/krb5.conf"
+        unprivilegedKeytabPath = directory + "/svc-norights.keytab"
+        configPath = directory + "/etc/smb.conf"
+        self.lockDescriptor = lockDescriptor
+    }
+
+    /// `127.0.0.1:PORT`, the zone's one authoritative server.
+    public var dnsAddress: String { "127.0.0.1:\(dnsPort)" }
+    public var principal: String { "\(Self.serviceAccount)@\(Self.realm)" }
+    /// The DNS service's principal: `DNS/dc01.ad.lab.test`.
+    public var dnsPrincipal: String { "DNS/\(Self.hostName).\(Self.zone)" }
+
+    public func stop() {
+        process.stop()
+        flock(lockDescriptor, LOCK_UN)
+        close(lockDescriptor)
+    }
+
+    /// Provisions a domain in `lab/ad`, starts it, makes the accounts and the keytab. About 5 to
+    /// 15 s, most of it the provisioning.
+    public static func start(in lab: LabDirectory, lockTimeout: Duration = .seconds(600)) throws
+        -> SambaDomainController
+    {
+        let samba = try Programs.locate("samba", package: "samba-ad-dc")
+        let tool = try Programs.locate("samba-tool", package: "samba-ad-provision")
+        let lock = try Self.takeMachineLock(timeout: lockTimeout)
+        do {
+            let dir = try lab.directory("ad")
+            let adminPassword = "Adm1n-\(UInt32.random(in: 100_000...999_999))!"
+            let dns = try Ports.free()
+            let kdc = try Ports.free()
+            let smb = try Ports.free()
+            let provision = try LabTool.run(
+                tool,
+                [
+                    "domain", "provision", "--realm=\(realm)", "--domain=\(netbiosDomain)", "--server-role=dc",
+                    "--dns-backend=SAMBA_INTERNAL", "--adminpass=\(adminPassword)", "--targetdir=\(dir)",
+                    "--host-name=\(hostName)", "--option=interfaces=lo", "--option=bind interfaces only=yes",
+                    "--option=dns port=\(dns)", "--option=smb ports=\(smb)", "--option=krb5 port=\(kdc)",
+                    // Nothing leaves the machine: names outside the zone go to a loopback address.
+                    "--option=dns forwarder=127.0.0.1", "--option=server services=-nbt -wrepl -ntp_signd",
+                    "--option=log file=\(dir)/log.%m", "--option=disable netbios=yes",
+                    // Its winbindd, pid files and RPC pipes stay in the lab: a standalone smbd of
+                    // another test would otherwise ask this winbindd for its id mappings.
+                    "--option=winbindd socket directory=\(dir)/winbindd", "--option=pid directory=\(dir)/pid",
+                    "--option=ncalrpc dir=\(dir)/ncalrpc",
+                ], timeout: .seconds(120))
+            guard provision.status == 0 else {
+                throw LabError(.setupFailed, "samba-tool domain provision failed: \(provision.output.suffix(2000))")
+            }
+            try Data(
+                """
+                [libdefaults]
+                    default_realm = \(realm)
+                    dns_lookup_kdc = false
+                    dns_lookup_realm = false
+                    rdns = false
+                    dns_canonicalize_hostname = false
+                [realms]
+                    \(realm) = {
+                        kdc = 127.0.0.1:\(kdc)
+                    }
+                [domain_realm]
+                    .\(zone) = \(realm)
+
+                """.utf8
+            ).write(to: URL(fileURLWithPath: dir + "/krb5.conf"))
+            let config = dir + "/etc/smb.conf"
+            let ldb = ["-H", dir + "/private/sam.ldb", "-s", config]
+            let password = "Svc-\(UInt64.random(in: 0...UInt64.max))-P"
+            try LabTool.check(tool, ["user", "create", serviceAccount, password] + ldb)
+            try LabTool.check(tool, ["group", "addmembers", "DnsAdmins", serviceAccount] + ldb)
+            try LabTool.check(
+                tool,
+                [
+                    "domain", "exportkeytab", dir + "/svc-standby.keytab", "--principal=\(serviceAccount)@\(realm)",
+                    "-s", config,
+                ])
+            try LabTool.check(
+                tool, ["user", "create", unprivilegedAccount, "No-\(UInt64.random(in: 0...UInt64.max))-P"] + ldb)
+            try LabTool.check(
+                tool,
+                [
+                    "domain", "exportkeytab", dir + "/svc-norights.keytab",
+                    "--principal=\(unprivilegedAccount)@\(realm)",
+                    "-s", config,
+                ])
+            try Data((password + "\n").utf8).write(to: URL(fileURLWithPath: dir + "/svc-standby.pass"))
+            for file in ["svc-standby.keytab", "svc-norights.keytab", "svc-standby.pass"] {
+                chmod(dir + "/" + file, 0o600)
+            }
+            let process = try ServerProcess.spawnListening(
+                name: "samba", executable: samba,
+                arguments: ["-i", "-M", "single", "-s", config, "--debug-stdout"],
+                environment: ["KRB5_CONFIG": dir + "/krb5.conf"], logPath: dir + "/samba.out", port: dns)
+            let controller = SambaDomainController(
+                directory: dir, process: process, ports: (dns, kdc, smb), adminPassword: adminPassword,
+                lockDescriptor: lock)
+            try Ports.waitForTCP("127.0.0.1", kdc, server: "samba's KDC", process: process)
+            return controller
+        } catch {
+            flock(lock, LOCK_UN)
+            close(lock)
+            throw error
+        }
+    }
+
+    /// Adds a record to the zone through Samba's DNS management RPC (as the administrator).
+    /// `data` in samba-tool's form: SRV is `TARGET PORT PRIORITY WEIGHT`.
+    public func addRecord(_ name: String, type: String, _ data: String) throws {
+        let tool = try Programs.locate("samba-tool", package: "samba-ad-provision")
+        try LabTool.check(
+            tool,
+            [
+                "dns", "add", "127.0.0.1", Self.zone, name, type, data, "-U", "administrator",
+                "--password=\(adminPassword)", "-s", configPath,
+            ])
+    }
+
+    /// One domain controller per machine (LDAP and the RPC endpoint mapper have fixed ports).
+    static func takeMachineLock(timeout: Duration) throws -> Int32 {
+        let path = NSTemporaryDirectory() + "/standby-lab-samba-dc.lock"
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw LabError(.setupFailed, "cannot open \(path): \(String(cString: strerror(errno)))") }
+        let deadline = ContinuousClock.now + timeout
+        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            guard ContinuousClock.now < deadline else {
+                close(fd)
+                throw LabError(.notReady, "another lab domain controller held \(path) for \(timeout)")
+            }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        return fd
+    }
+}
