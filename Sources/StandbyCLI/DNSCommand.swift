@@ -117,7 +117,7 @@ struct DNSCommand: AsyncParsableCommand {
             }
             try await DNSSetup.reporting(json: output.json) { () async throws(DNSError) -> CutoverResult in
                 let cutover = try DNSCutover(
-                    zone: setup.zone, servers: setup.servers, key: try TSIGKey.load(path: setup.keyPath),
+                    zone: setup.zone, servers: setup.servers, auth: try setup.authentication(),
                     changes: changes, verifyTimeout: setup.verifyTimeout, logger: setup.logger)
                 return try await cutover.run(dryRun: dryRun)
             }
@@ -151,7 +151,7 @@ struct DNSCommand: AsyncParsableCommand {
             }
             try await DNSSetup.reporting(json: output.json) { () async throws(DNSError) -> CutoverResult in
                 let cutover = try await DNSCutover.retime(
-                    zone: setup.zone, servers: setup.servers, key: try TSIGKey.load(path: setup.keyPath),
+                    zone: setup.zone, servers: setup.servers, auth: try setup.authentication(),
                     records: records, verifyTimeout: setup.verifyTimeout, logger: setup.logger)
                 return try await cutover.run()
             }
@@ -163,7 +163,8 @@ struct DNSCommand: AsyncParsableCommand {
 struct DNSSetup {
     var zone: String
     var servers: [DNSServer]
-    var keyPath: String
+    var settings: DNSSettings
+    var directory: String
     var records: [DNSRecord]
     var verifyTimeout: Duration
     var logger: Logger
@@ -182,13 +183,19 @@ struct DNSSetup {
             }
         }
         self.servers = servers
-        keyPath = topology.resolve(path: dns.key)
+        settings = dns
+        directory = topology.directory
         records = dns.records
         verifyTimeout = dns.verifyTimeout.duration
         // Warnings go to stderr; stdout keeps the result (and --json) clean.
         var logger = Logger(label: "standby.dns") { StreamLogHandler.standardError(label: $0) }
         logger.logLevel = .warning
         self.logger = logger
+    }
+
+    /// The TSIG key of `dns.key`, or the GSS-TSIG session of `dns.gss_tsig`.
+    func authentication() throws(DNSError) -> DNSAuthentication {
+        try settings.authentication(baseDirectory: directory)
     }
 
     /// Which site's values an answer holds.

@@ -124,6 +124,18 @@ public struct GSSCredentialSource: Sendable, CustomStringConvertible, Hashable {
         }
     }
 
+    /// Why the keytab at `path` cannot give `principal` a credential (no entry for it, not a
+    /// keytab), or nil when it can. Asks no KDC: the keys are looked up, not used.
+    public static func keytabProblem(_ path: String, principal: String, krb5Conf: String?) -> String? {
+        do {
+            _ = try GSSCredential(
+                GSSCredentialSource(principal: principal, secret: .keytab(path), krb5Conf: krb5Conf))
+            return nil
+        } catch {
+            return error.message
+        }
+    }
+
     static func checkSecretFile(_ path: String, what: String) throws(DNSError) {
         var info = stat()
         guard stat(path, &info) == 0 else {

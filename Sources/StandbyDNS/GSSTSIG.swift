@@ -1,6 +1,7 @@
 import CGSSAPI
 import Foundation
 import Logging
+import Synchronization
 
 /// GSS-TSIG (RFC 3645) for the DNS servers of one zone: the service account's credential, one
 /// security context per server negotiated through TKEY over TCP, updates signed with the
@@ -20,6 +21,19 @@ public final class GSSTSIGSession: @unchecked Sendable, CustomStringConvertible 
 
     public init(_ source: GSSCredentialSource) {
         self.source = source
+    }
+
+    private static let sessions = Mutex<[GSSCredentialSource: GSSTSIGSession]>([:])
+
+    /// The process's session for `source`: its credential and contexts are reused by every
+    /// cutover of the same account (the preflight's context signs the update that follows).
+    public static func shared(_ source: GSSCredentialSource) -> GSSTSIGSession {
+        sessions.withLock { sessions in
+            if let session = sessions[source] { return session }
+            let session = GSSTSIGSession(source)
+            sessions[source] = session
+            return session
+        }
     }
 
     public var description: String { source.description }

@@ -42,7 +42,11 @@ public struct LabSite: Sendable {
     }
 
     /// Starts DNS, the backup source and the primary front end; writes `lab.env` and `pids`.
-    public func up(backupMiB: Int = 32) throws {
+    /// With `activeDirectory`, the zone is `ad.lab.test` on a Samba AD domain controller that takes
+    /// GSS-TSIG updates only, as Windows DNS does (`sites/lab-ad`), instead of lab.test on BIND
+    /// and Knot.
+    public func up(backupMiB: Int = 32, activeDirectory: Bool = false) throws {
+        if activeDirectory { return try upWithDomainController(backupMiB: backupMiB) }
         let records = [
             "_sipinternaltls._tcp 60 IN SRV 0 0 5061 pool01.lab.test.",
             "_sip._tcp 60 IN SRV 0 0 5060 sip.lab.test.",
@@ -66,7 +70,34 @@ public struct LabSite: Sendable {
 
         try writeBackups(day: 1, databaseMiB: backupMiB)
         try startPrimary()
+        try writeEnvironment()
+    }
 
+    /// The AD lab: the domain controller holds ad.lab.test with the SIP records and the pools'
+    /// addresses; the service account's keytab and krb5.conf are in `DIR/ad`.
+    func upWithDomainController(backupMiB: Int) throws {
+        let dc = try SambaDomainController.start(in: directory, dnsPort: ports.dns)
+        do {
+            try dc.addRecord("_sipinternaltls._tcp", type: "SRV", "pool01.\(SambaDomainController.zone) 5061 0 0")
+            try dc.addRecord("_sip._tcp", type: "SRV", "sip.\(SambaDomainController.zone) 5060 0 0")
+            for (name, address) in [
+                ("pool01", Self.primaryFrontEnd), ("sip", Self.primaryFrontEnd), ("pool02-dr", Self.secondaryFrontEnd),
+                ("sip-dr", Self.secondaryFrontEnd),
+            ] {
+                try dc.addRecord(name, type: "A", address)
+            }
+            try record("dns-primary", dc.process)
+        } catch {
+            dc.stop()
+            throw error
+        }
+        dc.releaseMachineLock()
+        try writeBackups(day: 1, databaseMiB: backupMiB)
+        try startPrimary()
+        try writeEnvironment()
+    }
+
+    func writeEnvironment() throws {
         let exe =
             (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         let bin = (exe as NSString).deletingLastPathComponent

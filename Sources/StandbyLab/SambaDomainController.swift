@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -39,7 +40,7 @@ public final class SambaDomainController: @unchecked Sendable {
     /// Keytab and password file of the account without rights.
     public let unprivilegedKeytabPath: String
     public let configPath: String
-    private let lockDescriptor: Int32
+    private let lock: Mutex<Int32?>
 
     init(
         directory: String, process: ServerProcess, ports: (dns: UInt16, kdc: UInt16, smb: UInt16),
@@ -54,7 +55,7 @@ public final class SambaDomainController: @unchecked Sendable {
         krb5ConfPath = directory + "/krb5.conf"
         unprivilegedKeytabPath = directory + "/svc-norights.keytab"
         configPath = directory + "/etc/smb.conf"
-        self.lockDescriptor = lockDescriptor
+        self.lock = Mutex(lockDescriptor)
     }
 
     /// `127.0.0.1:PORT`, the zone's one authoritative server.
@@ -65,14 +66,24 @@ public final class SambaDomainController: @unchecked Sendable {
 
     public func stop() {
         process.stop()
-        flock(lockDescriptor, LOCK_UN)
-        close(lockDescriptor)
+        releaseMachineLock()
+    }
+
+    /// For a controller left running by a command that exits (`standby-lab up --ad`): the next
+    /// one then waits for LDAP's port instead (see `start`).
+    public func releaseMachineLock() {
+        lock.withLock { descriptor in
+            guard let fd = descriptor else { return }
+            flock(fd, LOCK_UN)
+            close(fd)
+            descriptor = nil
+        }
     }
 
     /// Provisions a domain in `lab/ad`, starts it, makes the accounts and the keytab. About 5 to
     /// 15 s, most of it the provisioning.
-    public static func start(in lab: LabDirectory, lockTimeout: Duration = .seconds(600)) throws
-        -> SambaDomainController
+    public static func start(in lab: LabDirectory, dnsPort: UInt16? = nil, lockTimeout: Duration = .seconds(600))
+        throws -> SambaDomainController
     {
         let samba = try Programs.locate("samba", package: "samba-ad-dc")
         let tool = try Programs.locate("samba-tool", package: "samba-ad-provision")
@@ -80,7 +91,7 @@ public final class SambaDomainController: @unchecked Sendable {
         do {
             let dir = try lab.directory("ad")
             let adminPassword = "Adm1n-\(UInt32.random(in: 100_000...999_999))!"
-            let dns = try Ports.free()
+            let dns = try dnsPort ?? Ports.free()
             let kdc = try Ports.free()
             let smb = try Ports.free()
             let provision = try LabTool.run(
@@ -180,6 +191,15 @@ public final class SambaDomainController: @unchecked Sendable {
             guard ContinuousClock.now < deadline else {
                 close(fd)
                 throw LabError(.notReady, "another lab domain controller held \(path) for \(timeout)")
+            }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        // A controller left running by `standby-lab up --ad` holds no lock, but holds LDAP's port.
+        while !Ports.canBind(address: "127.0.0.1", port: 389, type: Int32(SOCK_STREAM.rawValue)) {
+            guard ContinuousClock.now < deadline else {
+                close(fd)
+                throw LabError(
+                    .notReady, "127.0.0.1:389 stayed taken for \(timeout): another domain controller runs here")
             }
             Thread.sleep(forTimeInterval: 0.2)
         }

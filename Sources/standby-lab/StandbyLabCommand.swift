@@ -25,9 +25,11 @@ struct StandbyLabCommand: ParsableCommand {
             abstract: "Start BIND and Knot for lab.test, the primary's backup source and front end; write DIR/lab.env.")
         @OptionGroup var common: Common
         @Option(help: "Size of the generated database backup in MiB.") var backupMiB = 32
+        @Flag(help: "The zone ad.lab.test on a Samba AD domain controller (GSS-TSIG only), for sites/lab-ad.")
+        var ad = false
 
         func run() throws {
-            try common.site().up(backupMiB: backupMiB)
+            try common.site().up(backupMiB: backupMiB, activeDirectory: ad)
             print("lab is up; source \(common.dir)/lab.env")
         }
     }

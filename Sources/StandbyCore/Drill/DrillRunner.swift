@@ -223,12 +223,10 @@ public struct DrillRunner: Sendable {
         }
     }
 
-    func dnsKeyAndServers(_ dns: DNSSettings) throws -> (TSIGKey, [DNSServer]) {
-        let keyPath =
-            dns.key.hasPrefix("/") ? dns.key : (topology.directory as NSString).appendingPathComponent(dns.key)
-        let key = try TSIGKey.load(path: keyPath)
+    func dnsKeyAndServers(_ dns: DNSSettings) throws -> (DNSAuthentication, [DNSServer]) {
+        let auth = try dns.authentication(baseDirectory: topology.directory)
         let servers = try dns.servers.map { text throws(DNSError) in try DNSServer(parsing: text) }
-        return (key, servers)
+        return (auth, servers)
     }
 
     func changes(_ dns: DNSSettings, zone: String, back: Bool) -> [RecordChange] {
@@ -245,14 +243,15 @@ public struct DrillRunner: Sendable {
         guard let dns = topology.dns else { return (.skipped, "the topology has no dns section") }
         let (key, servers) = try dnsKeyAndServers(dns)
         let cutover = try DNSCutover(
-            zone: dns.zone, servers: servers, key: key, changes: changes(dns, zone: dns.zone, back: false),
+            zone: dns.zone, servers: servers, auth: key, changes: changes(dns, zone: dns.zone, back: false),
             verifyTimeout: dns.verifyTimeout.duration, logger: logger)
         let result = try await cutover.run(dryRun: true)
         switch result.outcome {
         case .wouldApply:
             return (
                 .succeeded,
-                "key \(key.name) accepted by \(cutover.primary); \(dns.records.count) record set(s) hold the primary values; nothing changed"
+                "\(key) accepted by \(cutover.primary); \(dns.records.count) record set(s) hold the primary values; nothing changed"
+                    + result.notes.map { " (\($0))" }.joined()
             )
         case .alreadyAtTarget, .applied:
             return (.failed, "\(dns.zone) already points at the secondary: \(result.description)")
@@ -266,7 +265,7 @@ public struct DrillRunner: Sendable {
         var lines: [String] = []
         for back in [false, true] {
             let cutover = try DNSCutover(
-                zone: zone, servers: servers, key: key, changes: changes(dns, zone: zone, back: back),
+                zone: zone, servers: servers, auth: key, changes: changes(dns, zone: zone, back: back),
                 verifyTimeout: dns.verifyTimeout.duration, logger: logger)
             let result = try await cutover.run()
             lines.append((back ? "back: " : "over: ") + result.description)

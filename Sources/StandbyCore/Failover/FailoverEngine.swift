@@ -166,7 +166,8 @@ public struct FailoverEngine: Sendable {
         } catch let error as FailoverError where error.code == .badInput {
             throw FailoverError(
                 .badInput,
-                "\(topology.file):\(dns.keyLocation.line):\(dns.keyLocation.column): dns.key: \(error.message)")
+                "\(topology.file):\(dns.keyLocation.line):\(dns.keyLocation.column): \(dns.credentialKey): \(error.message)"
+            )
         }
     }
 

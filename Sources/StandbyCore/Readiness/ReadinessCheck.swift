@@ -1,4 +1,5 @@
 import Foundation
+import StandbyDNS
 
 /// The checks of `standby check` beyond the file's validity: the secondary-site rules and best
 /// practices of the backup and restoration strategy, applied to one topology.
@@ -97,7 +98,9 @@ public struct ReadinessCheck: Sendable {
 
     func keyFile() -> [Finding] {
         guard let dns = topology.dns else { return [] }
-        let path = topology.resolve(path: dns.key)
+        if let gss = dns.gssTSIG { return serviceAccount(gss, dns: dns) }
+        guard let key = dns.key else { return [] }
+        let path = topology.resolve(path: key)
         guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
             let mode = (attributes[.posixPermissions] as? NSNumber)?.intValue
         else {
@@ -136,6 +139,70 @@ public struct ReadinessCheck: Sendable {
                     message: "the TSIG key file \(path) lies inside the repository \(repository)",
                     fix: "move the key out of the repository (for example to /etc/standby/) and point dns.key there",
                     line: dns.location.line))
+        }
+        return out
+    }
+
+    /// `dns.gss_tsig`: the keytab or password file present, readable by its owner only, outside
+    /// the repository, and the keytab holding the principal's keys; the krb5.conf readable.
+    func serviceAccount(_ gss: GSSTSIGSettings, dns: DNSSettings) -> [Finding] {
+        var out: [Finding] = []
+        let line = gss.location.line
+        let secret =
+            gss.keytab.map { ("keytab", topology.resolve(path: $0)) }
+            ?? gss.passwordFile.map { ("password file", topology.resolve(path: $0)) }
+        if let (what, path) = secret {
+            if let attributes = try? FileManager.default.attributesOfItem(atPath: path),
+                let mode = (attributes[.posixPermissions] as? NSNumber)?.intValue
+            {
+                if mode & 0o077 != 0 {
+                    out.append(
+                        Finding(
+                            id: "gss-secret-readable", severity: .error,
+                            message:
+                                "the \(what) \(path) of \(gss.principal) is readable by group or others (mode \(String(mode & 0o777, radix: 8)))",
+                            fix: "chmod 600 \(path)", line: line))
+                }
+                if let repository = Self.gitRoot(of: topology.directory), path.hasPrefix(repository + "/") {
+                    out.append(
+                        Finding(
+                            id: "gss-secret-in-repository", severity: .warning,
+                            message: "the \(what) \(path) lies inside the repository \(repository)",
+                            fix:
+                                "move it out of the repository (for example to /etc/standby/) and point dns.gss_tsig there",
+                            line: line))
+                }
+                if what == "keytab", mode & 0o077 == 0,
+                    let problem = GSSCredentialSource.keytabProblem(
+                        path, principal: gss.principal, krb5Conf: gss.krb5Conf.map { topology.resolve(path: $0) })
+                {
+                    out.append(
+                        Finding(
+                            id: "gss-keytab-principal", severity: .error,
+                            message: "the keytab \(path) holds no key of \(gss.principal): \(problem)",
+                            fix:
+                                "export it again on a domain controller (samba-tool domain exportkeytab FILE --principal=\(gss.principal), or ktpass on Windows)",
+                            line: line))
+                }
+            } else {
+                out.append(
+                    Finding(
+                        id: "gss-secret-absent", severity: .info,
+                        message:
+                            "the \(what) \(path) of \(gss.principal) is not on this machine; the DNS cutover will fail here",
+                        fix: "install it on the controller (mode 0600), or run check on the controller itself",
+                        line: line))
+            }
+        }
+        if let conf = gss.krb5Conf.map({ topology.resolve(path: $0) }),
+            !FileManager.default.isReadableFile(atPath: conf)
+        {
+            out.append(
+                Finding(
+                    id: "gss-krb5-conf-absent", severity: .warning,
+                    message: "dns.gss_tsig.krb5_conf \(conf) cannot be read on this machine",
+                    fix: "install the krb5.conf naming the realm's KDCs, or leave krb5_conf out for the system's",
+                    line: line))
         }
         return out
     }

@@ -172,15 +172,35 @@ public struct DNSSettings: Sendable {
     public var zone: String
     /// Every authoritative server: the first takes the update, all are verified.
     public var servers: [String]
-    /// BIND key file with the TSIG key; never inside the repository.
-    public var key: String
+    /// BIND key file with the TSIG key; never inside the repository. Nil with `gssTSIG`.
+    public var key: String?
+    /// A Kerberos service account for GSS-TSIG (Active Directory DNS); nil with `key`.
+    public var gssTSIG: GSSTSIGSettings?
     public var records: [DNSRecord]
     /// A zone to run the full cutover on during drills.
     public var drillZone: String?
     public var verifyTimeout: TimeSpan
     public var location: SourceLocation
-    /// Where `key:` is written, for errors about the key file.
+    /// Where `key:` (or `gss_tsig:`) is written, for errors about the key file.
     public var keyLocation: SourceLocation
+
+    /// `dns.key` or `dns.gss_tsig`, as errors name it.
+    public var credentialKey: String { gssTSIG == nil ? "dns.key" : "dns.gss_tsig" }
+}
+
+/// `dns.gss_tsig`: the service account whose Kerberos credential signs the updates.
+public struct GSSTSIGSettings: Sendable {
+    /// `svc-standby@CONTOSO.COM`
+    public var principal: String
+    /// A keytab (mode 0600) with the account's keys; or
+    public var keytab: String?
+    /// a file (mode 0600) with its password; neither: the ticket cache (KRB5CCNAME).
+    public var passwordFile: String?
+    /// A krb5.conf; nil for KRB5_CONFIG or the system's.
+    public var krb5Conf: String?
+    /// `DNS/dc01.contoso.com`; nil for DNS/<the SOA's primary server>.
+    public var serverPrincipal: String?
+    public var location: SourceLocation
 }
 
 public struct DNSRecord: Sendable {

@@ -475,7 +475,8 @@ struct TopologyBuilder {
     func dnsSettings(_ node: Node) -> DNSSettings? {
         guard
             let fields = reader.mapping(
-                node, "dns", allowed: ["zone", "servers", "key", "records", "drill_zone", "verify_timeout"])
+                node, "dns",
+                allowed: ["zone", "servers", "key", "gss_tsig", "records", "drill_zone", "verify_timeout"])
         else { return nil }
         let zone = fields.domainName("zone", required: true, expected: "the zone holding the SRV records")
         let listed = fields.strings("servers", required: true)
@@ -501,18 +502,85 @@ struct TopologyBuilder {
         if listed?.isEmpty == true {
             reader.error(fields.node("servers"), "dns.servers must name every authoritative server of the zone")
         }
-        let key = fields.string("key", required: true, expected: "the path of a BIND key file with the TSIG key")
+        let key = fields.string("key", expected: "the path of a BIND key file with the TSIG key")
+        let gss = fields.node("gss_tsig").flatMap { gssTSIG($0) }
+        switch (fields.has("key"), fields.has("gss_tsig")) {
+        case (true, true):
+            reader.error(
+                fields.node("gss_tsig"),
+                "dns has both key and gss_tsig; give exactly one: key for a TSIG key file (BIND, Knot), gss_tsig for a Kerberos service account (Active Directory DNS)"
+            )
+        case (false, false):
+            reader.error(
+                at: fields.location,
+                "dns needs exactly one of key (the path of a BIND key file with the TSIG key) and gss_tsig (a Kerberos service account, for Active Directory DNS)"
+            )
+        default: break
+        }
         var records: [DNSRecord] = []
         for (index, item) in reader.sequence(fields.node("records"), "dns.records").enumerated() {
             if let record = dnsRecord(item, index: index, zone: zone) { records.append(record) }
         }
         checkUnique(records.map { ("\($0.name) \($0.type)", $0.location) }, "DNS record")
-        guard let zone, let key else { return nil }
+        guard let zone, key != nil || gss != nil else { return nil }
         return DNSSettings(
-            zone: zone, servers: servers, key: key, records: records,
+            zone: zone, servers: servers, key: key, gssTSIG: gss, records: records,
             drillZone: fields.domainName("drill_zone", expected: "a zone for drills, like drill.contoso.com"),
             verifyTimeout: fields.span("verify_timeout") ?? TimeSpan(seconds: 60), location: fields.location,
-            keyLocation: fields.location(of: "key"))
+            keyLocation: fields.location(of: fields.has("key") ? "key" : "gss_tsig"))
+    }
+
+    /// `dns.gss_tsig`: the principal, and at most one of keytab and password_file (neither: the
+    /// ticket cache).
+    func gssTSIG(_ node: Node) -> GSSTSIGSettings? {
+        guard
+            let fields = reader.mapping(
+                node, "dns.gss_tsig",
+                allowed: ["principal", "keytab", "password_file", "krb5_conf", "server_principal"])
+        else { return nil }
+        let principal = fields.string(
+            "principal", required: true,
+            expected: "the service account's Kerberos principal, like svc-standby@CONTOSO.COM")
+        if let principal, !Self.isPrincipal(principal, service: false) {
+            reader.error(
+                fields.node("principal"),
+                "dns.gss_tsig.principal: '\(principal)' is not a Kerberos principal; expected ACCOUNT@REALM, like svc-standby@CONTOSO.COM"
+            )
+        }
+        let keytab = fields.string("keytab", expected: "the path of the service account's keytab")
+        let passwordFile = fields.string("password_file", expected: "the path of a file holding the password")
+        if keytab != nil && passwordFile != nil {
+            reader.error(
+                fields.node("password_file"),
+                "dns.gss_tsig has both keytab and password_file; give one (or neither, for the ticket cache of KRB5CCNAME)"
+            )
+        }
+        let serverPrincipal = fields.string(
+            "server_principal", expected: "the DNS server's principal, like DNS/dc01.contoso.com")
+        if let serverPrincipal, !Self.isPrincipal(serverPrincipal, service: true) {
+            reader.error(
+                fields.node("server_principal"),
+                "dns.gss_tsig.server_principal: '\(serverPrincipal)' is not a service principal; expected DNS/HOST or DNS/HOST@REALM, like DNS/dc01.contoso.com"
+            )
+        }
+        guard let principal else { return nil }
+        return GSSTSIGSettings(
+            principal: principal, keytab: keytab, passwordFile: passwordFile,
+            krb5Conf: fields.string("krb5_conf", expected: "the path of a krb5.conf"), serverPrincipal: serverPrincipal,
+            location: fields.location)
+    }
+
+    /// `account@REALM`, or `service/host[@REALM]` when `service`: no spaces or controls, one @.
+    static func isPrincipal(_ text: String, service: Bool) -> Bool {
+        guard !text.isEmpty, !text.contains(where: { $0.isWhitespace || $0.asciiValue.map { $0 < 0x20 } == true })
+        else { return false }
+        let parts = text.split(separator: "@", omittingEmptySubsequences: false)
+        if service {
+            guard parts.count <= 2, parts.allSatisfy({ !$0.isEmpty }) else { return false }
+            let name = parts[0].split(separator: "/", omittingEmptySubsequences: false)
+            return name.count == 2 && name.allSatisfy { !$0.isEmpty }
+        }
+        return parts.count == 2 && parts.allSatisfy { !$0.isEmpty }
     }
 
     static let recordTypes = ["SRV", "A", "AAAA", "CNAME", "TXT", "NAPTR"]

@@ -59,16 +59,13 @@ public struct DNSAdapter: DNSCutting {
     static func cutover(
         _ settings: DNSSettings, changes: [FailoverPlan.DNSChange], baseDirectory: String, logger: Logger
     ) throws(DNSError) -> DNSCutover {
-        let keyPath =
-            settings.key.hasPrefix("/")
-            ? settings.key : (baseDirectory as NSString).appendingPathComponent(settings.key)
-        let key = try TSIGKey.load(path: keyPath)
         let servers = try settings.servers.map { text throws(DNSError) in try DNSServer(parsing: text) }
         let recordChanges = changes.map {
             RecordChange(name: $0.name, type: $0.type, ttl: UInt32(clamping: $0.ttl), from: $0.from, to: $0.to)
         }
         return try DNSCutover(
-            zone: settings.zone, servers: servers, key: key, changes: recordChanges,
+            zone: settings.zone, servers: servers, auth: try settings.authentication(baseDirectory: baseDirectory),
+            changes: recordChanges,
             verifyTimeout: settings.verifyTimeout.duration, logger: logger)
     }
 }
