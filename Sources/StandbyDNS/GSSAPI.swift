@@ -236,10 +236,22 @@ final class GSSCredential: @unchecked Sendable {
         let text = GSSAPI.describe(major: major, minor: minor)
         let lower = text.lowercased()
         let realm = source.realm ?? "?"
+        if lower.contains("clock skew") {
+            return DNSError(
+                .badTime,
+                "the KDC of \(realm) refused \(source.principal): this controller's clock (\(Self.now())) is further from the KDC's than the realm allows (the KDC answered: \(text)); fix NTP on the controller or the domain controller, or let krb5.conf follow the KDC (kdc_timesync = 1)"
+            )
+        }
         if lower.contains("not found in kerberos database") || lower.contains("client not found") {
             return DNSError(
                 .gssapi, "the KDC of \(realm) does not know \(source.principal) (\(text)); check dns.gss_tsig.principal"
             )
+        }
+        if case .keytab(let path) = source.secret,
+            lower.contains("no credentials") || lower.contains("no key table entry")
+        {
+            return DNSError(
+                .gssapi, "the keytab \(path) does not hold the current keys of \(source.principal) (\(text))")
         }
         if lower.contains("preauthentication failed") || lower.contains("password incorrect")
             || lower.contains("decrypt integrity check failed") || lower.contains("key version")
@@ -252,12 +264,6 @@ final class GSSCredential: @unchecked Sendable {
             case .ticketCache: what = "the ticket cache does not hold \(source.principal)'s ticket"
             }
             return DNSError(.gssapi, "\(what) (\(text))")
-        }
-        if lower.contains("clock skew") {
-            return DNSError(
-                .badTime,
-                "the KDC of \(realm) refused \(source.principal): this controller's clock (\(Self.now())) is too far from the KDC's (\(text)); fix NTP"
-            )
         }
         if lower.contains("cannot contact any kdc") || lower.contains("cannot find kdc") {
             return DNSError(

@@ -82,9 +82,11 @@ public final class SambaDomainController: @unchecked Sendable {
 
     /// Provisions a domain in `lab/ad`, starts it, makes the accounts and the keytab. About 5 to
     /// 15 s, most of it the provisioning.
-    public static func start(in lab: LabDirectory, dnsPort: UInt16? = nil, lockTimeout: Duration = .seconds(600))
-        throws -> SambaDomainController
-    {
+    /// `clockOffset` (seconds) runs the controller under libfaketime: a KDC and DNS server
+    /// whose clock is that far from this machine's.
+    public static func start(
+        in lab: LabDirectory, dnsPort: UInt16? = nil, clockOffset: Int? = nil, lockTimeout: Duration = .seconds(600)
+    ) throws -> SambaDomainController {
         let samba = try Programs.locate("samba", package: "samba-ad-dc")
         let tool = try Programs.locate("samba-tool", package: "samba-ad-provision")
         let lock = try Self.takeMachineLock(timeout: lockTimeout)
@@ -153,10 +155,18 @@ public final class SambaDomainController: @unchecked Sendable {
             for file in ["svc-standby.keytab", "svc-norights.keytab", "svc-standby.pass"] {
                 chmod(dir + "/" + file, 0o600)
             }
+            var environment = ProcessInfo.processInfo.environment
+            environment["KRB5_CONFIG"] = dir + "/krb5.conf"
+            if let clockOffset {
+                environment["LD_PRELOAD"] = try Programs.locateLibrary(
+                    "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+                    "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1", package: "libfaketime")
+                environment["FAKETIME"] = clockOffset >= 0 ? "+\(clockOffset)" : "\(clockOffset)"
+            }
             let process = try ServerProcess.spawnListening(
                 name: "samba", executable: samba,
-                arguments: ["-i", "-M", "single", "-s", config, "--debug-stdout"],
-                environment: ["KRB5_CONFIG": dir + "/krb5.conf"], logPath: dir + "/samba.out", port: dns)
+                arguments: ["-i", "-M", "single", "-s", config, "--debug-stdout"], environment: environment,
+                logPath: dir + "/samba.out", port: dns)
             let controller = SambaDomainController(
                 directory: dir, process: process, ports: (dns, kdc, smb), adminPassword: adminPassword,
                 lockDescriptor: lock)

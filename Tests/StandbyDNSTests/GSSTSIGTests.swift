@@ -20,10 +20,10 @@ struct GSSTSIGTests {
         let lab: LabDirectory
         let dc: SambaDomainController
 
-        static func start(_ prefix: String) throws -> Domain {
+        static func start(_ prefix: String, clockOffset: Int? = nil) throws -> Domain {
             let lab = try LabDirectory(prefix: prefix)
             do {
-                let dc = try SambaDomainController.start(in: lab)
+                let dc = try SambaDomainController.start(in: lab, clockOffset: clockOffset)
                 try dc.addRecord(internalTLS, type: "SRV", "pool01.ad.lab.test 5061 0 0")
                 try dc.addRecord(sip, type: "SRV", "sip.ad.lab.test 5060 0 0")
                 return Domain(lab: lab, dc: dc)
@@ -95,5 +95,105 @@ struct GSSTSIGTests {
         let description = "\(forward) \(back) \(String(describing: stale))"
         let password = try String(contentsOfFile: domain.dc.passwordFilePath, encoding: .utf8)
         #expect(!description.contains(password.trimmingCharacters(in: .whitespacesAndNewlines)))
+    }
+
+    /// Runs a cutover that must fail; returns the error, and checks the records did not change.
+    func failing(_ domain: Domain, _ source: GSSCredentialSource) async throws -> DNSError? {
+        let cutover = try domain.cutover(GSSTSIGSession(source), from: Self.primary, to: Self.secondary)
+        let error = await #expect(throws: DNSError.self) { try await cutover.run() }
+        #expect(try domain.served() == Self.values(Self.primary), "nothing changed")
+        return error
+    }
+
+    @Test("each Kerberos failure in plain words, the records unchanged, no secret shown")
+    func failures() async throws {
+        let domain = try Domain.start("gss-failures")
+        defer { domain.stop() }
+        let dc = domain.dc
+        let password = try String(contentsOfFile: dc.passwordFilePath, encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+
+        let stranger = try await failing(
+            domain,
+            domain.source(
+                principal: "nobody@\(SambaDomainController.realm)", secret: .passwordFile(dc.passwordFilePath)))
+        #expect(
+            stranger?.message.contains("does not know nobody@AD.LAB.TEST") == true, "\(String(describing: stranger))")
+
+        try domain.lab.write("wrong.pass", "not-the-password\n", mode: 0o600)
+        let wrong = try await failing(domain, domain.source(secret: .passwordFile(domain.lab.file("wrong.pass"))))
+        #expect(wrong?.message.contains("is not svc-standby@AD.LAB.TEST's") == true, "\(String(describing: wrong))")
+
+        let otherKeytab = try await failing(domain, domain.source(secret: .keytab(dc.unprivilegedKeytabPath)))
+        #expect(
+            otherKeytab?.message.contains("does not hold the current keys of svc-standby@AD.LAB.TEST") == true,
+            "\(String(describing: otherKeytab))")
+
+        let noService = try await failing(domain, domain.source(serverPrincipal: "DNS/nosuch.ad.lab.test"))
+        #expect(
+            noService?.message.contains("no ticket for the DNS server's principal DNS/nosuch.ad.lab.test") == true,
+            "\(String(describing: noService))")
+
+        let noRights = try await failing(
+            domain,
+            domain.source(
+                principal: "\(SambaDomainController.unprivilegedAccount)@\(SambaDomainController.realm)",
+                secret: .keytab(dc.unprivilegedKeytabPath)))
+        #expect(noRights?.code == .refused, "\(String(describing: noRights))")
+        #expect(noRights?.message.contains("no rights on the records") == true, "\(String(describing: noRights))")
+
+        try domain.lab.write("open.keytab", "", mode: 0o644)
+        let open = #expect(throws: DNSError.self) {
+            try GSSCredentialSource(
+                principal: dc.principal, secret: .keytab(domain.lab.file("open.keytab")), krb5Conf: dc.krb5ConfPath
+            ).validate()
+        }
+        #expect(open?.code == .keyPermissions && open?.message.contains("chmod 600") == true)
+
+        for error in [stranger, wrong, otherKeytab, noService, noRights] {
+            #expect(!"\(String(describing: error))".contains(password), "the password is never shown")
+        }
+    }
+
+    @Test("a server that does not speak GSS-TSIG is named as such")
+    func bindWithoutGSS() async throws {
+        let domain = try Domain.start("gss-bind")
+        defer { domain.stop() }
+        let zone = try SIPZoneLab.start()
+        defer { zone.stop() }
+        let session = GSSTSIGSession(domain.source(serverPrincipal: domain.dc.dnsPrincipal))
+        let cutover = try DNSCutover(
+            zone: SIPZoneLab.zone, servers: zone.servers, auth: .gss(session),
+            changes: SIPZoneLab.changes(from: SIPZoneLab.primaryValues, to: SIPZoneLab.secondaryValues),
+            timeout: .seconds(5), verifyTimeout: .seconds(5), logger: Self.logger)
+        let error = await #expect(throws: DNSError.self) { try await cutover.run() }
+        #expect(error?.message.contains("does not speak GSS-TSIG") == true, "\(String(describing: error))")
+        #expect(try zone.digBoth() == SIPZoneLab.expected(SIPZoneLab.primaryValues))
+    }
+
+    @Test(
+        "a domain controller an hour off: Kerberos follows the KDC's clock; with kdc_timesync off, refused in plain words"
+    )
+    func clockSkew() async throws {
+        let domain = try Domain.start("gss-skew", clockOffset: 3600)
+        defer { domain.stop() }
+        // MIT Kerberos' default (kdc_timesync = 1) takes the KDC's time from its skew error and
+        // retries: the cutover runs, as the domain's own members would.
+        let session = GSSTSIGSession(domain.source())
+        let forward = try await domain.cutover(session, from: Self.primary, to: Self.secondary).run()
+        #expect(forward.outcome == .applied, "\(forward)")
+        _ = try await domain.cutover(session, from: Self.secondary, to: Self.primary).run()
+
+        // A hardened krb5.conf that never follows the KDC: the skew is an error that says so.
+        let strict = try String(contentsOfFile: domain.dc.krb5ConfPath, encoding: .utf8).replacingOccurrences(
+            of: "[libdefaults]\n", with: "[libdefaults]\n    kdc_timesync = 0\n")
+        try domain.lab.write("strict-krb5.conf", strict)
+        let source = GSSCredentialSource(
+            principal: domain.dc.principal, secret: .keytab(domain.dc.keytabPath),
+            krb5Conf: domain.lab.file("strict-krb5.conf"))
+        let error = try await failing(domain, source)
+        #expect(error?.code == .badTime, "\(String(describing: error))")
+        #expect(error?.message.contains("this controller's clock") == true, "\(String(describing: error))")
+        #expect(error?.message.contains("fix NTP") == true, "\(String(describing: error))")
     }
 }
