@@ -19,6 +19,8 @@ struct LabRun {
     let labBinary: String
     let httpPort: UInt16
     let dnsPorts: [UInt16]
+    /// lab.test on BIND and Knot, or ad.lab.test on the Samba AD domain controller (sites/lab-ad).
+    var zone = "lab.test"
 
     /// Two ports in a row (`port`, `port + 1`) free for TCP and UDP: BIND and Knot, SIP over
     /// UDP/TCP and TLS take pairs.
@@ -37,11 +39,11 @@ struct LabRun {
     }
 
     /// Starts the lab on fresh ports; another test grabbing a port in between is retried.
-    static func start(prefix: String) async throws -> LabRun {
+    static func start(prefix: String, activeDirectory: Bool = false) async throws -> LabRun {
         var failure: (any Error)?
         for _ in 0..<3 {
             do {
-                return try await startOnce(prefix: prefix)
+                return try await startOnce(prefix: prefix, activeDirectory: activeDirectory)
             } catch {
                 failure = error
             }
@@ -49,7 +51,7 @@ struct LabRun {
         throw failure ?? LabError(.setupFailed, "the lab did not start")
     }
 
-    static func startOnce(prefix: String) async throws -> LabRun {
+    static func startOnce(prefix: String, activeDirectory: Bool = false) async throws -> LabRun {
         let lab = try LabDirectory(prefix: prefix)
         let standby = try StandbyRunner.locate()
         let labBinary = ((standby.path as NSString).deletingLastPathComponent as NSString)
@@ -66,10 +68,13 @@ struct LabRun {
         ]
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent()
-        let run = LabRun(
-            lab: lab, standby: standby, site: root.appendingPathComponent("sites/lab").path, state: lab.file("state"),
-            environment: environment, labBinary: labBinary, httpPort: http, dnsPorts: [dns, dns + 1])
-        let up = try await run.labCommand(["up"])
+        var run = LabRun(
+            lab: lab, standby: standby,
+            site: root.appendingPathComponent(activeDirectory ? "sites/lab-ad" : "sites/lab").path,
+            state: lab.file("state"), environment: environment, labBinary: labBinary, httpPort: http,
+            dnsPorts: activeDirectory ? [dns] : [dns, dns + 1])
+        if activeDirectory { run.zone = "ad.lab.test" }
+        let up = try await run.labCommand(activeDirectory ? ["up", "--ad"] : ["up"])
         guard up.status == 0 else {
             await run.down()
             throw LabError(.setupFailed, "standby-lab up failed: \(up)")
@@ -78,8 +83,10 @@ struct LabRun {
     }
 
     /// Starts the lab, runs `body`, and stops every lab server whatever happened.
-    static func with(prefix: String, _ body: (LabRun) async throws -> Void) async throws {
-        let lab = try await start(prefix: prefix)
+    static func with(prefix: String, activeDirectory: Bool = false, _ body: (LabRun) async throws -> Void)
+        async throws
+    {
+        let lab = try await start(prefix: prefix, activeDirectory: activeDirectory)
         do {
             try await body(lab)
         } catch {
@@ -111,7 +118,7 @@ struct LabRun {
     func dig() throws -> [String] {
         var answers: [String] = []
         for port in dnsPorts {
-            for name in ["_sipinternaltls._tcp.lab.test", "_sip._tcp.lab.test"] {
+            for name in ["_sipinternaltls._tcp.\(zone)", "_sip._tcp.\(zone)"] {
                 let process = Process()
                 process.executableURL = URL(fileURLWithPath: try Programs.locate("dig", package: "bind9-dnsutils"))
                 process.arguments = ["+short", "+norec", "@127.0.0.1", "-p", "\(port)", name, "SRV"]
