@@ -8,7 +8,8 @@ struct BenchCommand: AsyncParsableCommand {
         commandName: "standby-bench",
         abstract: "Measure Standby against cp, rsync, nsupdate and dig on loopback.",
         subcommands: [
-            ReplicationBench.self, ReplicationWorker.self, HashingBench.self, DNSBench.self, ProbeBench.self,
+            ReplicationBench.self, ReplicationWorker.self, HashingBench.self, DNSBench.self, GSSTSIGBench.self,
+            ProbeBench.self,
         ])
 }
 
