@@ -28,7 +28,9 @@ public final class SambaDomainController: @unchecked Sendable {
     public static let unprivilegedAccount = "svc-norights"
 
     public let directory: String
-    public let process: ServerProcess
+    /// The running `samba`; replaced by `restart`.
+    public private(set) var process: ServerProcess
+    private let launch: (executable: String, arguments: [String], environment: [String: String])
     public let dnsPort: UInt16
     public let kdcPort: UInt16
     public let smbPort: UInt16
@@ -43,11 +45,13 @@ public final class SambaDomainController: @unchecked Sendable {
     private let lock: Mutex<Int32?>
 
     init(
-        directory: String, process: ServerProcess, ports: (dns: UInt16, kdc: UInt16, smb: UInt16),
-        adminPassword: String, lockDescriptor: Int32
+        directory: String, process: ServerProcess,
+        launch: (executable: String, arguments: [String], environment: [String: String]),
+        ports: (dns: UInt16, kdc: UInt16, smb: UInt16), adminPassword: String, lockDescriptor: Int32
     ) {
         self.directory = directory
         self.process = process
+        self.launch = launch
         (dnsPort, kdcPort, smbPort) = ports
         self.adminPassword = adminPassword
         keytabPath = directory + "/svc-standby.keytab"
@@ -67,6 +71,16 @@ public final class SambaDomainController: @unchecked Sendable {
     public func stop() {
         process.stop()
         releaseMachineLock()
+    }
+
+    /// Stops and starts `samba` on the same domain: it forgets every GSS-TSIG context, as a DC
+    /// does when it restarts (the lock stays held).
+    public func restart() throws {
+        process.stop()
+        process = try ServerProcess.spawnListening(
+            name: "samba", executable: launch.executable, arguments: launch.arguments,
+            environment: launch.environment, logPath: directory + "/samba.out", port: dnsPort)
+        try Ports.waitForTCP("127.0.0.1", kdcPort, server: "samba's KDC", process: process)
     }
 
     /// For a controller left running by a command that exits (`standby-lab up --ad`): the next
@@ -163,13 +177,13 @@ public final class SambaDomainController: @unchecked Sendable {
                     "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1", package: "libfaketime")
                 environment["FAKETIME"] = clockOffset >= 0 ? "+\(clockOffset)" : "\(clockOffset)"
             }
+            let arguments = ["-i", "-M", "single", "-s", config, "--debug-stdout"]
             let process = try ServerProcess.spawnListening(
-                name: "samba", executable: samba,
-                arguments: ["-i", "-M", "single", "-s", config, "--debug-stdout"], environment: environment,
+                name: "samba", executable: samba, arguments: arguments, environment: environment,
                 logPath: dir + "/samba.out", port: dns)
             let controller = SambaDomainController(
-                directory: dir, process: process, ports: (dns, kdc, smb), adminPassword: adminPassword,
-                lockDescriptor: lock)
+                directory: dir, process: process, launch: (samba, arguments, environment), ports: (dns, kdc, smb),
+                adminPassword: adminPassword, lockDescriptor: lock)
             try Ports.waitForTCP("127.0.0.1", kdc, server: "samba's KDC", process: process)
             return controller
         } catch {

@@ -86,6 +86,15 @@ struct GSSTSIGTests {
         #expect(back.outcome == .applied, "\(back)")
         #expect(try domain.served() == Self.values(Self.primary))
 
+        // The DC restarts and forgets the context: the next update is refused as BADKEY, the
+        // session negotiates once more and the update goes through.
+        try domain.dc.restart()
+        let again = try await domain.cutover(session, from: Self.primary, to: Self.secondary).run()
+        #expect(again.outcome == .applied, "\(again)")
+        #expect(session.negotiations == 2, "negotiated again after the restart")
+        _ = try await domain.cutover(session, from: Self.secondary, to: Self.primary).run()
+        #expect(session.negotiations == 2)
+
         // A stale controller expecting the secondary's values changes nothing.
         let third = Self.primary.mapValues { _ in "0 0 1 x.ad.lab.test." }
         let staleCutover = try domain.cutover(session, from: Self.secondary, to: third)
