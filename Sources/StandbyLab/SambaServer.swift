@@ -58,6 +58,9 @@ public final class SambaServer: Sendable {
                   pid directory = \(dir)/pid
                   ncalrpc dir = \(dir)/ncalrpc
                   log file = \(dir)/log/smbd.log
+                  # Never the machine's winbindd (samba-ad-dc brings one, and a lab domain
+                  # controller runs its own): its id mappings turn the login into a denial.
+                  winbindd socket directory = \(dir)/winbindd
                   load printers = no
                   printing = bsd
                   printcap name = /dev/null
