@@ -137,20 +137,7 @@ public struct GSSCredentialSource: Sendable, CustomStringConvertible, Hashable {
     }
 
     static func checkSecretFile(_ path: String, what: String) throws(DNSError) {
-        var info = stat()
-        guard stat(path, &info) == 0 else {
-            throw DNSError(.keyFile, "cannot read the \(what) \(path): \(String(cString: strerror(errno)))")
-        }
-        guard (info.st_mode & S_IFMT) == S_IFREG else {
-            throw DNSError(.keyFile, "the \(what) \(path) is not a regular file")
-        }
-        let mode = Int(info.st_mode & 0o7777)
-        if mode & 0o077 != 0 {
-            throw DNSError(
-                .keyPermissions,
-                "the \(what) \(path) has mode \(String(format: "%04o", mode)): it is readable by group or others; "
-                    + "run chmod 600 \(path)")
-        }
+        try SecretFile.check(path, what: "the \(what)")
     }
 }
 

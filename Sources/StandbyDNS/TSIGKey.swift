@@ -78,20 +78,7 @@ public struct TSIGKey: Sendable, Hashable, CustomStringConvertible, CustomDebugS
     /// from a file holding several. A file readable by group or others is refused: the key lets its
     /// holder rewrite the SIP records of the whole deployment.
     public static func load(path: String, name: String? = nil) throws(DNSError) -> TSIGKey {
-        var info = stat()
-        guard stat(path, &info) == 0 else {
-            throw DNSError(.keyFile, "cannot read key file \(path): \(String(cString: strerror(errno)))")
-        }
-        guard (info.st_mode & S_IFMT) == S_IFREG else {
-            throw DNSError(.keyFile, "key file \(path) is not a regular file")
-        }
-        let mode = Int(info.st_mode & 0o7777)
-        if mode & 0o077 != 0 {
-            throw DNSError(
-                .keyPermissions,
-                "key file \(path) has mode \(String(format: "%04o", mode)): it is readable by group or others; "
-                    + "run chmod 600 \(path)")
-        }
+        try SecretFile.check(path, what: "key file")
         guard let data = FileManager.default.contents(atPath: path) else {
             throw DNSError(.keyFile, "cannot read key file \(path)")
         }

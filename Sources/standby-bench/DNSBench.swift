@@ -119,6 +119,16 @@ struct DNSBench: AsyncParsableCommand {
         let started = ContinuousClock.now
         let update = try LabTool.run(nsupdate, ["-k", keyPath, "-v", scratch])
         guard update.status == 0 else { throw ValidationError("nsupdate failed: \(update.output)") }
+        try waitUntilServed(dig: dig, servers: servers, from: from, to: to)
+        return ContinuousClock.now - started
+    }
+
+    /// Polls each server with `dig` (both names in one query) until it serves `to`, and none of
+    /// `from`, authoritatively: what an operator's script waits for after its update.
+    static func waitUntilServed(
+        dig: String, servers: [(String, UInt16)], from: [String], to: [String], zone: String = zone,
+        what: @autoclosure () -> String = "the update"
+    ) throws {
         for (host, port) in servers {
             let deadline = ContinuousClock.now + .seconds(30)
             while true {
@@ -133,12 +143,11 @@ struct DNSBench: AsyncParsableCommand {
                     break
                 }
                 guard ContinuousClock.now < deadline else {
-                    throw ValidationError("\(host):\(port) never served \(to)")
+                    throw ValidationError("\(host):\(port) never served \(to) after \(what())")
                 }
                 usleep(10_000)
             }
         }
-        return ContinuousClock.now - started
     }
 
     static func mean(_ times: [Duration]) -> Duration {

@@ -127,23 +127,9 @@ struct GSSTSIGBench: AsyncParsableCommand {
         // nsupdate -g reports "tsig verify failure" on Samba's reply and exits non-zero though the
         // update is applied (a fact of Samba 4.17); dig below is the proof, as it is for Standby.
         let update = try LabTool.run(env, variables + [nsupdate, "-g", scratch + ".txt"])
-        let deadline = ContinuousClock.now + .seconds(30)
-        while true {
-            let answer = try LabTool.run(
-                dig,
-                ["+norec", "+time=1", "+tries=1", "@127.0.0.1", "-p", "\(dc.dnsPort)"]
-                    + names.flatMap { ["\($0).\(zone).", "SRV"] })
-            let authoritative = answer.output.components(separatedBy: "flags: qr aa").count - 1 == names.count
-            if answer.status == 0 && authoritative && to.allSatisfy(answer.output.contains)
-                && !from.contains(where: answer.output.contains)
-            {
-                break
-            }
-            guard ContinuousClock.now < deadline else {
-                throw ValidationError("nsupdate -g never took (exit \(update.status)): \(update.output)")
-            }
-            usleep(10_000)
-        }
+        try DNSBench.waitUntilServed(
+            dig: dig, servers: [("127.0.0.1", dc.dnsPort)], from: from, to: to, zone: zone,
+            what: "nsupdate -g (exit \(update.status)): \(update.output)")
         return ContinuousClock.now - started
     }
 }
