@@ -1,5 +1,6 @@
 import CGSSAPI
 import Foundation
+import Synchronization
 
 /// MIT Kerberos' GSSAPI, wrapped once: a credential for the service account and a security
 /// context with one DNS server. Every call blocks (it may ask the KDC): call from `BlockingIO`.
@@ -149,14 +150,18 @@ final class GSSCredential: @unchecked Sendable {
     let handle: gss_cred_id_t?
     private let lock = NSLock()
 
-    private nonisolated(unsafe) static var configuredKRB5: String?
+    /// The krb5.conf last put into KRB5_CONFIG; the variable is the process's, so one at a time.
+    private static let configuredKRB5 = Mutex<String?>(nil)
 
     init(_ source: GSSCredentialSource) throws(DNSError) {
         try source.validate()
         self.source = source
-        if let conf = source.krb5Conf, Self.configuredKRB5 != conf {
-            setenv("KRB5_CONFIG", conf, 1)
-            Self.configuredKRB5 = conf
+        if let conf = source.krb5Conf {
+            Self.configuredKRB5.withLock { configured in
+                guard configured != conf else { return }
+                setenv("KRB5_CONFIG", conf, 1)
+                configured = conf
+            }
         }
         let name = try GSSAPI.importPrincipal(source.principal)
         defer {
