@@ -138,7 +138,18 @@ public struct DNSCutover: Sendable {
         // queries on every server that follow are the proof, and the result says so.
         var notes: [String] = []
         if dryRun {
-            if let note = try await send(prerequisites: prerequisites, updates: []) { notes.append(note) }
+            // Prerequisites alone prove the key and the values, not the right to change the
+            // records: servers check that only for what an update touches (an account without
+            // rights passed a prerequisite-only check on Samba). So each record set is rewritten
+            // with the values and TTL it holds, guarded by the prerequisite that it holds them:
+            // the server checks the right to change it, and what it serves stays the same.
+            var probes: [UpdateOperation] = []
+            for (change, answer) in zip(changes, before) where !answer.rdata.isEmpty {
+                let ttl = answer.ttl ?? change.ttl
+                probes.append(.deleteRecordSet(name: change.name, type: change.type))
+                probes += answer.rdata.map { .add(name: change.name, type: change.type, ttl: ttl, rdata: $0) }
+            }
+            if let note = try await send(prerequisites: prerequisites, updates: probes) { notes.append(note) }
             logger.info("DNS dry run: prerequisites hold", metadata: metadata)
             return CutoverResult(
                 outcome: noop ? .alreadyAtTarget : .wouldApply, dryRun: true, primary: primary, before: before,

@@ -182,6 +182,14 @@ struct CutoverTests {
         #expect(error.message.contains("update policy"))
         #expect(error.message.contains(lab.named.address))
         #expect(try lab.digBoth() == Lab.expected(Lab.primaryValues))
+
+        // The dry run (the failover's preflight, the drill) finds it before anything changes.
+        let serial = try lab.serial(0)
+        let early = try await #require(throws: DNSError.self) {
+            try await lab.cutover(from: Lab.primaryValues, to: Lab.secondaryValues).preflight()
+        }
+        #expect(early.code == .refused, "\(early)")
+        #expect(try lab.serial(0) == serial)
     }
 
     @Test("a server whose clock is 10 minutes ahead answers BADTIME; the error shows the skew")

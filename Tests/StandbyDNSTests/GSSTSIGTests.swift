@@ -150,6 +150,16 @@ struct GSSTSIGTests {
                 secret: .keytab(dc.unprivilegedKeytabPath)))
         #expect(noRights?.code == .refused, "\(String(describing: noRights))")
         #expect(noRights?.message.contains("no rights on the records") == true, "\(String(describing: noRights))")
+        // The preflight finds it too, before stage 1: its dry run deletes a record no set holds,
+        // which the server checks against the account's rights and has nothing to change.
+        let noRightsCutover = try domain.cutover(
+            GSSTSIGSession(
+                domain.source(
+                    principal: "\(SambaDomainController.unprivilegedAccount)@\(SambaDomainController.realm)",
+                    secret: .keytab(dc.unprivilegedKeytabPath))), from: Self.primary, to: Self.secondary)
+        let refusedEarly = await #expect(throws: DNSError.self) { try await noRightsCutover.preflight() }
+        #expect(refusedEarly?.code == .refused, "\(String(describing: refusedEarly))")
+        #expect(try domain.served() == Self.values(Self.primary))
 
         try domain.lab.write("open.keytab", "", mode: 0o644)
         let open = #expect(throws: DNSError.self) {
