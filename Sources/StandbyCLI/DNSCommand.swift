@@ -103,7 +103,8 @@ struct DNSCommand: AsyncParsableCommand {
         @Option(help: "The site the records should point to: secondary or primary.")
         var to: Side
 
-        @Flag(help: "Send the prerequisites alone: proves the key and the expected values, and changes nothing.")
+        @Flag(
+            help: "A no-op update: proves the key, the expected values and the right to change them; changes nothing.")
         var dryRun = false
 
         func run() async throws {

@@ -11,7 +11,7 @@ struct DrillCommand: AsyncParsableCommand {
             Restores every backup set from the store into a drill directory under the state \
             directory (every chunk and file hash checked), runs the steps marked drill: true (or a \
             service's drill_steps) with {{drill}} = true and restore targets in the drill directory, \
-            checks DNS with a prerequisite-only update (nothing changes) and, with dns.drill_zone, \
+            checks DNS with a no-op update (the key, the values and the right to change them; nothing changes) and, with dns.drill_zone, \
             cuts that zone over and back. The drill is recorded (`standby report SITE --drill last`) \
             and counts for `standby check`. A drill killed half-way is cleaned up by the next one.
             Exit 0 the rehearsal passed; 1 a stage failed (named); 3 refused (not a lead, the \

@@ -105,9 +105,11 @@ public struct DNSCutover: Sendable {
 
     /// Runs the compare-and-swap and, unless `dryRun`, the verification on every server.
     ///
-    /// - A dry run sends the prerequisites alone (no update section): the server checks the key
-    ///   and the values and changes nothing. So does a run that finds every record set at its
-    ///   target: a wrong key fails there too, rather than passing for "nothing to do".
+    /// - A dry run sends a no-op update: each record set rewritten with the values and TTL it
+    ///   holds, under the prerequisites. The server checks the key, the values and the right to
+    ///   change the records, and serves what it served.
+    /// - A run that finds every record set at its target sends the signed prerequisites alone: a
+    ///   wrong key fails there too, rather than passing for "nothing to do".
     /// - Throws `prerequisiteFailed` (with what every server serves now) when a record set no
     ///   longer holds its expected value, and `verificationTimedOut` (with a per-server report)
     ///   when a server does not serve the targets within `verifyTimeout`.

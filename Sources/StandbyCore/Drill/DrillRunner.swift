@@ -15,8 +15,9 @@ import StandbyDNS
 /// 2. steps: the steps marked `drill: true` (or a service's `drill_steps`), run by the failover
 ///    engine against a journal inside the drill directory, with `{{drill}}` = true, `{{state}}` =
 ///    the drill directory and every restore target redirected into it;
-/// 3. dns-check: a prerequisite-only update on the real zone (the key is accepted and the records
-///    hold the primary values; nothing changes);
+/// 3. dns-check: a no-op update on the real zone (see `DNSCutover.run(dryRun:)`): the key or
+///    the GSS-TSIG account is accepted, may change the records, and they hold the primary values;
+///    nothing changes;
 /// 4. dns-drill-zone: when `dns.drill_zone` is set, the full cutover on that zone and back;
 /// 5. cleanup: the drill directory is removed.
 ///
@@ -237,8 +238,8 @@ public struct DrillRunner: Sendable {
         }
     }
 
-    /// A prerequisite-only update: the server checks the key and that every record set holds its
-    /// primary value, and changes nothing.
+    /// A no-op update: the server checks the key, the right to change the records and that every
+    /// record set holds its primary value, and changes nothing.
     func dnsCheck() async throws -> (DrillStage.State, String) {
         guard let dns = topology.dns else { return (.skipped, "the topology has no dns section") }
         let (key, servers) = try dnsKeyAndServers(dns)
