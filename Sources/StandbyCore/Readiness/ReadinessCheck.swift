@@ -179,7 +179,7 @@ public struct ReadinessCheck: Sendable {
                     out.append(
                         Finding(
                             id: "gss-keytab-principal", severity: .error,
-                            message: "the keytab \(path) holds no key of \(gss.principal): \(problem)",
+                            message: "the keytab \(path) cannot sign in as \(gss.principal): \(problem)",
                             fix:
                                 "export it again on a domain controller (samba-tool domain exportkeytab FILE --principal=\(gss.principal), or ktpass on Windows)",
                             line: line))
