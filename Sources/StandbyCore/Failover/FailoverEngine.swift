@@ -154,9 +154,10 @@ public struct FailoverEngine: Sendable {
     }
 
     /// Proves the plan's DNS cutover can run, changing nothing: the key file loads (its mode
-    /// checked), the server that takes updates accepts the signed prerequisites alone, and
-    /// every authoritative server answers. Nil when the plan has no DNS stage. A key-file
-    /// problem is bad input naming the topology's `dns.key` line.
+    /// checked) or the GSS-TSIG account gets its credential, the server that takes updates
+    /// accepts a signed no-op update (the values and the right to change them), and every
+    /// authoritative server answers. Nil when the plan has no DNS stage. A key-file problem is
+    /// bad input naming the topology's `dns.key` (or `dns.gss_tsig`) line.
     func dnsCheck(_ plan: FailoverPlan) async throws -> String? {
         guard let dns = topology.dns, let stage = plan.stages.first(where: { $0.kind == .dns }),
             !stage.dnsChanges.isEmpty
