@@ -1,7 +1,7 @@
 extension DNSCutover {
-    /// Proves, changing nothing, that this cutover can run now: the primary master accepts a
-    /// signed update made of the prerequisites alone (the key is right and every record set
-    /// holds its expected value, or already its target), and every authoritative server answers
+    /// Proves, changing nothing, that this cutover can run now: the primary master accepts the
+    /// dry run's signed no-op update (the key is right, the account may change the records, and
+    /// every record set holds its expected value, or already its target), and every authoritative server answers
     /// for every record set with the AA bit, so the verification after the update can succeed.
     ///
     /// The failover runs it before stage 1, so that a missing key or an unreachable server is

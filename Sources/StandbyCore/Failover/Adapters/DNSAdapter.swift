@@ -39,8 +39,8 @@ public struct DNSAdapter: DNSCutting {
             log: result.description)
     }
 
-    /// The key loads, the primary master accepts the signed prerequisites alone, every server
-    /// answers authoritatively. A key-file problem is bad input; anything else is a refusal.
+    /// The key (or the GSS-TSIG credential) loads, the primary master accepts the dry run's signed
+    /// no-op update, every server answers authoritatively. A key-file problem is bad input; anything else is a refusal.
     public func preflight(_ settings: DNSSettings, changes: [FailoverPlan.DNSChange], baseDirectory: String)
         async throws -> String
     {
