@@ -125,17 +125,36 @@ public struct GSSCredentialSource: Sendable, CustomStringConvertible, Hashable {
         }
     }
 
-    /// Why the keytab at `path` cannot give `principal` a credential (no entry for it, keys the
-    /// KDC no longer takes, a principal it does not know), or nil when it can. MIT's library asks
-    /// the KDC for a ticket as it acquires the credential; where no KDC answers (a planner's laptop)
-    /// nothing can be told, and nil is answered.
+    /// Why the keytab at `path` holds no key of `principal` (no entry for it, not a keytab), or
+    /// nil when it holds one. Asks no KDC and no DNS: the keytab is opened as an acceptor's,
+    /// which MIT's library checks for an entry of the name and nothing more (acquiring an
+    /// initiator's credential from it would ask the KDC for a ticket at once).
     public static func keytabProblem(_ path: String, principal: String, krb5Conf: String?) -> String? {
         do {
-            _ = try GSSCredential(
-                GSSCredentialSource(principal: principal, secret: .keytab(path), krb5Conf: krb5Conf))
-            return nil
+            let name = try GSSAPI.importPrincipal(principal)
+            defer {
+                var minor: OM_uint32 = 0
+                var name: gss_name_t? = name
+                gss_release_name(&minor, &name)
+            }
+            var minor: OM_uint32 = 0
+            var cred: gss_cred_id_t?
+            var mechs = gss_OID_set_desc(count: 1, elements: standby_gss_mech_krb5())
+            let major = path.withCString { keytab in
+                "keytab".withCString { key in
+                    var elements = [gss_key_value_element_desc(key: key, value: keytab)]
+                    return elements.withUnsafeMutableBufferPointer { list in
+                        var store = gss_key_value_set_desc(count: 1, elements: list.baseAddress)
+                        return gss_acquire_cred_from(
+                            &minor, name, standby_gss_c_indefinite(), &mechs, Int32(GSS_C_ACCEPT), &store, &cred,
+                            nil, nil)
+                    }
+                }
+            }
+            if cred != nil { gss_release_cred(&minor, &cred) }
+            return standby_gss_error(major) == 0 ? nil : GSSAPI.describe(major: major, minor: minor)
         } catch {
-            return error.code == .network || error.code == .badTime ? nil : error.message
+            return error.message
         }
     }
 
