@@ -161,6 +161,13 @@ struct GSSTSIGTests {
         #expect(refusedEarly?.code == .refused, "\(String(describing: refusedEarly))")
         #expect(try domain.served() == Self.values(Self.primary))
 
+        // check's keytab test, which asks no KDC: the account's own keytab holds its keys, the
+        // other account's does not.
+        #expect(GSSCredentialSource.keytabProblem(dc.keytabPath, principal: dc.principal, krb5Conf: nil) == nil)
+        #expect(
+            GSSCredentialSource.keytabProblem(dc.unprivilegedKeytabPath, principal: dc.principal, krb5Conf: nil)
+                != nil)
+
         try domain.lab.write("open.keytab", "", mode: 0o644)
         let open = #expect(throws: DNSError.self) {
             try GSSCredentialSource(
