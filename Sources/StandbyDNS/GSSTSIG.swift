@@ -95,23 +95,33 @@ public final class GSSTSIGSession: @unchecked Sendable, CustomStringConvertible 
         let host = server.host.hasSuffix(".") ? String(server.host.dropLast()) : server.host
         let keyName = "\(UInt32.random(in: 100_000...UInt32.max)).sig-\(host)."
         var handle: gss_ctx_id_t?
+        var established = false
+        // A negotiation that fails half-way (an error, a server that breaks off) frees its context.
+        defer {
+            if !established, handle != nil {
+                var minor: OM_uint32 = 0
+                gss_delete_sec_context(&minor, &handle, nil)
+            }
+        }
         var input: [UInt8]?
         for _ in 0..<8 {
             let (major, minor, token) = GSSSecurityContext.step(
                 credential: credential, target: target, context: &handle, input: input)
             if standby_gss_error(major) != 0 {
-                if handle != nil {
-                    var m: OM_uint32 = 0
-                    gss_delete_sec_context(&m, &handle, nil)
-                }
                 throw Self.initError(major: major, minor: minor, principal: principal, server: server)
             }
             let complete = major == standby_gss_complete()
-            if token.isEmpty && complete { return GSSSecurityContext(keyName: keyName, handle: handle) }
+            if token.isEmpty && complete {
+                established = true
+                return GSSSecurityContext(keyName: keyName, handle: handle)
+            }
             let reply = try DNSTransport.exchange(
                 TKEYMessage.query(keyName: keyName, token: token), with: server, tcp: true, deadline: deadline)
             let answer = try TKEYMessage.parseReply(reply, server: server, keyName: keyName)
-            if complete { return GSSSecurityContext(keyName: keyName, handle: handle) }
+            if complete {
+                established = true
+                return GSSSecurityContext(keyName: keyName, handle: handle)
+            }
             input = answer
         }
         throw DNSError(.gssapi, server: server, "the GSS-TSIG negotiation with \(server) did not finish in 8 rounds")
