@@ -135,7 +135,7 @@ public struct DNSClient: Sendable {
                         server: server, credential: credential)
                 }
                 if rcode != .noError {
-                    if rcode == .serverFailure && !prerequisites.isEmpty {
+                    if rcode == .serverFailure {
                         throw DNSError(
                             .refused, server: server,
                             "\(server) refused the update of \(zoneName) (SERVFAIL) for \(session.source.principal): Samba answers so when the account has no rights on the records (Windows DNS answers REFUSED); grant it rights on them (DnsAdmins, or the records' ACL), else see the server's log"

@@ -116,8 +116,8 @@ public struct GSSCredentialSource: Sendable, CustomStringConvertible, Hashable {
                 "dns.gss_tsig.principal '\(principal)' is not a Kerberos principal like svc-standby@CONTOSO.COM")
         }
         switch secret {
-        case .keytab(let path): try Self.checkSecretFile(path, what: "keytab")
-        case .passwordFile(let path): try Self.checkSecretFile(path, what: "password file")
+        case .keytab(let path): try SecretFile.check(path, what: "the keytab")
+        case .passwordFile(let path): try SecretFile.check(path, what: "the password file")
         case .ticketCache: break
         }
         if let krb5Conf, !FileManager.default.isReadableFile(atPath: krb5Conf) {
@@ -158,9 +158,6 @@ public struct GSSCredentialSource: Sendable, CustomStringConvertible, Hashable {
         }
     }
 
-    static func checkSecretFile(_ path: String, what: String) throws(DNSError) {
-        try SecretFile.check(path, what: "the \(what)")
-    }
 }
 
 /// A Kerberos credential of the service account, acquired without `kinit`: from the keytab

@@ -157,25 +157,40 @@ extension RunningCommand {
 
 /// Runs python3 with a script; returns stdout (throws with stderr on a non-zero exit).
 func python(_ script: String, _ arguments: [String] = []) throws -> String {
-    let lab = try LabDirectory(prefix: "standby-python")
-    defer { lab.remove() }
+    let run = try PythonRun(script, arguments)
+    defer { run.lab.remove() }
+    try run.process.run()
+    run.process.waitUntilExit()
+    return try run.output(status: run.process.terminationStatus)
+}
+
+/// A `python3 -c SCRIPT` process with its output and errors going to files of a lab directory.
+struct PythonRun {
+    let lab: LabDirectory
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["python3", "-c", script] + arguments
-    let out = lab.file("out")
-    let err = lab.file("err")
-    _ = FileManager.default.createFile(atPath: out, contents: nil)
-    _ = FileManager.default.createFile(atPath: err, contents: nil)
-    process.standardOutput = FileHandle(forWritingAtPath: out)
-    process.standardError = FileHandle(forWritingAtPath: err)
-    try process.run()
-    process.waitUntilExit()
-    let stdout = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
-    guard process.terminationStatus == 0 else {
-        throw LabError(
-            .setupFailed, "python3 failed: \((try? String(contentsOfFile: err, encoding: .utf8)) ?? "")")
+    let out: String
+    let err: String
+
+    init(_ script: String, _ arguments: [String]) throws {
+        lab = try LabDirectory(prefix: "standby-python")
+        out = lab.file("out")
+        err = lab.file("err")
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", "-c", script] + arguments
+        _ = FileManager.default.createFile(atPath: out, contents: nil)
+        _ = FileManager.default.createFile(atPath: err, contents: nil)
+        process.standardOutput = FileHandle(forWritingAtPath: out)
+        process.standardError = FileHandle(forWritingAtPath: err)
     }
-    return stdout
+
+    /// Its standard output, or an error with its standard error when it did not exit 0.
+    func output(status: Int32) throws -> String {
+        guard status == 0 else {
+            throw LabError(
+                .setupFailed, "python3 failed: \((try? String(contentsOfFile: err, encoding: .utf8)) ?? "")")
+        }
+        return (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+    }
 }
 
 /// GET through python's urllib: (status, body).
@@ -265,17 +280,9 @@ func exchange(port: Int, _ requests: [(method: String, path: String, authorizati
 
 /// `python(_:_:)`, awaited through the process's termination handler instead of blocking.
 func pythonAsync(_ script: String, _ arguments: [String] = []) async throws -> String {
-    let lab = try LabDirectory(prefix: "standby-python")
-    defer { lab.remove() }
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["python3", "-c", script] + arguments
-    let out = lab.file("out")
-    let err = lab.file("err")
-    _ = FileManager.default.createFile(atPath: out, contents: nil)
-    _ = FileManager.default.createFile(atPath: err, contents: nil)
-    process.standardOutput = FileHandle(forWritingAtPath: out)
-    process.standardError = FileHandle(forWritingAtPath: err)
+    let run = try PythonRun(script, arguments)
+    defer { run.lab.remove() }
+    let process = run.process
     let status = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Int32, any Error>) in
         process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
         do {
@@ -285,9 +292,5 @@ func pythonAsync(_ script: String, _ arguments: [String] = []) async throws -> S
             continuation.resume(throwing: error)
         }
     }
-    guard status == 0 else {
-        throw LabError(
-            .setupFailed, "python3 failed: \((try? String(contentsOfFile: err, encoding: .utf8)) ?? "")")
-    }
-    return (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+    return try run.output(status: status)
 }

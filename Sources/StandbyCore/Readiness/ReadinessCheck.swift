@@ -101,9 +101,7 @@ public struct ReadinessCheck: Sendable {
         if let gss = dns.gssTSIG { return serviceAccount(gss, dns: dns) }
         guard let key = dns.key else { return [] }
         let path = topology.resolve(path: key)
-        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
-            let mode = (attributes[.posixPermissions] as? NSNumber)?.intValue
-        else {
+        guard let mode = Self.mode(of: path) else {
             return [
                 Finding(
                     id: "dns-key-absent", severity: .info,
@@ -131,8 +129,7 @@ public struct ReadinessCheck: Sendable {
                     fix: "generate a new key with `tsig-keygen -a hmac-sha256` and update the servers' policy",
                     line: dns.location.line))
         }
-        let repository = Self.gitRoot(of: topology.directory)
-        if let repository, path.hasPrefix(repository + "/") {
+        if let repository = repository(holding: path) {
             out.append(
                 Finding(
                     id: "dns-key-in-repository", severity: .warning,
@@ -152,9 +149,7 @@ public struct ReadinessCheck: Sendable {
             gss.keytab.map { ("keytab", topology.resolve(path: $0)) }
             ?? gss.passwordFile.map { ("password file", topology.resolve(path: $0)) }
         if let (what, path) = secret {
-            if let attributes = try? FileManager.default.attributesOfItem(atPath: path),
-                let mode = (attributes[.posixPermissions] as? NSNumber)?.intValue
-            {
+            if let mode = Self.mode(of: path) {
                 if mode & 0o077 != 0 {
                     out.append(
                         Finding(
@@ -163,7 +158,7 @@ public struct ReadinessCheck: Sendable {
                                 "the \(what) \(path) of \(gss.principal) is readable by group or others (mode \(String(mode & 0o777, radix: 8)))",
                             fix: "chmod 600 \(path)", line: line))
                 }
-                if let repository = Self.gitRoot(of: topology.directory), path.hasPrefix(repository + "/") {
+                if let repository = repository(holding: path) {
                     out.append(
                         Finding(
                             id: "gss-secret-in-repository", severity: .warning,
@@ -205,6 +200,17 @@ public struct ReadinessCheck: Sendable {
                     line: line))
         }
         return out
+    }
+
+    /// A file's permission bits, nil when it is not on this machine.
+    static func mode(of path: String) -> Int? {
+        (try? FileManager.default.attributesOfItem(atPath: path))
+            .flatMap { ($0[.posixPermissions] as? NSNumber)?.intValue }
+    }
+
+    /// The git repository of the topology, when `path` lies inside it (a secret that should not).
+    func repository(holding path: String) -> String? {
+        Self.gitRoot(of: topology.directory).flatMap { path.hasPrefix($0 + "/") ? $0 : nil }
     }
 
     /// The algorithm line of a BIND key file; the secret is never read into memory here.
