@@ -247,7 +247,7 @@ struct FailoverEngineTests {
                     priority: 1
                     roles: [front-end]
                     steps:
-                      - { name: hang, exec: [sh, -c, "sleep 60 & echo $! > LAB/child.pid; echo waiting; wait"], timeout: 2s }
+                      - { name: hang, exec: [sh, -c, "sleep 60 & echo $! > LAB/child.pid; echo waiting; wait"], timeout: 10s }
                 """)
         let started = ContinuousClock.now
         let (run, outcome) = try await fixture.failover(fixture.engine(FakeModules(versions: [:]).modules), now: Date())
