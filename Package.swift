@@ -23,6 +23,8 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
+        // FilePath for swift-subprocess's API on Linux (Darwin's System module has it built in).
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
@@ -90,13 +92,14 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict),
         // `standby run`: the scheduled service, its HTTP endpoint (metrics, status page).
         .target(
             name: "StandbyService",
             dependencies: [
-                "StandbyCore",
+                "StandbyCore", "StandbyProbes", "StandbyReplication", "StandbyTransport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -131,22 +134,38 @@ let package = Package(
             dependencies: [
                 "StandbyReplication", "StandbyDNS", "StandbyProbes", "StandbyTransport", "StandbyLab",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
 
         .testTarget(
-            name: "StandbyTransportTests", dependencies: ["StandbyTransport", "StandbyLab"],
+            name: "StandbyTransportTests",
+            dependencies: ["StandbyTransport", "StandbyLab", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .testTarget(
-            name: "StandbyDNSTests", dependencies: ["StandbyDNS", "StandbyLab"], swiftSettings: strict),
-        .testTarget(
-            name: "StandbyProbesTests", dependencies: ["StandbyProbes", "StandbyLab"],
+            name: "StandbyDNSTests",
+            dependencies: ["StandbyDNS", "StandbyLab", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .testTarget(
-            name: "StandbyReplicationTests", dependencies: ["StandbyReplication", "StandbyLab"],
+            name: "StandbyProbesTests",
+            dependencies: ["StandbyProbes", "StandbyLab", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .testTarget(
-            name: "StandbyCoreTests", dependencies: ["StandbyCore", "StandbyDNS", "StandbyLab"],
+            name: "StandbyReplicationTests",
+            dependencies: [
+                "StandbyReplication", "StandbyTransport", "StandbyLab",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        .testTarget(
+            name: "StandbyCoreTests",
+            dependencies: [
+                "StandbyCore", "StandbyDNS", "StandbyProbes", "StandbyLab",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             resources: [.copy("Fixtures")], swiftSettings: strict),
         .testTarget(
             name: "StandbyServiceTests",
