@@ -189,8 +189,7 @@ struct DNSSetup {
         records = dns.records
         verifyTimeout = dns.verifyTimeout.duration
         // Warnings go to stderr; stdout keeps the result (and --json) clean.
-        var logger = Logger(label: "standby.dns") { StreamLogHandler.standardError(label: $0) }
-        logger.logLevel = .warning
+        let logger = Logger(label: "standby.dns")
         self.logger = logger
     }
 

@@ -21,16 +21,14 @@ struct DrillCommand: AsyncParsableCommand {
     @OptionGroup var site: SiteOptions
     @OptionGroup var output: OutputOptions
 
-    @Option(help: "Your name, as listed in policy.incident_leads.")
-    var lead: String
+    @OptionGroup var lead: LeadOptions
 
     func run() async throws {
         try await RunContext.mappingErrors {
             let topology = try site.loadTopology()
-            try FailoverEngine.checkLead(lead, in: topology)
+            try FailoverEngine.checkLead(lead.name, in: topology)
             let context = try RunContext(site: site, topology: topology, locking: true)
-            var logger = Logger(label: "standby.drill")
-            logger.logLevel = .warning
+            let logger = Logger(label: "standby.drill")
             let json = output.json
             let runner = DrillRunner(
                 topology: topology, log: DrillLog(store: context.journal.store),
@@ -44,7 +42,7 @@ struct DrillCommand: AsyncParsableCommand {
                 })
             let report: DrillReport
             do {
-                report = try await runner.run(lead: lead)
+                report = try await runner.run(lead: lead.name)
             } catch let error as DrillError {
                 throw CommandExit(.failed, "standby: \(error.message)")
             }

@@ -27,8 +27,7 @@ struct FailbackCommand: AsyncParsableCommand {
     @OptionGroup var site: SiteOptions
     @OptionGroup var clock: ClockOptions
 
-    @Option(help: "Your name, as listed in policy.incident_leads.")
-    var lead: String
+    @OptionGroup var lead: LeadOptions
 
     @Option(help: "Why now; recorded with your name.")
     var reason = "the primary is rebuilt"
@@ -40,7 +39,7 @@ struct FailbackCommand: AsyncParsableCommand {
         try await RunContext.mappingErrors {
             let now = try clock.date()
             let topology = try site.loadTopology()
-            try FailoverEngine.checkLead(lead, in: topology)
+            try FailoverEngine.checkLead(lead.name, in: topology)
             let context = try RunContext(site: site, topology: topology, locking: true)
             let engine = context.engine()
             let preflight = try await engine.failbackPreflight(now: now)
@@ -75,15 +74,15 @@ struct FailbackCommand: AsyncParsableCommand {
             let runId = FailoverEngine.newRunId(deployment: topology.deployment, now: Date())
             if let held = try context.journal.takeLease(
                 FailoverLease(
-                    deployment: topology.deployment, runId: runId, lead: lead, pid: Int(getpid()),
+                    deployment: topology.deployment, runId: runId, lead: lead.name, pid: Int(getpid()),
                     host: ControllerLock.hostName(), since: Date()))
             {
                 throw CommandExit(.refused, context.leaseRefusal(held.lease, held.run))
             }
             do {
                 let run = try engine.declareFailback(
-                    runId: runId, preflight: preflight, reason: reason, lead: lead, declaredAt: Date())
-                print("\nFailback run \(run.id) declared by \(lead): \(reason)")
+                    runId: runId, preflight: preflight, reason: reason, lead: lead.name, declaredAt: Date())
+                print("\nFailback run \(run.id) declared by \(lead.name): \(reason)")
             } catch {
                 try? context.journal.releaseLease(deployment: topology.deployment, runId: runId)
                 throw error

@@ -86,8 +86,7 @@ struct HealthCommand: AsyncParsableCommand {
             guard !probes.isEmpty else {
                 throw CommandExit(.badInput, "standby: \(topology.deployment) declares no health probes")
             }
-            var logger = Logger(label: "standby.health")
-            logger.logLevel = .warning
+            let logger = Logger(label: "standby.health")
             if watch {
                 try await keepWatching(probes, topology: topology, logger: logger)
             } else {

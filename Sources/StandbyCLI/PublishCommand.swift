@@ -17,6 +17,7 @@ struct PublishCommand: AsyncParsableCommand {
     var paths: [String]
 
     @OptionGroup var output: OutputOptions
+    @OptionGroup var logging: LoggingOptions
 
     struct Published: Encodable {
         var file: String

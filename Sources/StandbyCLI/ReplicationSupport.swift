@@ -33,9 +33,7 @@ enum ReplicationCLI {
     }
 
     static var logger: Logger {
-        var logger = Logger(label: "standby.replication")
-        logger.logLevel = ProcessInfo.processInfo.environment["STANDBY_DEBUG"] == nil ? .warning : .debug
-        return logger
+        Logger(label: "standby.replication")
     }
 
     static func openStore(_ topology: Topology, state: StateDirectory) throws -> ReplicationStore {

@@ -23,20 +23,13 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Listen on this host:port instead of service.listen (port 0 picks a free one).")
     var listen: String?
 
-    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: String = "info"
-
     @Option(help: ArgumentHelp("Scheduler tick in milliseconds.", visibility: .hidden))
     var tickMilliseconds: Int = 1000
 
     func run() async throws {
-        guard let level = Logger.Level(rawValue: logLevel) else {
-            throw CommandExit(.badInput, "standby: --log-level: '\(logLevel)' is not a level (trace ... critical)")
-        }
         let topology = try site.loadTopology()
         let stateDirectory = site.stateDirectory(for: topology)
-        var logger = Logger(label: "standby.run") { StreamLogHandler.standardError(label: $0) }
-        logger.logLevel = level
+        var logger = Logger(label: "standby.run")
         logger[metadataKey: "deployment"] = "\(topology.deployment)"
         do {
             let jobs = try LiveServiceJobs(

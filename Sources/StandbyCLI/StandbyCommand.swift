@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 
 /// The root command. It parses, runs the subcommand, and alone turns errors into text on
 /// stderr and the exit codes of the command-line contract.
@@ -33,6 +34,7 @@ public struct StandbyCommand: AsyncParsableCommand {
     public static func runMain() async -> Never {
         do {
             var command = try parseAsRoot()
+            try bootstrapLogging(for: command)
             if var asyncCommand = command as? any AsyncParsableCommand {
                 try await asyncCommand.run()
             } else {
@@ -41,6 +43,18 @@ public struct StandbyCommand: AsyncParsableCommand {
             Foundation.exit(ExitStatus.done.rawValue)
         } catch {
             Foundation.exit(report(error).rawValue)
+        }
+    }
+
+    /// Every logger of the process writes to stderr at the command's level (`--log-level`,
+    /// `STANDBY_LOG_LEVEL`, else the command's default), set once before the command runs.
+    static func bootstrapLogging(for command: any ParsableCommand) throws {
+        guard let logging = command as? any LoggingCommand else { return }
+        let level = try logging.logging.level(default: type(of: logging).defaultLogLevel)
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
         }
     }
 
