@@ -132,7 +132,7 @@ struct RunContext {
                 switch error.code {
                 case .refused: .refused
                 case .badInput: .badInput
-                case .notWired, .stepFailed, .journal: .failed
+                case .stepFailed, .journal: .failed
                 }
             throw CommandExit(status, "standby: \(error.message)")
         }

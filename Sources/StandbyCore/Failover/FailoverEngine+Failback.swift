@@ -8,14 +8,6 @@ import StandbyProbes
 // services' `failback_steps`), framed by replication steps (kind `replicate`): the reverse
 // replication of every set's `failback_source` first, a final pass after the quiesce steps.
 
-extension BackupCatalog {
-    /// Replicates `sources` into the store as a new version of `set` and returns the newest
-    /// verified version. A catalog that cannot replicate says so.
-    public func replicate(set: String, sources: [String]) async throws -> SetVersionInfo? {
-        throw FailoverError(.notWired, "backup set \(set): reverse replication needs the replication module")
-    }
-}
-
 extension FailoverEngine {
     /// Why a failback may or may not start: the failover it returns from and the primary's probes.
     public struct FailbackPreflight: Sendable, Codable {

@@ -65,7 +65,7 @@ public struct FailoverEngine: Sendable {
 
     // MARK: Preflight and declaration
 
-    public struct SetStatus: Sendable, Codable {
+    public struct PreflightSet: Sendable, Codable {
         public var name: String
         /// A set a core service needs: without a verified version, the failover is refused.
         public var core: Bool
@@ -79,7 +79,7 @@ public struct FailoverEngine: Sendable {
     public struct Preflight: Sendable, Codable {
         public var plan: FailoverPlan
         public var evidence: [HealthLine]
-        public var sets: [SetStatus]
+        public var sets: [PreflightSet]
         /// Why the failover must not start; empty when it may.
         public var refusals: [String]
         /// What the DNS check proved before stage 1 (the key, the values, every server).
@@ -114,10 +114,10 @@ public struct FailoverEngine: Sendable {
         if planned, !allSets.isEmpty {
             try await modules.catalog.finalPass(sets: allSets)
         }
-        var sets: [SetStatus] = []
+        var sets: [PreflightSet] = []
         var refusals: [String] = []
         for name in allSets {
-            var status = SetStatus(
+            var status = PreflightSet(
                 name: name, core: coreSets.contains(name), version: nil, capturedAt: nil, lossWindowSeconds: nil,
                 problem: nil)
             do {

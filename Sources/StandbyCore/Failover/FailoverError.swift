@@ -8,8 +8,6 @@ public struct FailoverError: Error, Sendable, CustomStringConvertible {
         case refused
         /// The command names a run, step or service the journal does not know, or the wrong state.
         case badInput
-        /// A module the engine calls through a protocol is not wired in this build.
-        case notWired
         /// A step's side effect failed.
         case stepFailed
         /// The journal could not be read or written.
