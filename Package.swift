@@ -171,6 +171,8 @@ let package = Package(
             name: "StandbyServiceTests",
             dependencies: [
                 "StandbyService", "StandbyCore", "StandbyReplication", "StandbyLab",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
