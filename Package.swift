@@ -53,19 +53,22 @@ let package = Package(
         // intrinsics are ten times slower, and the tests replicate real files.
         .target(name: "CHash", path: "Sources/CHash", cSettings: [.unsafeFlags(["-O2"])]),
 
+        // What every module shares: the error protocol.
+        .target(name: "StandbyBase", swiftSettings: strict),
+
         // Leaf modules: they take plain values, never the topology.
         .target(
             name: "StandbyTransport",
-            dependencies: ["CCurl", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["StandbyBase", "CCurl", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .target(
             name: "StandbyDNS",
-            dependencies: ["CLDNS", "CGSSAPI", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["StandbyBase", "CLDNS", "CGSSAPI", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .target(
             name: "StandbyProbes",
             dependencies: [
-                "StandbyTransport", "StandbyDNS", "CTLS",
+                "StandbyBase", "StandbyTransport", "StandbyDNS", "CTLS",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -73,7 +76,7 @@ let package = Package(
         .target(
             name: "StandbyReplication",
             dependencies: [
-                "StandbyTransport", "CFileIO", "CHash",
+                "StandbyBase", "StandbyTransport", "CFileIO", "CHash",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 // SQLite's own calls, for the catalog's hottest statement (GRDB's statement,
                 // bound without boxing each value).
@@ -87,7 +90,7 @@ let package = Package(
         .target(
             name: "StandbyCore",
             dependencies: [
-                "StandbyTransport", "StandbyDNS", "StandbyProbes", "StandbyReplication",
+                "StandbyBase", "StandbyTransport", "StandbyDNS", "StandbyProbes", "StandbyReplication",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -110,7 +113,7 @@ let package = Package(
             name: "StandbyCLI",
             dependencies: [
                 // The CLI renders the leaf modules' own results and errors, so it names them.
-                "StandbyCore", "StandbyService", "StandbyReplication", "StandbyDNS", "StandbyProbes",
+                "StandbyBase", "StandbyCore", "StandbyService", "StandbyReplication", "StandbyDNS", "StandbyProbes",
                 "StandbyTransport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

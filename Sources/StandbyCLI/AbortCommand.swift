@@ -15,14 +15,12 @@ struct AbortCommand: AsyncParsableCommand {
     @OptionGroup var lead: LeadOptions
 
     func run() async throws {
-        try await RunContext.mappingErrors {
-            let topology = try site.loadTopology()
-            try FailoverEngine.checkLead(lead.name, in: topology)
-            let context = try RunContext(site: site, topology: topology, locking: true)
-            let run = try context.engine().abort(lead: lead.name, reason: reason)
-            print(
-                "Run \(run.id) aborted by \(lead.name): \(reason). The lease is released; steps already done stay done."
-            )
-        }
+        let topology = try site.loadTopology()
+        try FailoverEngine.checkLead(lead.name, in: topology)
+        let context = try RunContext(site: site, topology: topology, locking: true)
+        let run = try context.engine().abort(lead: lead.name, reason: reason)
+        print(
+            "Run \(run.id) aborted by \(lead.name): \(reason). The lease is released; steps already done stay done."
+        )
     }
 }

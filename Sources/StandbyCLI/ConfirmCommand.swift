@@ -19,11 +19,9 @@ struct ConfirmCommand: AsyncParsableCommand {
     var note: String?
 
     func run() async throws {
-        try await RunContext.mappingErrors {
-            let context = try RunContext(site: site, locking: true)
-            try await context.continueRun(now: try clock.date()) { engine in
-                try engine.confirm(stepId: step, lead: lead.name, note: note)
-            }
+        let context = try RunContext(site: site, locking: true)
+        try await context.continueRun(now: try clock.date()) { engine in
+            try engine.confirm(stepId: step, lead: lead.name, note: note)
         }
     }
 }

@@ -54,47 +54,45 @@ struct FailoverCommand: AsyncParsableCommand {
             throw CommandExit(
                 .badInput, "standby: --declare needs a reason, like --declare \"Redmond data centre lost power\"")
         }
-        try await RunContext.mappingErrors {
-            let now = try clock.date()
-            let topology = try site.loadTopology()
-            try FailoverEngine.checkLead(lead.name, in: topology)
-            let context = try RunContext(site: site, topology: topology, locking: true)
-            let engine = context.engine()
-            let runId = FailoverEngine.newRunId(deployment: context.topology.deployment, now: Date())
-            if let held = try context.journal.takeLease(
-                FailoverLease(
-                    deployment: context.topology.deployment, runId: runId, lead: lead.name, pid: Int(getpid()),
-                    host: ControllerLock.hostName(), since: Date()))
-            {
-                throw CommandExit(.refused, context.leaseRefusal(held.lease, held.run))
-            }
-            do {
-                let preflight = try await engine.preflight(
-                    scenario: scenario, now: now, planned: planned, dnsLater: dnsLater != nil)
-                print(Self.render(preflight, topology: context.topology, now: now))
-                if !preflight.refusals.isEmpty {
-                    throw CommandExit(
-                        .refused, "refused: " + preflight.refusals.joined(separator: "; "))
-                }
-                if !yes { try confirmOnTerminal(context.topology) }
-                let run = try engine.declare(
-                    runId: runId, preflight: preflight, reason: declare, lead: lead.name, planned: planned,
-                    declaredAt: Date(), dnsLater: dnsLater)
-                print("\nRun \(run.id) declared by \(lead.name): \(declare)")
-            } catch {
-                // No run exists: drop the lease and remember the attempt, so that `resume` says the
-                // declaration did not complete rather than "nothing to resume".
-                let why = (error as? CommandExit)?.message ?? (error as? FailoverError)?.message ?? "\(error)"
-                let attempt = AbandonedDeclaration(
-                    deployment: context.topology.deployment, runId: runId, lead: lead.name, at: Date(), why: why)
-                if (try? context.journal.abandonDeclaration(attempt)) == nil {
-                    try? context.journal.releaseLease(deployment: context.topology.deployment, runId: runId)
-                }
-                throw error
-            }
-            let outcome = try await engine.execute(runId: runId, now: now)
-            try context.finish(outcome, runId: runId)
+        let now = try clock.date()
+        let topology = try site.loadTopology()
+        try FailoverEngine.checkLead(lead.name, in: topology)
+        let context = try RunContext(site: site, topology: topology, locking: true)
+        let engine = context.engine()
+        let runId = FailoverEngine.newRunId(deployment: context.topology.deployment, now: Date())
+        if let held = try context.journal.takeLease(
+            FailoverLease(
+                deployment: context.topology.deployment, runId: runId, lead: lead.name, pid: Int(getpid()),
+                host: ControllerLock.hostName(), since: Date()))
+        {
+            throw CommandExit(.refused, context.leaseRefusal(held.lease, held.run))
         }
+        do {
+            let preflight = try await engine.preflight(
+                scenario: scenario, now: now, planned: planned, dnsLater: dnsLater != nil)
+            print(Self.render(preflight, topology: context.topology, now: now))
+            if !preflight.refusals.isEmpty {
+                throw CommandExit(
+                    .refused, "refused: " + preflight.refusals.joined(separator: "; "))
+            }
+            if !yes { try confirmOnTerminal(context.topology) }
+            let run = try engine.declare(
+                runId: runId, preflight: preflight, reason: declare, lead: lead.name, planned: planned,
+                declaredAt: Date(), dnsLater: dnsLater)
+            print("\nRun \(run.id) declared by \(lead.name): \(declare)")
+        } catch {
+            // No run exists: drop the lease and remember the attempt, so that `resume` says the
+            // declaration did not complete rather than "nothing to resume".
+            let why = (error as? CommandExit)?.message ?? (error as? FailoverError)?.message ?? "\(error)"
+            let attempt = AbandonedDeclaration(
+                deployment: context.topology.deployment, runId: runId, lead: lead.name, at: Date(), why: why)
+            if (try? context.journal.abandonDeclaration(attempt)) == nil {
+                try? context.journal.releaseLease(deployment: context.topology.deployment, runId: runId)
+            }
+            throw error
+        }
+        let outcome = try await engine.execute(runId: runId, now: now)
+        try context.finish(outcome, runId: runId)
     }
 
     func confirmOnTerminal(_ topology: Topology) throws {

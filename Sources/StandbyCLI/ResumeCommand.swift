@@ -41,13 +41,11 @@ struct ResumeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try await RunContext.mappingErrors {
-            let context = try RunContext(site: site, locking: true)
-            try await context.continueRun(now: try clock.date(), earlierAttempts: killOrphans ? .end : .wait) {
-                engine in
-                guard let service, let lead else { return nil }
-                return try engine.runNow(service: service, lead: lead, reason: reason)
-            }
+        let context = try RunContext(site: site, locking: true)
+        try await context.continueRun(now: try clock.date(), earlierAttempts: killOrphans ? .end : .wait) {
+            engine in
+            guard let service, let lead else { return nil }
+            return try engine.runNow(service: service, lead: lead, reason: reason)
         }
     }
 }

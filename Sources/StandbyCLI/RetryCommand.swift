@@ -30,12 +30,10 @@ struct RetryCommand: AsyncParsableCommand {
     var killOrphans = false
 
     func run() async throws {
-        try await RunContext.mappingErrors {
-            let context = try RunContext(site: site, locking: true)
-            try await context.continueRun(now: try clock.date(), earlierAttempts: killOrphans ? .end : .wait) {
-                engine in
-                try engine.retry(stepId: step, lead: lead.name, reason: reason)
-            }
+        let context = try RunContext(site: site, locking: true)
+        try await context.continueRun(now: try clock.date(), earlierAttempts: killOrphans ? .end : .wait) {
+            engine in
+            try engine.retry(stepId: step, lead: lead.name, reason: reason)
         }
     }
 }

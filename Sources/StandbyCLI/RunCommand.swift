@@ -31,28 +31,20 @@ struct RunCommand: AsyncParsableCommand {
         let stateDirectory = site.stateDirectory(for: topology)
         var logger = Logger(label: "standby.run")
         logger[metadataKey: "deployment"] = "\(topology.deployment)"
-        do {
-            let jobs = try LiveServiceJobs(
-                topology: topology, stateDirectory: stateDirectory, executable: Self.executablePath(), logger: logger)
-            var service = StandbyService(
-                topology: topology, stateDirectory: stateDirectory, jobs: jobs, logger: logger)
-            service.listen = listen
-            service.tick = .milliseconds(max(10, tickMilliseconds))
-            service.onListening = { port in
-                // One line on stdout that scripts and tests wait for.
-                print(
-                    "standby run: \(topology.deployment) serving http://\(listen ?? topology.service.listen) (port \(port))"
-                )
-                fflush(nil)
-            }
-            try await service.run()
-        } catch let error as ServiceError {
-            switch error.code {
-            case .alreadyRunning: throw CommandExit(.refused, "standby: refused: \(error.message)")
-            case .token, .listen: throw CommandExit(.badInput, "standby: \(error.message)")
-            case .lock, .job: throw CommandExit(.failed, "standby: \(error.message)")
-            }
+        let jobs = try LiveServiceJobs(
+            topology: topology, stateDirectory: stateDirectory, executable: Self.executablePath(), logger: logger)
+        var service = StandbyService(
+            topology: topology, stateDirectory: stateDirectory, jobs: jobs, logger: logger)
+        service.listen = listen
+        service.tick = .milliseconds(max(10, tickMilliseconds))
+        service.onListening = { port in
+            // One line on stdout that scripts and tests wait for.
+            print(
+                "standby run: \(topology.deployment) serving http://\(listen ?? topology.service.listen) (port \(port))"
+            )
+            fflush(nil)
         }
+        try await service.run()
     }
 
     /// This very binary, for `standby resume` children.

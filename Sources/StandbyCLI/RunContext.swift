@@ -122,21 +122,6 @@ struct RunContext {
             run: run, steps: try journal.steps(runId: runId), sets: try journal.sets(runId: runId),
             decisions: try journal.decisions(runId: runId), now: Date())
     }
-
-    /// Runs `body`, turning the engine's errors into the contract's exit codes.
-    static func mappingErrors(_ body: () async throws -> Void) async throws {
-        do {
-            try await body()
-        } catch let error as FailoverError {
-            let status: ExitStatus =
-                switch error.code {
-                case .refused: .refused
-                case .badInput: .badInput
-                case .stepFailed, .journal: .failed
-                }
-            throw CommandExit(status, "standby: \(error.message)")
-        }
-    }
 }
 
 /// `--at TIME` for the commands that continue a run (`--now` is taken there by `resume --now SERVICE`):

@@ -19,11 +19,9 @@ struct SkipCommand: AsyncParsableCommand {
     @OptionGroup var lead: LeadOptions
 
     func run() async throws {
-        try await RunContext.mappingErrors {
-            let context = try RunContext(site: site, locking: true)
-            try await context.continueRun(now: try clock.date()) { engine in
-                try engine.skip(target: target, lead: lead.name, reason: reason)
-            }
+        let context = try RunContext(site: site, locking: true)
+        try await context.continueRun(now: try clock.date()) { engine in
+            try engine.skip(target: target, lead: lead.name, reason: reason)
         }
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import StandbyBase
 
 /// The root command. It parses, runs the subcommand, and alone turns errors into text on
 /// stderr and the exit codes of the command-line contract.
@@ -64,9 +65,9 @@ public struct StandbyCommand: AsyncParsableCommand {
             if let message = exit.message, !message.isEmpty { printError(message) }
             return exit.status
         }
-        if let mapped = ExitStatus.mapping(error) {
-            printError(mapped.message)
-            return mapped.status
+        if let failure = error as? any StandbyFailure {
+            printError(ExitStatus.text(of: failure))
+            return ExitStatus(failure.outcome)
         }
         // ArgumentParser's own errors: help and version exit 0, usage errors are bad input;
         // anything else is a failure of the operation.

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import StandbyBase
 
 /// Declares and executes staged failovers against the journal. The caller holds the controller
 /// lock (`ControllerLock`) around `execute` and every decision, so one process at a time moves a
@@ -445,6 +446,8 @@ public struct FailoverEngine: Sendable {
         var output: String
         /// Refused for safety: not retried, and the run ends with exit 3, not 1.
         var refused = false
+        /// The module's error the step failed with (a DNSError, a ReplicationError, ...).
+        var underlying: (any Error)? = nil
     }
 
     enum StepEnd { case succeeded, failed, refused }
@@ -492,10 +495,12 @@ public struct FailoverEngine: Sendable {
                     try await sideEffect(step, definition: definition, run: run, restored: restored, spawned: spawned))
             } catch let failure as StepFailure {
                 outcome = .failure(failure)
-            } catch let error as FailoverError where error.code == .refused {
-                outcome = .failure(StepFailure(message: error.message, output: "", refused: true))
+            } catch let error as any StandbyFailure {
+                outcome = .failure(
+                    StepFailure(
+                        message: error.description, output: "", refused: error.outcome == .refused, underlying: error))
             } catch {
-                outcome = .failure(StepFailure(message: "\(error)", output: ""))
+                outcome = .failure(StepFailure(message: "\(error)", output: "", underlying: error))
             }
             // The process stays in the journal after it ended: the report names it, and its start
             // time tells the next controller it is gone.

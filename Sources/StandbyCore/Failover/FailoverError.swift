@@ -1,4 +1,5 @@
 import Foundation
+import StandbyBase
 
 /// The one error type of the failover engine: a code a caller can switch on, and a message that
 /// names the run, step, set or file and the cause.
@@ -16,11 +17,24 @@ public struct FailoverError: Error, Sendable, CustomStringConvertible {
 
     public var code: Code
     public var message: String
+    /// The module's error this one was made from, when there is one.
+    public var underlying: (any Error)?
 
-    public init(_ code: Code, _ message: String) {
+    public init(_ code: Code, _ message: String, underlying: (any Error)? = nil) {
         self.code = code
         self.message = message
+        self.underlying = underlying
     }
 
     public var description: String { message }
+}
+
+extension FailoverError: StandbyFailure {
+    public var outcome: FailureOutcome {
+        switch code {
+        case .refused: .refused
+        case .badInput: .badInput
+        case .stepFailed, .journal: .failed
+        }
+    }
 }
