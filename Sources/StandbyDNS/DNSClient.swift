@@ -1,6 +1,7 @@
 import CLDNS
 import Foundation
 import Logging
+import StandbyBase
 
 /// Queries and signed updates, one server at a time. Every call opens its own socket (nothing is
 /// shared between attempts, so a server that failed once is asked again next time), runs on
@@ -24,7 +25,8 @@ public struct DNSClient: Sendable {
         let zoneName = zone.map(DNSName.absoluteZone)
         let typeName = type.uppercased()
         let deadline = ContinuousClock.now + timeout
-        return try await BlockingIO.run { () throws(DNSError) -> RecordSetAnswer in
+        return try await Blocking.run(name: "standby.dns.io") {
+            (_: CancellationFlag) throws(DNSError) -> RecordSetAnswer in
             let rrType = try LDNS.type(named: typeName)
             let reply = try Self.ask(server, name: absolute, type: rrType, deadline: deadline)
             let answers = reply.answers(name: absolute, type: rrType)
@@ -43,7 +45,7 @@ public struct DNSClient: Sendable {
     public func soaSerial(_ server: DNSServer, zone: String) async throws(DNSError) -> UInt32? {
         let zoneName = DNSName.absoluteZone(zone)
         let deadline = ContinuousClock.now + timeout
-        return try await BlockingIO.run { () throws(DNSError) -> UInt32? in
+        return try await Blocking.run(name: "standby.dns.io") { (_: CancellationFlag) throws(DNSError) -> UInt32? in
             try Self.ask(server, name: zoneName, type: LDNS_RR_TYPE_SOA, deadline: deadline).soaSerial
         }
     }
@@ -93,7 +95,7 @@ public struct DNSClient: Sendable {
     public func soaPrimary(_ server: DNSServer, zone: String) async throws(DNSError) -> String? {
         let zoneName = DNSName.absoluteZone(zone)
         let deadline = ContinuousClock.now + timeout
-        return try await BlockingIO.run { () throws(DNSError) -> String? in
+        return try await Blocking.run(name: "standby.dns.io") { (_: CancellationFlag) throws(DNSError) -> String? in
             try Self.ask(server, name: zoneName, type: LDNS_RR_TYPE_SOA, deadline: deadline).soaPrimary
         }
     }
@@ -108,7 +110,8 @@ public struct DNSClient: Sendable {
         let deadline = ContinuousClock.now + timeout
         let started = ContinuousClock.now
         let credential = session.description
-        let unverified = try await BlockingIO.run { () throws(DNSError) -> String? in
+        let unverified = try await Blocking.run(name: "standby.dns.io") {
+            (_: CancellationFlag) throws(DNSError) -> String? in
             let prerequisiteList = try LDNSRecordList()
             for prerequisite in prerequisites { try prerequisite.append(to: prerequisiteList, zone: zoneName) }
             let updateList = try LDNSRecordList()
@@ -168,7 +171,7 @@ public struct DNSClient: Sendable {
         let zoneName = DNSName.absoluteZone(zone)
         let deadline = ContinuousClock.now + timeout
         let started = ContinuousClock.now
-        try await BlockingIO.run { () throws(DNSError) in
+        try await Blocking.run(name: "standby.dns.io") { (_: CancellationFlag) throws(DNSError) in
             let prerequisiteList = try LDNSRecordList()
             for prerequisite in prerequisites { try prerequisite.append(to: prerequisiteList, zone: zoneName) }
             let updateList = try LDNSRecordList()

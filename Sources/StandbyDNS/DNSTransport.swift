@@ -205,24 +205,3 @@ enum DNSTransport {
         }
     }
 }
-
-/// Runs blocking work (sockets, libldns) on a thread of its own, away from Swift's cooperative
-/// pool: a server that takes its full timeout to answer must not starve other tasks. A thread per
-/// call, not a shared dispatch queue: on Linux a concurrent queue runs about one blocked call per
-/// core, so one hung server would delay the queries to the healthy ones behind it.
-enum BlockingIO {
-    static func run<T: Sendable>(_ body: @escaping @Sendable () throws(DNSError) -> T) async throws(DNSError) -> T {
-        let result: Result<T, DNSError> = await withCheckedContinuation { continuation in
-            let thread = Thread {
-                do throws(DNSError) {
-                    continuation.resume(returning: .success(try body()))
-                } catch {
-                    continuation.resume(returning: .failure(error))
-                }
-            }
-            thread.name = "standby.dns.io"
-            thread.start()
-        }
-        return try result.get()
-    }
-}

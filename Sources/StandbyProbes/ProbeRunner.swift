@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import StandbyBase
 
 #if canImport(Glibc)
     import Glibc
@@ -34,7 +35,8 @@ public struct ProbeRunner: Sendable {
             attempt = await dnsAttempt(target, deadline: deadline)
         default:
             // A little grace so the work's own, more precise timeout message wins the race.
-            attempt = await Offload.run(
+            attempt = await Blocking.run(
+                name: "standby.probe",
                 deadline: deadline + .milliseconds(100),
                 onTimeout: { Attempt(.down, "no answer within \(timeout)") },
                 { Self.blockingAttempt(probe, deadline: deadline) })

@@ -1,5 +1,6 @@
 import CFileIO
 import Foundation
+import StandbyBase
 
 #if canImport(Glibc)
     import Glibc
@@ -86,13 +87,13 @@ final class PackIO: @unchecked Sendable {
 
     private let pool = Channel<IOBuffer>()
     private let jobs = Channel<Job>()
-    private var thread: WorkerThread?
+    private var thread: Blocking.Worker?
 
     init() {
         for _ in 0..<Self.buffers { pool.put(IOBuffer(capacity: Self.bufferSize)) }
         let pool = pool
         let jobs = jobs
-        thread = WorkerThread(name: "standby.pack-io") {
+        thread = Blocking.Worker(name: "standby.pack-io") {
             while let job = try jobs.take() {
                 var failure: (any Error)?
                 if job.state.error == nil {

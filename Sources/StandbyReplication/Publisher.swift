@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import Logging
+import StandbyBase
 import StandbyTransport
 
 #if canImport(Glibc)

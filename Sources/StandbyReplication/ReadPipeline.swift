@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import StandbyBase
 import StandbyTransport
 import Synchronization
 
@@ -120,36 +121,6 @@ final class Channel<Element>: @unchecked Sendable {
     }
 }
 
-/// A thread of its own for one body, and a way to wait for its end.
-final class WorkerThread: @unchecked Sendable {
-    // `result` is written by the thread before `done` is signalled and read only after.
-    private let done = DispatchSemaphore(value: 0)
-    private var result: Result<Void, any Error> = .success(())
-    private var joined = false
-
-    init(name: String, _ body: @escaping @Sendable () throws -> Void) {
-        let thread = Thread { [self] in
-            do {
-                try body()
-            } catch {
-                result = .failure(error)
-            }
-            done.signal()
-        }
-        thread.name = name
-        thread.start()
-    }
-
-    /// Waits for the body's end (once) and returns how it ended.
-    func join() -> Result<Void, any Error> {
-        if !joined {
-            done.wait()
-            joined = true
-        }
-        return result
-    }
-}
-
 /// The whole-file read of one source as a pipeline over the machine's cores. The reading
 /// thread runs the transfer and cuts the bytes into chunks (Gear) in blocks of a fixed pool;
 /// the hashing thread takes each block in order and, chunk by chunk while its bytes are in the
@@ -174,8 +145,8 @@ final class ReadPipeline: @unchecked Sendable {
     private let delivered = Atomic<Int64>(0)
     // Written by the hashing thread before it ends; read after `join`.
     private var digest: [UInt8] = []
-    private var reader: WorkerThread?
-    private var hasher: WorkerThread?
+    private var reader: Blocking.Worker?
+    private var hasher: Blocking.Worker?
 
     /// Bytes the transfer has delivered so far (for progress).
     var receivedBytes: Int64 { delivered.load(ordering: .relaxed) }
@@ -189,7 +160,7 @@ final class ReadPipeline: @unchecked Sendable {
     /// feeds the source's bytes, in order, to the sink it is given.
     func start(transfer: @escaping @Sendable (_ sink: (UnsafeRawBufferPointer) throws -> Void) throws -> Void) {
         let pipeline = self
-        hasher = WorkerThread(name: "standby.hash") {
+        hasher = Blocking.Worker(name: "standby.hash") {
             do {
                 var sha = StreamHasher()
                 while let block = try pipeline.toHasher.take() {
@@ -203,7 +174,7 @@ final class ReadPipeline: @unchecked Sendable {
                 throw error
             }
         }
-        reader = WorkerThread(name: "standby.read") {
+        reader = Blocking.Worker(name: "standby.read") {
             do {
                 var cutter = Cutter(pipeline: pipeline)
                 try transfer { bytes in try cutter.feed(bytes) }
@@ -364,8 +335,8 @@ final class FileHasher {
     private let toHash = Channel<HashWork>()
     private let windows = Channel<IOBuffer>()
     private var current: StreamBlock?
-    private var readerThread: WorkerThread?
-    private var hashThread: WorkerThread?
+    private var readerThread: Blocking.Worker?
+    private var hashThread: Blocking.Worker?
     private let result = DigestBox()
 
     private final class DigestBox: @unchecked Sendable {
@@ -387,7 +358,7 @@ final class FileHasher {
             toHash.close(error)
             windows.close(error)
         }
-        readerThread = WorkerThread(name: "standby.pack-read") {
+        readerThread = Blocking.Worker(name: "standby.pack-read") {
             do {
                 try Self.read(queue: queue, packDirectory: packDirectory, windows: windows, into: toHash)
                 toHash.finish()
@@ -396,7 +367,7 @@ final class FileHasher {
                 throw error
             }
         }
-        hashThread = WorkerThread(name: "standby.file-hash") {
+        hashThread = Blocking.Worker(name: "standby.file-hash") {
             do {
                 var sha = StreamHasher()
                 while let work = try toHash.take() {
@@ -568,7 +539,7 @@ final class RangeFetcher: @unchecked Sendable {
     private let jobs = Channel<Job>()
     private let results: Channel<Result<[UInt8], any Error>>
     private let counters = Counters()
-    private var thread: WorkerThread?
+    private var thread: Blocking.Worker?
 
     private final class Counters: Sendable {
         let bytes = Atomic<Int64>(0)
@@ -587,7 +558,7 @@ final class RangeFetcher: @unchecked Sendable {
         let jobs = jobs
         let results = results
         let counters = counters
-        thread = WorkerThread(name: "standby.fetch") {
+        thread = Blocking.Worker(name: "standby.fetch") {
             while let job = try jobs.take() {
                 var bytes: [UInt8] = []
                 bytes.reserveCapacity(Int(job.range.length))

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import GRDB
+import StandbyBase
 import StandbyTransport
 
 #if canImport(Glibc)

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import StandbyBase
 import StandbyTransport
 
 #if canImport(Glibc)

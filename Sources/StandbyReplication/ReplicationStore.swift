@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import GRDBSQLite
 import Logging
+import StandbyBase
 import StandbyTransport
 
 #if canImport(Glibc)

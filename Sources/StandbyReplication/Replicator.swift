@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import GRDB
 import Logging
+import StandbyBase
 import StandbyTransport
 
 extension ReplicationStore {

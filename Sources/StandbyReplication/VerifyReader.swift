@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import StandbyBase
 import StandbyTransport
 import Synchronization
 

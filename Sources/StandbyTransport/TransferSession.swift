@@ -1,21 +1,12 @@
 import CCurl
 import Foundation
 import Logging
+import StandbyBase
 import Synchronization
 
 /// libcurl's global state, initialised once per process before the first handle.
 enum CurlGlobal {
     static let ready: Bool = standby_curl_global_init_all() == CURLE_OK
-}
-
-/// Set from another thread to stop a running transfer at its next progress callback.
-public final class CancellationFlag: Sendable {
-    private let flag = Atomic<Bool>(false)
-
-    public init() {}
-
-    public func cancel() { flag.store(true, ordering: .relaxed) }
-    public var isCancelled: Bool { flag.load(ordering: .relaxed) }
 }
 
 /// One libcurl easy handle, reused for every transfer it makes so that connections (HTTP

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import StandbyBase
 
 /// The async face of the transport: each call runs a `TransferSession` on a thread of its own
 /// (libcurl blocks), and task cancellation aborts the transfer at its next progress callback.
@@ -85,28 +86,6 @@ public struct Transport: Sendable {
                     metadata: ["error": "\(error)", "attempt": "\(attempt)"])
             }
             attempt += 1
-        }
-    }
-}
-
-/// Runs blocking work (libcurl, file I/O, fsync) on a thread of its own, never on the
-/// cooperative pool, and bridges the result back. The flag is cancelled when the awaiting task
-/// is: the work should check it (a `TransferSession` does, through its progress callback).
-public enum Blocking {
-    public static func run<T: Sendable>(
-        _ body: @escaping @Sendable (CancellationFlag) throws -> T
-    ) async throws -> T {
-        let flag = CancellationFlag()
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
-                let thread = Thread {
-                    continuation.resume(with: Result { try body(flag) })
-                }
-                thread.stackSize = 1 << 20
-                thread.start()
-            }
-        } onCancel: {
-            flag.cancel()
         }
     }
 }
