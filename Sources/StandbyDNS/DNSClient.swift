@@ -5,7 +5,7 @@ import StandbyBase
 
 /// Queries and signed updates, one server at a time. Every call opens its own socket (nothing is
 /// shared between attempts, so a server that failed once is asked again next time), runs on
-/// `BlockingIO` rather than the cooperative pool, and gives up after `timeout`.
+/// `Blocking.run` rather than the cooperative pool, and gives up after `timeout`.
 public struct DNSClient: Sendable {
     public var timeout: Duration
     public var logger: Logger

@@ -14,7 +14,7 @@ import Foundation
 /// life. An operator needs to know which of the two happened and on which server, so the socket
 /// work is ours; ldns still builds, signs, parses and verifies every message.
 enum DNSTransport {
-    /// Blocking: call it from `BlockingIO`, never on the cooperative pool.
+    /// Blocking: call it from `Blocking.run`, never on the cooperative pool.
     static func exchange(
         _ message: [UInt8], with server: DNSServer, tcp: Bool, deadline: ContinuousClock.Instant
     ) throws(DNSError) -> [UInt8] {

@@ -3,7 +3,7 @@ import Foundation
 import Synchronization
 
 /// MIT Kerberos' GSSAPI, wrapped once: a credential for the service account and a security
-/// context with one DNS server. Every call blocks (it may ask the KDC): call from `BlockingIO`.
+/// context with one DNS server. Every call blocks (it may ask the KDC): call from `Blocking.run`.
 ///
 /// The library reads `KRB5_CONFIG` when it makes its krb5 context; `GSSCredential.acquire` sets
 /// it from the topology's `krb5_conf` before the first call, once per process.

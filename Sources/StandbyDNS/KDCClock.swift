@@ -7,7 +7,7 @@ import Foundation
 /// skew the KDC refused could name only our clock; this names both.
 ///
 /// Nothing secret is sent and no password is tried, so the request counts as no failed logon
-/// against the account's lockout policy. Blocks (it asks the KDC): call from `BlockingIO`.
+/// against the account's lockout policy. Blocks (it asks the KDC): call from `Blocking.run`.
 enum KDCClock {
     struct Reading: Sendable {
         /// The KDC's time when it answered.

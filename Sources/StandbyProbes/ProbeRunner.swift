@@ -8,7 +8,7 @@ import StandbyBase
 
 /// Runs probes. Every attempt returns a result by its timeout, whatever the peer does: the
 /// socket work waits only in `poll` bounded by the deadline, and the work runs off the
-/// cooperative pool (see `Offload`), which answers at the deadline even if a name lookup hangs.
+/// cooperative pool (`Blocking.run` with a deadline), which answers at the deadline even if a name lookup hangs.
 public struct ProbeRunner: Sendable {
     let logger: Logger
 
