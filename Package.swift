@@ -114,7 +114,6 @@ let package = Package(
             dependencies: [
                 // The CLI renders the leaf modules' own results and errors, so it names them.
                 "StandbyBase", "StandbyCore", "StandbyService", "StandbyReplication", "StandbyDNS", "StandbyProbes",
-                "StandbyTransport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

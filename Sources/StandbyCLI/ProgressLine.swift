@@ -1,30 +1,10 @@
-import ArgumentParser
 import Foundation
-import Logging
 import StandbyCore
 import StandbyReplication
-import StandbyTransport
 
 #if canImport(Glibc)
     import Glibc
 #endif
-
-/// What replicate, publish, verify and restore share: how a replication error becomes an exit
-/// status, and the progress line on a terminal. (Source credentials: `ReplicationJob`.)
-enum ReplicationCLI {
-    static var logger: Logger {
-        Logger(label: "standby.replication")
-    }
-
-    static func openStore(_ topology: Topology, state: StateDirectory) throws -> ReplicationStore {
-        try state.create()
-        return try ReplicationStore.open(directory: state.store(for: topology), logger: logger)
-    }
-
-    static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-    }
-}
 
 /// A one-line progress display on stderr (bytes, rate, ETA), only when stderr is a terminal:
 /// on a pipe or in a log it would be noise.
