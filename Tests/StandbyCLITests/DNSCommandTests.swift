@@ -32,45 +32,17 @@ struct DNSCommandTests {
             knot = try KnotServer.start(in: lab, zone: DNSCommandTests.zone, primaryPort: named.port, port: knotPort)
             let keyText = try String(contentsOfFile: named.keyPath, encoding: .utf8)
             try lab.write("keys/failover.key", keyText, mode: keyMode)
-            let records = (0..<2).map { index in
-                """
-                    - { name: \(DNSCommandTests.names[index]), type: SRV, ttl: 300,
-                        primary: "\(primaryValues[index])", secondary: "\(DNSCommandTests.secondary[index])" }
-                """
-            }
-            let yaml = """
-                deployment: dnstest
-                domain: contoso.test
-                sites:
-                  primary: { name: red, timezone: UTC, pool: pool01.contoso.test }
-                  secondary:
-                    name: dub
-                    timezone: UTC
-                    pool: pool02-dr.contoso.test
-                    off_peak: ["22:00-05:00"]
-                    standby_servers:
-                      - { host: fe.contoso.test, roles: [front-end] }
-                services:
-                  - name: core
-                    tier: core
-                    priority: 1
-                    roles: [front-end]
-                    steps:
-                      - { name: a, exec: [sh, -c, "true"] }
-                dns:
-                  zone: contoso.test
-                  servers: ["\(named.address)", "\(knot.address)"]
-                  key: \(lab.file("keys/failover.key"))
-                  verify_timeout: 20s
-                  records:
-                \(records.joined(separator: "\n"))
-                health:
-                  probes: []
-                policy:
-                  incident_leads: [alice, bob]
-                """
-            try lab.write("site/site.yaml", yaml)
-            site = lab.file("site")
+            var yaml = SiteYAML(deployment: "dnstest")
+            yaml.dns =
+                [
+                    "zone: contoso.test", "servers: [\"\(named.address)\", \"\(knot.address)\"]",
+                    "key: \(lab.file("keys/failover.key"))", "verify_timeout: 20s", "records:",
+                ]
+                + (0..<2).map { index in
+                    "  - { name: \(DNSCommandTests.names[index]), type: SRV, ttl: 300, primary: \"\(primaryValues[index])\", secondary: \"\(DNSCommandTests.secondary[index])\" }"
+                }
+            yaml.incidentLeads = ["alice", "bob"]
+            site = try yaml.write(in: lab)
         }
 
         func stop() {

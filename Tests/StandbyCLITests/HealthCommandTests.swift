@@ -12,41 +12,17 @@ struct HealthCommandTests {
     /// A site whose primary is kamailio (SIP OPTIONS over UDP and TCP, a TCP connect) and whose
     /// secondary is a port nobody listens on.
     static func site(_ lab: LabDirectory, sip: SIPServer, webhook: String? = nil) throws -> String {
-        let hooks = webhook.map { "  webhooks: [\"\($0)\"]\n" } ?? ""
-        let yaml = """
-            deployment: healthtest
-            domain: contoso.test
-            sites:
-              primary: { name: red, timezone: UTC, pool: pool01.contoso.test }
-              secondary:
-                name: dub
-                timezone: UTC
-                pool: pool02-dr.contoso.test
-                off_peak: ["22:00-05:00"]
-                standby_servers:
-                  - { host: fe.contoso.test, roles: [front-end] }
-            services:
-              - name: core
-                tier: core
-                priority: 1
-                roles: [front-end]
-                steps:
-                  - { name: a, exec: [sh, -c, "true"] }
-            health:
-              interval: 200ms
-              fall: 2
-              rise: 1
-              timeout: 1s
-            \(hooks)  probes:
-                - { name: fe-sip, sip_options: "\(sip.uri("udp"))", site: primary }
-                - { name: fe-sip-tcp, sip_options: "\(sip.uri("tcp"))", site: primary }
-                - { name: fe-tcp, tcp: "127.0.0.1:\(sip.port)", site: primary }
-                - { name: dr-sip, sip_options: "sip:127.0.0.1:9;transport=tcp", site: secondary }
-            policy:
-              incident_leads: [alice]
-            """
-        try lab.write("site/site.yaml", yaml)
-        return lab.file("site")
+        var site = SiteYAML(deployment: "healthtest")
+        site.health = ["interval: 200ms", "fall: 2", "rise: 1", "timeout: 1s"]
+        if let webhook { site.health.append("webhooks: [\"\(webhook)\"]") }
+        site.health += [
+            "probes:",
+            "  - { name: fe-sip, sip_options: \"\(sip.uri("udp"))\", site: primary }",
+            "  - { name: fe-sip-tcp, sip_options: \"\(sip.uri("tcp"))\", site: primary }",
+            "  - { name: fe-tcp, tcp: \"127.0.0.1:\(sip.port)\", site: primary }",
+            "  - { name: dr-sip, sip_options: \"sip:127.0.0.1:9;transport=tcp\", site: secondary }",
+        ]
+        return try site.write(in: lab)
     }
 
     @Test("one round: a table, exit 0 while the primary is up, exit 1 with the reason once it is down")

@@ -85,38 +85,27 @@ struct SourceCredentialsTests {
         let httpBack = sources.nginx.url("private/secondary/rtc.bak").absoluteString
         let sftp = try #require(sources.sshd.sftpURL(sources.lab.file("primary/config.bak"))).absoluteString
         let sftpBack = try #require(sources.sshd.sftpURL(sources.lab.file("secondary/config.bak"))).absoluteString
-        let yaml = """
-            deployment: creds
-            domain: creds.test
-            sites:
-              primary: { name: east, timezone: UTC, pool: pool01.creds.test, off_peak: ["\(offPeak)"] }
-              secondary:
-                name: west
-                timezone: UTC
-                pool: pool02-dr.creds.test
-                off_peak: ["\(offPeak)"]
-                store: \(sources.lab.file("store"))
-                standby_servers: [{ host: 127.0.2.10, roles: [front-end] }]
-            backup_sets:
-              - { name: web-db, kind: database, source: "\(http)", failback_source: "\(httpBack)", allow_insecure_auth: true, schedule: { every: 4h }, rpo: 24h }
-              - { name: ssh-db, kind: database, source: "\(sftp)", failback_source: "\(sftpBack)", schedule: { every: 4h }, rpo: 24h }
-            services:
-              - name: core
-                tier: core
-                priority: 1
-                backup_sets: [web-db, ssh-db]
-                steps: [{ name: start, exec: [/bin/true] }]
-                failback_steps: [{ name: start-primary, exec: [/bin/true] }]
-            health:
-              interval: 100ms
-              rise: 1
-              probes:
-                - { name: backups, tcp: "127.0.0.1:\(sources.nginx.port)", site: primary }
-            policy:
-              incident_leads: [alice]
-            """
-        try sources.lab.write("site/site.yaml", yaml)
-        return sources.lab.file("site/site.yaml")
+        var site = SiteYAML(deployment: "creds", domain: "creds.test")
+        site.primary = .init(name: "east", pool: "pool01.creds.test", offPeak: [offPeak])
+        site.secondary = .init(
+            name: "west", pool: "pool02-dr.creds.test", offPeak: [offPeak], store: sources.lab.file("store"),
+            standbyServers: ["{ host: 127.0.2.10, roles: [front-end] }"])
+        site.backupSets = [
+            "{ name: web-db, kind: database, source: \"\(http)\", failback_source: \"\(httpBack)\", allow_insecure_auth: true, schedule: { every: 4h }, rpo: 24h }",
+            "{ name: ssh-db, kind: database, source: \"\(sftp)\", failback_source: \"\(sftpBack)\", schedule: { every: 4h }, rpo: 24h }",
+        ]
+        site.services = [
+            SiteYAML.service(
+                "core", roles: [], steps: ["{ name: start, exec: [/bin/true] }"],
+                extra: [
+                    "backup_sets: [web-db, ssh-db]", "failback_steps: [{ name: start-primary, exec: [/bin/true] }]",
+                ])
+        ]
+        site.health = [
+            "interval: 100ms", "rise: 1", "probes:",
+            "  - { name: backups, tcp: \"127.0.0.1:\(sources.nginx.port)\", site: primary }",
+        ]
+        return try site.write(in: sources.lab) + "/site.yaml"
     }
 
     @Test("standby run and failback's reverse and final passes read sources that need a password or a key")

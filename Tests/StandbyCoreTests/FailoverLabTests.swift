@@ -15,6 +15,12 @@ import Testing
 /// DNS cutover, a TCP probe.
 @Suite("failover with the real modules", .tags(.server))
 struct FailoverLabTests {
+    /// Both SIP records of example.test, the primary's and the secondary's pools.
+    static let records = [
+        #"  - { name: _sipinternaltls._tcp, type: SRV, ttl: 300, primary: "0 0 5061 pool01.example.test.", secondary: "0 0 5061 pool02.example.test." }"#,
+        #"  - { name: _sip._tcp, type: SRV, ttl: 300, primary: "0 0 443 sip.example.test.", secondary: "0 0 443 sip-dr.example.test." }"#,
+    ]
+
     /// The engine with the real modules over `lab`'s site.yaml and a state directory in `lab`.
     func wiredEngine(_ lab: LabDirectory) throws -> (Topology, StateDirectory, FailoverJournal, FailoverEngine) {
         let topology = try TopologyLoader.load(lab.file("site/site.yaml"), environment: ["HOME": lab.path])
@@ -55,46 +61,33 @@ struct FailoverLabTests {
         let nginx = try NginxServer.start(in: lab, serving: www)
         defer { nginx.stop() }
 
-        let yaml = """
-            deployment: labtest
-            domain: example.test
-            sites:
-              primary: { name: east, timezone: UTC, pool: pool01.example.test }
-              secondary:
-                name: west
-                timezone: UTC
-                pool: pool02.example.test
-                off_peak: ["00:00-23:59"]
-                standby_servers:
-                  - { host: 127.0.0.1, roles: [front-end] }
-            backup_sets:
-              - { name: rtc-db, kind: database, source: "\(nginx.url("backups/rtc.bak").absoluteString)", schedule: { every: 4h }, rpo: 24h }
-            services:
-              - name: core
-                tier: core
-                priority: 1
-                roles: [front-end]
-                backup_sets: [rtc-db]
-                steps:
-                  - { restore: rtc-db, to: "{{state}}/restore/rtc" }
-                  - { name: load, exec: [cmp, "{{restored.rtc-db}}", "\(backup)"] }
-                  - { name: validate, probe: web-secondary, timeout: 10s }
-            dns:
-              zone: \(zone)
-              servers: ["\(named.address)", "\(knot.address)"]
-              key: \(named.keyPath)
-              verify_timeout: 20s
-              records:
-                - { name: _sipinternaltls._tcp, type: SRV, ttl: 300, primary: "0 0 5061 pool01.example.test.", secondary: "0 0 5061 pool02.example.test." }
-                - { name: _sip._tcp, type: SRV, ttl: 300, primary: "0 0 443 sip.example.test.", secondary: "0 0 443 sip-dr.example.test." }
-            health:
-              probes:
-                - { name: web-primary, tcp: "127.0.0.1:\(nginx.port)", site: primary }
-                - { name: web-secondary, tcp: "127.0.0.1:\(nginx.port)", site: secondary }
-            policy:
-              incident_leads: [alice]
-            """
-        try lab.write("site/site.yaml", yaml)
+        var site = SiteYAML(deployment: "labtest", domain: "example.test")
+        site.primary = .init(name: "east", pool: "pool01.example.test")
+        site.secondary = .init(
+            name: "west", pool: "pool02.example.test", offPeak: ["00:00-23:59"],
+            standbyServers: ["{ host: 127.0.0.1, roles: [front-end] }"])
+        site.backupSets = [
+            "{ name: rtc-db, kind: database, source: \"\(nginx.url("backups/rtc.bak").absoluteString)\", schedule: { every: 4h }, rpo: 24h }"
+        ]
+        site.services = [
+            SiteYAML.service(
+                "core",
+                steps: [
+                    #"{ restore: rtc-db, to: "{{state}}/restore/rtc" }"#,
+                    "{ name: load, exec: [cmp, \"{{restored.rtc-db}}\", \"\(backup)\"] }",
+                    "{ name: validate, probe: web-secondary, timeout: 10s }",
+                ], extra: ["backup_sets: [rtc-db]"])
+        ]
+        site.dns =
+            [
+                "zone: \(zone)", "servers: [\"\(named.address)\", \"\(knot.address)\"]", "key: \(named.keyPath)",
+                "verify_timeout: 20s", "records:",
+            ] + Self.records
+        site.health = [
+            "probes:", "  - { name: web-primary, tcp: \"127.0.0.1:\(nginx.port)\", site: primary }",
+            "  - { name: web-secondary, tcp: \"127.0.0.1:\(nginx.port)\", site: secondary }",
+        ]
+        try site.write(in: lab)
         let (topology, state, journal, engine) = try wiredEngine(lab)
 
         let now = Date()
@@ -166,23 +159,13 @@ struct FailoverLabTests {
                 "_sip._tcp 300 IN SRV 0 0 443 sip.example.test.",
             ])
         defer { named.stop() }
-        let yaml = """
-            deployment: refused
-            domain: example.test
-            sites:
-              primary: { name: east, timezone: UTC, pool: pool01.example.test }
-              secondary: { name: west, timezone: UTC, pool: pool02.example.test }
-            dns:
-              zone: \(zone)
-              servers: ["\(named.address)"]
-              key: \(named.keyPath)
-              records:
-                - { name: _sipinternaltls._tcp, type: SRV, ttl: 300, primary: "0 0 5061 pool01.example.test.", secondary: "0 0 5061 pool02.example.test." }
-                - { name: _sip._tcp, type: SRV, ttl: 300, primary: "0 0 443 sip.example.test.", secondary: "0 0 443 sip-dr.example.test." }
-            policy:
-              incident_leads: [alice]
-            """
-        try lab.write("site/site.yaml", yaml)
+        var site = SiteYAML(deployment: "refused", domain: "example.test")
+        site.primary = .init(name: "east", pool: "pool01.example.test")
+        site.secondary = .init(name: "west", pool: "pool02.example.test")
+        site.services = []
+        site.dns =
+            ["zone: \(zone)", "servers: [\"\(named.address)\"]", "key: \(named.keyPath)", "records:"] + Self.records
+        try site.write(in: lab)
         // Another administrator points _sip._tcp somewhere else before the failover.
         try lab.write(
             "update.txt",

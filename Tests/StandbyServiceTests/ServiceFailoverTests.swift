@@ -11,29 +11,17 @@ import Testing
 @Suite(.serialized) struct ServiceFailoverTests {
     func site(_ lab: LabDirectory, window: String) throws -> String {
         let effects = lab.file("effects")
-        let yaml = """
-            deployment: svcfail
-            domain: example.test
-            sites:
-              primary: { name: red, timezone: UTC, pool: pool01.example.test }
-              secondary:
-                name: dub
-                timezone: UTC
-                pool: pool02.example.test
-                off_peak: ["\(window)"]
-                standby_servers: [{ host: fe.example.test, roles: [front-end] }]
-            services:
-              - { name: core, tier: core, priority: 1, roles: [front-end], steps: [{ name: a, exec: [sh, -c, "echo core >> \(effects)"] }] }
-              - { name: conf, tier: optional, priority: 4, depends_on: [core], steps: [{ name: start, exec: [sh, -c, "echo conf >> \(effects)"] }] }
-            health:
-              probes: []
-            policy:
-              incident_leads: [alice]
-              last_review: 2026-10-01
-              last_drill: 2026-10-01
-            """
-        try lab.write("site/site.yaml", yaml)
-        return lab.file("site/site.yaml")
+        var site = SiteYAML(deployment: "svcfail", domain: "example.test")
+        site.secondary.pool = "pool02.example.test"
+        site.secondary.offPeak = [window]
+        site.services = [
+            SiteYAML.service("core", steps: ["{ name: a, exec: [sh, -c, \"echo core >> \(effects)\"] }"]),
+            SiteYAML.service(
+                "conf", tier: "optional", priority: 4, roles: [],
+                steps: ["{ name: start, exec: [sh, -c, \"echo conf >> \(effects)\"] }"], extra: ["depends_on: [core]"]),
+        ]
+        site.policy = ["last_review: 2026-10-01", "last_drill: 2026-10-01"]
+        return try site.write(in: lab) + "/site.yaml"
     }
 
     @Test func waitingStageIsResumedWhenTheWindowIsOpen() async throws {

@@ -57,44 +57,31 @@ struct ServiceFixture {
         sets: [String: String], offPeak: String, extra: String = "", probes: String? = nil, peakRate: String = "1GB/s",
         schedule: String = "{ every: 4h }"
     ) throws -> String {
-        var yaml = """
-            deployment: svc
-            domain: svc.test
-            sites:
-              primary: { name: east, timezone: UTC, pool: pool01.svc.test, off_peak: ["\(offPeak)"] }
-              secondary:
-                name: west
-                timezone: UTC
-                pool: pool02-dr.svc.test
-                off_peak: ["\(offPeak)"]
-                store: \(lab.file("store"))
-                standby_servers: [{ host: 127.0.2.10, roles: [front-end] }]
-            replication: { peak_rate: \(peakRate) }
-            backup_sets:
-
-            """
-        for (name, file) in sets.sorted(by: { $0.key < $1.key }) {
+        var site = SiteYAML(deployment: "svc", domain: "svc.test")
+        site.primary = .init(name: "east", pool: "pool01.svc.test", offPeak: [offPeak])
+        site.secondary = .init(
+            name: "west", pool: "pool02-dr.svc.test", offPeak: [offPeak], store: lab.file("store"),
+            standbyServers: ["{ host: 127.0.2.10, roles: [front-end] }"])
+        site.replication = ["peak_rate: \(peakRate)"]
+        site.backupSets = sets.sorted(by: { $0.key < $1.key }).map { name, file in
             let source = file.contains("://") ? file : nginx.url(file).absoluteString
-            yaml += "  - { name: \(name), kind: database, source: \"\(source)\", schedule: \(schedule), rpo: 1h }\n"
+            return "{ name: \(name), kind: database, source: \"\(source)\", schedule: \(schedule), rpo: 1h }"
         }
-        yaml += """
-            services:
-              - { name: core, tier: core, priority: 1, backup_sets: [\(sets.keys.sorted().joined(separator: ", "))], steps: [{ name: start, exec: [/bin/true] }] }
-            health:
-              interval: 200ms
-              fall: 1
-              rise: 1
-              timeout: 1s
-              probes:
-            \(probes ?? "    - { name: web, tcp: \"127.0.0.1:\(nginx.port)\", site: primary }")
-            policy:
-              incident_leads: [alice]
-              drill_every: 3650d
-              review_every: 3650d
-              last_review: 2026-10-01
-              last_drill: 2026-10-01
-            \(extra)
-            """
+        site.services = [
+            SiteYAML.service(
+                "core", roles: [], steps: ["{ name: start, exec: [/bin/true] }"],
+                extra: ["backup_sets: [\(sets.keys.sorted().joined(separator: ", "))]"])
+        ]
+        site.health =
+            ["interval: 200ms", "fall: 1", "rise: 1", "timeout: 1s", "probes:"]
+            + (probes.map { $0.split(separator: "\n").map(String.init) } ?? [
+                "  - { name: web, tcp: \"127.0.0.1:\(nginx.port)\", site: primary }"
+            ])
+        site.policy = [
+            "drill_every: 3650d", "review_every: 3650d", "last_review: 2026-10-01", "last_drill: 2026-10-01",
+        ]
+        site.extra = extra
+        let yaml = site.text
         let path = lab.file("site.yaml")
         try Data(yaml.utf8).write(to: URL(fileURLWithPath: path))
         return path
