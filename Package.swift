@@ -44,6 +44,11 @@ let package = Package(
         // in /usr/include/gssapi and the library on the default path all the same.
         .systemLibrary(
             name: "CGSSAPI", path: "Sources/CGSSAPI", providers: [.apt(["libkrb5-dev"])]),
+        // Samba's libsmbclient, for smb:// sources: SMB2 and SMB3, byte ranges, signing,
+        // encryption, NTLMv2 and Kerberos (libcurl speaks only SMB1 and reads files whole).
+        .systemLibrary(
+            name: "CSMBClient", path: "Sources/CSMBClient", pkgConfig: "smbclient",
+            providers: [.apt(["libsmbclient-dev"])]),
 
         // The Linux file calls Swift's Glibc module does not expose (sync_file_range).
         .target(name: "CFileIO", path: "Sources/CFileIO"),
@@ -54,7 +59,8 @@ let package = Package(
         // Leaf modules: they take plain values, never the topology.
         .target(
             name: "StandbyTransport",
-            dependencies: ["CCurl", .product(name: "Logging", package: "swift-log")],
+            // CGSSAPI: the SMB Kerberos login's tickets, acquired from the keytab.
+            dependencies: ["CCurl", "CSMBClient", "CGSSAPI", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .target(
             name: "StandbyDNS",

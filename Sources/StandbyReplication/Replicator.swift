@@ -260,8 +260,7 @@ final class Replicator {
         let fileID = db.lastInsertedRowID
         let base = processed
         var outcome: (sha: [UInt8], chunks: Int)?
-        // A source that cannot serve byte ranges (smb://) is read whole: its index would not help.
-        if options.useIndex && TransferSession.servesByteRanges(source.url) {
+        if options.useIndex {
             startRecipe(fileID)
             outcome = try replicateByIndex(db, source: source, info: info)
             if outcome == nil {
