@@ -152,7 +152,7 @@ let package = Package(
             name: "StandbyReplicationTests", dependencies: ["StandbyReplication", "StandbyLab"],
             swiftSettings: strict),
         .testTarget(
-            name: "StandbyCoreTests", dependencies: ["StandbyCore", "StandbyDNS", "StandbyLab"],
+            name: "StandbyCoreTests", dependencies: ["StandbyCore", "StandbyDNS", "StandbyTransport", "StandbyLab"],
             resources: [.copy("Fixtures")], swiftSettings: strict),
         .testTarget(
             name: "StandbyServiceTests",
