@@ -20,7 +20,7 @@ enum SMBLibrary {
     nonisolated(unsafe) private static var configPath: String?
 
     /// Runs `body` under the library's lock, having written once the configuration of our own
-    /// (signing required, NTLMv2 only, no NetBIOS, no state written outside a private directory).
+    /// (signing required, no NetBIOS, no state written outside a private directory).
     static func locked<T>(_ body: () throws -> T) rethrows -> T {
         lock.lock()
         defer { lock.unlock() }
@@ -39,10 +39,6 @@ enum SMBLibrary {
             [global]
               client signing = required
               client ipc signing = required
-              client ntlmv2 auth = yes
-              client lanman auth = no
-              client plaintext auth = no
-              client use spnego = yes
               disable netbios = yes
               name resolve order = host
               smb ports = 445
