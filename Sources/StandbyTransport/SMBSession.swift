@@ -149,6 +149,7 @@ final class SMBSession {
     }
 
     deinit {
+        for entry in openFiles { close(entry.file) }
         let context = context
         SMBLibrary.locked { _ = smbc_free_context(context, 1) }
         withExtendedLifetime(login) {}
@@ -179,22 +180,34 @@ final class SMBSession {
     ) throws -> Int64 {
         let target = try SMBTarget(url)
         if let range, range.length <= 0 { return 0 }
-        let (opened, openErrno) = try connecting(target) {
-            (standby_smbc_open(context, target.address), standby_errno())
+        // A whole read opens the file afresh (its size is the one at this open) and closes it;
+        // a range reuses a file this session keeps open, so each range costs one read request.
+        let file = try range == nil ? open(target) : kept(target)
+        var failed = true
+        defer {
+            if range == nil {
+                close(file)
+            } else if failed {
+                forget(file)
+            }
         }
-        guard let file = opened else { throw failure(target, errno: openErrno, doing: "open") }
-        defer { close(file) }
-        let (size, statErrno) = fileSize(file)
-        guard let size else { throw failure(target, errno: statErrno, doing: "stat") }
         let start = range?.offset ?? 0
-        let wanted = range?.length ?? max(0, size - start)
-        if start > 0, let seekErrno = seek(file, to: start) {
+        let wanted: Int64
+        if let range {
+            wanted = range.length
+        } else {
+            let (size, statErrno) = fileSize(file)
+            guard let size else { throw failure(target, errno: statErrno, doing: "stat") }
+            wanted = max(0, size - start)
+        }
+        if let seekErrno = seek(file, to: start) {
             throw failure(target, errno: seekErrno, doing: "seek")
         }
         let rate = options.maxReceiveRate.flatMap { $0 > 0 ? $0 : nil }
         // Under a rate cap, smaller reads: pacing works in whole reads.
-        let piece = rate.map { Int(max(64 << 10, min(Int64(Self.readSize), $0 / 4))) } ?? Self.readSize
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: piece, alignment: 64)
+        let piece = Int(
+            min(wanted, rate.map { max(64 << 10, min(Int64(Self.readSize), $0 / 4)) } ?? Int64(Self.readSize)))
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, piece), alignment: 64)
         defer { buffer.deallocate() }
         let began = ContinuousClock.now
         var delivered: Int64 = 0
@@ -226,7 +239,41 @@ final class SMBSession {
                 "\(target.what) ended after \(delivered) of the \(wanted) bytes asked for at offset \(start) (the file is shorter than when it was opened, or than the range)"
             )
         }
+        failed = false
         return delivered
+    }
+
+    // MARK: - Open files
+
+    /// Files kept open for ranged reads, most recent last: a delta reads hundreds of ranges of
+    /// one file and of its index, in turns.
+    private var openFiles: [(address: String, file: OpaquePointer)] = []
+    static let openLimit = 4
+
+    private func open(_ target: SMBTarget) throws -> OpaquePointer {
+        let (opened, openErrno) = try connecting(target) {
+            (standby_smbc_open(context, target.address), standby_errno())
+        }
+        guard let file = opened else { throw failure(target, errno: openErrno, doing: "open") }
+        return file
+    }
+
+    private func kept(_ target: SMBTarget) throws -> OpaquePointer {
+        if let index = openFiles.firstIndex(where: { $0.address == target.address }) {
+            let entry = openFiles.remove(at: index)
+            openFiles.append(entry)
+            return entry.file
+        }
+        let file = try open(target)
+        openFiles.append((target.address, file))
+        if openFiles.count > Self.openLimit { close(openFiles.removeFirst().file) }
+        return file
+    }
+
+    /// Closes a kept file whose read failed: the next range opens it again.
+    private func forget(_ file: OpaquePointer) {
+        openFiles.removeAll { $0.file == file }
+        close(file)
     }
 
     // MARK: - Calls on an open file, each under the library's lock
