@@ -50,6 +50,12 @@ let package = Package(
             name: "CSMBClient", path: "Sources/CSMBClient", pkgConfig: "smbclient",
             providers: [.apt(["libsmbclient-dev"])]),
 
+        // libsmbclient's printed messages (d_printf) taken off standard output, and its word that a
+        // session could not be encrypted (it goes on unencrypted even when that is required).
+        // Exported from the executable, so that the dynamic linker binds the library's d_printf here.
+        .target(
+            name: "CSMBClientHooks", path: "Sources/CSMBClientHooks",
+            linkerSettings: [.unsafeFlags(["-Xlinker", "--export-dynamic-symbol=d_printf"])]),
         // The Linux file calls Swift's Glibc module does not expose (sync_file_range).
         .target(name: "CFileIO", path: "Sources/CFileIO"),
         // SHA-256 with the x86 SHA extensions. Optimised in debug builds too: unoptimised
@@ -60,7 +66,9 @@ let package = Package(
         .target(
             name: "StandbyTransport",
             // CGSSAPI: the SMB Kerberos login's tickets, acquired from the keytab.
-            dependencies: ["CCurl", "CSMBClient", "CGSSAPI", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "CCurl", "CSMBClient", "CSMBClientHooks", "CGSSAPI", .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict),
         .target(
             name: "StandbyDNS",

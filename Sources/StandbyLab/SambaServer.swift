@@ -28,6 +28,8 @@ public final class SambaServer: Sendable {
         public static let smb2 = Dialects(min: "SMB2_10")
         /// SMB 2.1 only: no encryption possible.
         public static let smb2Only = Dialects(min: "SMB2_10", max: "SMB2_10", encrypt: "off")
+        /// SMB3 only, encryption turned off: a server that cannot encrypt although it speaks SMB3.
+        public static let smb3Unencrypted = Dialects(min: "SMB3", encrypt: "off")
         /// SMB3 only, every session encrypted.
         public static let smb3Encrypted = Dialects(min: "SMB3", encrypt: "required")
         /// SMB1 (NT LM 0.12) and nothing else, as a Windows Server 2008 R2 left alone speaks.

@@ -1,4 +1,5 @@
 import CSMBClient
+import CSMBClientHooks
 import Foundation
 import Logging
 
@@ -118,6 +119,7 @@ final class SMBSession {
             smbc_setDebug(context, debug ?? 1)
             smbc_setOptionDebugToStderr(context, 1)
             if debug == nil { smbc_setLogCallback(context, nil, smbLogCallback) }
+            standby_smb_set_message_sink(smbMessageSink)
             smbc_setTimeout(
                 context, Int32(clamping: max(options.connectTimeout.milliseconds, options.lowSpeedTime.milliseconds)))
             smbc_setOptionUserData(context, Unmanaged.passUnretained(login).toOpaque())
@@ -303,16 +305,35 @@ final class SMBSession {
 
     /// Runs a call that may connect under the library's lock, with this context's dialect range
     /// in the library's globals (see `SMBLibrary`) and its Kerberos tickets in the default cache.
+    ///
+    /// A connection libsmbclient could not encrypt (it says so, and goes on without) is refused
+    /// where encryption is required, and the context is not used again: it keeps that
+    /// connection for the next call.
     private func connecting<T>(_ target: SMBTarget, _ body: () -> T) throws -> T {
+        if let unencrypted { throw unencrypted }
         if let kerberos = options.smb.kerberos {
             try KerberosTicketCache.prepare(kerberos, host: target.host, url: target.shown)
         }
-        return SMBLibrary.locked {
+        let (result, refused) = SMBLibrary.locked {
             _ = smbc_setOptionProtocols(context, Self.lowestDialect(options.smb).rawValue, "SMB3")
+            _ = standby_smb_take_encryption_refused()
             standby_set_errno(0)
-            return body()
+            let result = body()
+            return (result, standby_smb_take_encryption_refused() != 0)
         }
+        if refused && options.smb.encryption == .required {
+            let refusal = error(
+                .tls, target,
+                "the server cannot encrypt the session, which smb.encrypt: required demands; enable SMB3 encryption on the server (Windows: Set-SmbServerConfiguration -EncryptData $true; Samba: server smb encrypt = required), or set smb.encrypt: desired for this source"
+            )
+            unencrypted = refusal
+            throw refusal
+        }
+        return result
     }
+
+    /// Set once a connection of this context turned out unencrypted where encryption is required.
+    private var unencrypted: TransportError?
 
     /// The lowest dialect a context negotiates. Encryption exists from SMB 3.0 on, and
     /// libsmbclient 4.17 goes on unencrypted when the server cannot encrypt even though
@@ -469,6 +490,14 @@ private let smbLogCallback: smbc_debug_callback_fn = { _, level, message in
     let text = String(cString: message).trimmingCharacters(in: .whitespacesAndNewlines)
     guard !text.isEmpty else { return }
     smbLibraryLogger.debug("libsmbclient", metadata: ["level": "\(level)", "message": "\(text)"])
+}
+
+/// libsmbclient's printed messages (its d_printf), taken off standard output by CSMBClientHooks.
+private let smbMessageSink: @convention(c) (UnsafePointer<CChar>?) -> Void = { message in
+    guard let message else { return }
+    let text = String(cString: message).trimmingCharacters(in: .whitespacesAndNewlines)
+    guard !text.isEmpty else { return }
+    smbLibraryLogger.debug("libsmbclient", metadata: ["message": "\(text)"])
 }
 
 /// libsmbclient asks for the login of each new connection here; the context's user data is its

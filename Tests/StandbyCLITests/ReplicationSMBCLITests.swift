@@ -19,9 +19,11 @@ import Testing
         static let noon = "--now=2026-11-25T12:00:00Z"
         static let midnight = "--now=2026-11-25T00:00:30Z"
 
-        init(megabytes: Int) throws {
+        init(megabytes: Int, dialects: SambaServer.Dialects = .smb3Encrypted, smb: String = "{ encrypt: required }")
+            throws
+        {
             lab = try LabDirectory(prefix: "standby-cli-smb")
-            smbd = try SambaServer.start(in: lab, dialects: .smb3Encrypted)
+            smbd = try SambaServer.start(in: lab, dialects: dialects)
             source = smbd.root + "/db.bak"
             state = lab.file("state")
             let random = try #require(FileHandle(forReadingAtPath: "/dev/urandom"))
@@ -41,7 +43,7 @@ import Testing
                       - { host: fe.example.test, roles: [front-end] }
                 replication:
                   peak_rate: 8MB/s
-                smb: { encrypt: required }
+                smb: \(smb)
                 backup_sets:
                   - name: sql
                     kind: database
@@ -120,6 +122,23 @@ import Testing
             ["restore", share.site, "sql", "--to", share.lab.file("out"), "--state", share.state], in: share.lab)
         #expect(restore.status == 0, "\(restore)")
         #expect(try Data(contentsOf: URL(fileURLWithPath: share.lab.file("out/db.bak"))) == share.content)
+    }
+
+    /// The default, encryption desired, against an SMB 2.1 server that cannot encrypt: read
+    /// signed, and libsmbclient's own complaint about it goes to the log, not to standard output.
+    @Test func desiredEncryptionAgainstSMB21KeepsStandardOutputJSON() async throws {
+        let share = try Share(megabytes: 1, dialects: .smb2Only, smb: "{ min_protocol: SMB2_10 }")
+        defer { share.stop() }
+        let standby = try StandbyRunner.locate()
+        let result = try await standby.run(
+            ["replicate", share.site, "--state", share.state, "--json", Share.midnight],
+            environment: share.environment, in: share.lab)
+        #expect(result.status == 0, "\(result)")
+        let parsed = try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8))
+        #expect(parsed != nil, "\(result.stdout)")
+        #expect(!(result.stdout + result.stderr).contains("Encryption required"), "\(result)")
+        let check = try await standby.run(["check", share.site], in: share.lab)
+        #expect(check.stdout.contains("smb-encryption-desired"), "\(check)")
     }
 
     @Test func aWrongPasswordFailsNamingSetHostAndShareAndNeverShowsIt() async throws {

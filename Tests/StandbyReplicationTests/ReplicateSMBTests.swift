@@ -197,16 +197,25 @@ import Testing
         #expect(try await share.restoredMatches())
     }
 
-    /// `smb.encrypt: required` against a server that cannot encrypt (SMB 2.1) is refused,
-    /// naming the setting.
-    @Test func requiredEncryptionRefusesAServerWithout() async throws {
-        let share = try Share(pages: 4, dialects: .smb2Only, smb: SMBOptions(encryption: .required))
+    /// `smb.encrypt: required` against a server that cannot encrypt is refused, naming the
+    /// setting: one that speaks no SMB3 (2.1), and one that speaks SMB3 with encryption off
+    /// (libsmbclient 4.17 would go on unencrypted there; Standby does not).
+    @Test(arguments: ["SMB2_10", "SMB3 unencrypted"])
+    func requiredEncryptionRefusesAServerWithout(server: String) async throws {
+        let dialects: SambaServer.Dialects = server == "SMB2_10" ? .smb2Only : .smb3Unencrypted
+        let share = try Share(pages: 4, dialects: dialects, smb: SMBOptions(encryption: .required))
         defer { share.stop() }
         let error = await #expect(throws: ReplicationError.self) {
             try await share.fixture.store.replicate(set: share.spec, options: share.options)
         }
-        #expect(error?.description.contains("encrypt") == true, "\(String(describing: error))")
+        #expect(error?.description.contains("smb.encrypt: required") == true, "\(String(describing: error))")
+        #expect(error?.set == "sql" && error?.host == "127.0.0.1", "\(String(describing: error))")
         #expect(try await share.fixture.store.versions(set: "sql").isEmpty)
+        // Desired, the same server is read, signed.
+        var desired = share.options
+        desired.transport.smb.encryption = .desired
+        let report = try await share.fixture.store.replicate(set: share.spec, options: desired)
+        #expect(report.version.size == Int64(4 * pageSize))
     }
 
     /// The file is cut while it is read (a rate cap keeps the read going): the run fails naming
