@@ -33,21 +33,36 @@ enum KerberosTicketCache {
     static func prepare(_ account: KerberosAccount, host: String, url: String) throws {
         lock.lock()
         defer { lock.unlock() }
-        if let conf = account.krb5Conf { setenv("KRB5_CONFIG", conf, 1) }
+        if let conf = account.krb5Conf { setIfChanged("KRB5_CONFIG", conf) }
         guard let keytab = account.keytab else { return }
         if let filled, filled.account == account, ContinuousClock.now < filled.until {
-            setenv("KRB5CCNAME", "FILE:" + filled.path, 1)
+            setIfChanged("KRB5CCNAME", "FILE:" + filled.path)
             return
         }
+        _ = removeAtExit
         let directory = NSTemporaryDirectory() + "/standby-krb5-\(getuid())-\(getpid())"
         mkdir(directory, 0o700)
         chmod(directory, 0o700)
         let path = directory + "/ccache"
         try fill(path: path, account: account, keytab: keytab, host: host, url: url)
         chmod(path, 0o600)
-        setenv("KRB5CCNAME", "FILE:" + path, 1)
+        setIfChanged("KRB5CCNAME", "FILE:" + path)
         filled = Filled(account: account, path: path, until: .now + refreshAfter)
     }
+
+    /// The process's environment is read by other threads (libsmbclient's, libkrb5's): it is
+    /// written only when the value changes.
+    private static func setIfChanged(_ name: String, _ value: String) {
+        if let current = getenv(name), String(cString: current) == value { return }
+        setenv(name, value, 1)
+    }
+
+    /// The tickets do not outlive the process.
+    private static let removeAtExit: Void = {
+        atexit {
+            if let path = KerberosTicketCache.filled?.path { unlink(path) }
+        }
+    }()
 
     private static func fill(path: String, account: KerberosAccount, keytab: String, host: String, url: String)
         throws
