@@ -343,6 +343,7 @@ public struct ReadinessCheck: Sendable {
         }
         // smb:// sources cross from the primary site to the secondary: SMB1 and unencrypted
         // sessions expose the backups (and SMB1 the login) on the way.
+        var desired: [(set: String, line: Int)] = []
         for set in topology.backupSets {
             let smb = (set.sources + set.failbackSource).filter { URL(string: $0)?.scheme?.lowercased() == "smb" }
             guard !smb.isEmpty else { continue }
@@ -368,15 +369,19 @@ public struct ReadinessCheck: Sendable {
                             "set smb.encrypt: required (SMB3 servers: Windows Server 2012 and later, Samba 4.1 and later)",
                         line: line))
             case .desired where settings.minProtocol != .nt1:
-                out.append(
-                    Finding(
-                        id: "smb-encryption-desired", severity: .info,
-                        message:
-                            "backup set \(set.name) reads \(smb.joined(separator: ", ")) encrypted only where the server offers SMB3 encryption (smb.encrypt: desired, the default); an SMB 2.x server is read signed but in clear",
-                        fix: "set smb.encrypt: required once every server speaks SMB3", line: line))
+                desired.append((set.name, line))
             default:
                 break
             }
+        }
+        if let first = desired.first {
+            let names = desired.map(\.set).joined(separator: ", ")
+            out.append(
+                Finding(
+                    id: "smb-encryption-desired", severity: .info,
+                    message:
+                        "\(desired.count == 1 ? "backup set" : "backup sets") \(names) \(desired.count == 1 ? "reads" : "read") smb:// encrypted only where the server offers SMB3 encryption (smb.encrypt: desired, the default); an SMB 2.x server is read signed but in clear",
+                    fix: "set smb.encrypt: required once every server speaks SMB3", line: first.line))
         }
         for set in topology.backupSets where set.allowInsecureAuth {
             let plain = (set.sources + set.failbackSource).filter { URL(string: $0)?.scheme?.lowercased() == "http" }
