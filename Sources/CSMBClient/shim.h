@@ -28,6 +28,20 @@ static inline int standby_smbc_stat(SMBCCTX *c, const char *url, struct stat *st
 static inline int standby_smbc_fstat(SMBCCTX *c, SMBCFILE *file, struct stat *st) {
     return smbc_getFunctionFstat(c)(c, file, st);
 }
+static inline SMBCFILE *standby_smbc_opendir(SMBCCTX *c, const char *url) {
+    return smbc_getFunctionOpendir(c)(c, url);
+}
+static inline int standby_smbc_closedir(SMBCCTX *c, SMBCFILE *dir) {
+    return smbc_getFunctionClosedir(c)(c, dir);
+}
+// The next entry's name (NULL at the end) and whether it is a file (1), a directory (2), or
+// anything else (0).
+static inline const char *standby_smbc_readdir(SMBCCTX *c, SMBCFILE *dir, int *kind) {
+    struct smbc_dirent *entry = smbc_getFunctionReaddir(c)(c, dir);
+    if (entry == NULL) return NULL;
+    *kind = entry->smbc_type == SMBC_FILE ? 1 : entry->smbc_type == SMBC_DIR ? 2 : 0;
+    return entry->name;
+}
 static inline int standby_errno(void) { return errno; }
 static inline void standby_set_errno(int value) { errno = value; }
 #endif

@@ -196,11 +196,26 @@ final class Replicator {
 
     // MARK: - Sources
 
-    /// file:// directories stand for every regular file under them (a file share); any other
-    /// source is one file named by its last path component.
+    /// file:// directories, and smb:// URLs that end with /, stand for every regular file
+    /// under them (a file share); any other source is one file named by its last path component.
     func expandSources() throws -> [Source] {
         var result: [Source] = []
         for url in spec.sources {
+            if url.scheme?.lowercased() == "smb", url.absoluteString.hasSuffix("/") {
+                let names: [String]
+                do {
+                    names = try session.listFiles(under: url)
+                } catch let error as TransportError {
+                    throw ReplicationError.source(error, set: set)
+                }
+                for name in names {
+                    let file = name.split(separator: "/").reduce(url) {
+                        $0.appendingPathComponent(String($1), isDirectory: false)
+                    }
+                    result.append(Source(name: url.lastPathComponent + "/" + name, url: file))
+                }
+                continue
+            }
             var isDirectory: ObjCBool = false
             if url.isFileURL, FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory),
                 isDirectory.boolValue

@@ -168,9 +168,46 @@ final class SMBSession {
         }
         guard status == 0 else { throw failure(target, errno: code, doing: "stat") }
         if (info.st_mode & S_IFMT) == S_IFDIR {
-            throw error(.notFound, target, "\(target.what) is a directory, not a file")
+            throw error(
+                .notFound, target,
+                "\(target.what) is a folder, not a file; end the URL with / to replicate every file under it")
         }
         return RemoteFileInfo(size: Int64(info.st_size), modificationTime: Int64(info.st_mtim.tv_sec))
+    }
+
+    /// Every regular file under the directory `url` (a share's folder), as paths relative to
+    /// it, sorted; sub-folders are walked, `.` and `..` are not.
+    func listFiles(_ url: URL) throws -> [String] {
+        var result: [String] = []
+        try walk(try SMBTarget(url, directory: true), prefix: "", into: &result, depth: 0)
+        return result.sorted()
+    }
+
+    private func walk(_ target: SMBTarget, prefix: String, into result: inout [String], depth: Int) throws {
+        guard depth < 32 else { return }
+        let (opened, openErrno) = try connecting(target) {
+            (standby_smbc_opendir(context, target.address), standby_errno())
+        }
+        guard let directory = opened else { throw failure(target, errno: openErrno, doing: "listing") }
+        var entries: [(name: String, kind: Int32)] = []
+        SMBLibrary.locked {
+            var kind: Int32 = 0
+            while let name = standby_smbc_readdir(context, directory, &kind) {
+                entries.append((String(cString: name), kind))
+            }
+            _ = standby_smbc_closedir(context, directory)
+        }
+        for entry in entries where entry.name != "." && entry.name != ".." {
+            let relative = prefix + entry.name
+            switch entry.kind {
+            case 1: result.append(relative)
+            case 2:
+                let child = try SMBTarget(
+                    target.url.appendingPathComponent(entry.name, isDirectory: true), directory: true)
+                try walk(child, prefix: relative + "/", into: &result, depth: depth + 1)
+            default: break
+            }
+        }
     }
 
     /// Streams the file (or `range` of it) to `sink`. The file's size at the open bounds a whole
@@ -453,8 +490,11 @@ struct SMBTarget {
     var address: String
     /// The URL as shown in messages (no password).
     var shown: String
+    let url: URL
 
-    init(_ url: URL) throws {
+    /// `directory`: the URL names a folder (a share's root is one too).
+    init(_ url: URL, directory: Bool = false) throws {
+        self.url = url
         shown = Redaction.redacted(url)
         guard let host = url.host, !host.isEmpty else {
             throw TransportError(.badURL, url: shown, host: "", message: "an smb:// URL needs a host")
@@ -462,7 +502,7 @@ struct SMBTarget {
         self.host = host
         port = url.port
         let components = url.path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
-        guard components.count >= 2 else {
+        guard components.count >= (directory ? 1 : 2) else {
             throw TransportError(
                 .badURL, url: shown, host: host,
                 message: "an smb:// URL names a share and a file in it: smb://host[:port]/share/path")
@@ -478,8 +518,8 @@ struct SMBTarget {
         address = parts.string ?? "smb://\(host)/\(share)/\(path)"
     }
 
-    /// `share backups, file rtc.bak` for messages.
-    var what: String { "\(path) on share \(share)" }
+    /// `rtc.bak on share backups` for messages.
+    var what: String { path.isEmpty ? "share \(share)" : "\(path) on share \(share)" }
 }
 
 /// Where libsmbclient's own messages go (the callback is the library's, for the process).

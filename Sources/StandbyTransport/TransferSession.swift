@@ -78,6 +78,17 @@ public final class TransferSession {
         return made
     }
 
+    /// The regular files under the folder `url` (smb:// only; file:// folders are walked by the
+    /// replicator itself), as paths relative to it.
+    public func listFiles(under url: URL) throws -> [String] {
+        guard Self.isSMB(url) else {
+            throw error(.badURL, url, "only an smb:// folder can be listed here")
+        }
+        let names = try smbSession().listFiles(url)
+        stats.requests += 1
+        return names
+    }
+
     /// Size and modification time of `url` without reading its body (HTTP HEAD; a stat for
     /// file://, sftp:// and ftp://; SMB's own file information for smb://).
     public func stat(_ url: URL) throws -> RemoteFileInfo {

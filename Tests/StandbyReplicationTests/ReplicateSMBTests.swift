@@ -102,6 +102,34 @@ import Testing
         #expect(error?.code == .truncated, "\(String(describing: error))")
     }
 
+    /// A folder URL ending with / stands for every file under it, sub-folders too (meeting
+    /// content, update files): each is replicated and restored under its relative path.
+    @Test func aFolderOnTheShareIsEveryFileUnderIt() async throws {
+        let share = try Share(pages: 4)
+        defer { share.stop() }
+        let root = share.smbd.root + "/meetings"
+        try FileManager.default.createDirectory(atPath: root + "/content/2026 Q4", withIntermediateDirectories: true)
+        var random = TestRandom(state: 77)
+        let files = ["content/a.ppt": 300_000, "content/2026 Q4/b.wmv": 2_000_000, "metadata.xml": 1200]
+        for (name, size) in files {
+            try Data(random.bytes(size)).write(to: URL(fileURLWithPath: root + "/" + name))
+        }
+        let spec = SetSpec(name: "meetings", sources: [share.smbd.url("meetings/")])
+        let report = try await share.fixture.store.replicate(set: spec, options: share.options)
+        #expect(report.filesRead == 3, "\(report)")
+        let out = share.fixture.lab.file("out-meetings")
+        _ = try await share.fixture.store.restore(set: "meetings", to: out)
+        for name in files.keys {
+            #expect(try contents(out + "/meetings/" + name) == contents(root + "/" + name), "\(name)")
+        }
+        // Without the slash it is a folder where a file is expected: said so, with the fix.
+        let error = await #expect(throws: ReplicationError.self) {
+            try await share.fixture.store.replicate(
+                set: SetSpec(name: "meetings", sources: [share.smbd.url("meetings")]), options: share.options)
+        }
+        #expect(error?.description.contains("end the URL with /") == true, "\(String(describing: error))")
+    }
+
     /// One context per thread, made one at a time: eight sessions read ranges of the file at
     /// once, each gets its own bytes.
     @Test func parallelTransfersEachOnItsOwnContext() async throws {
