@@ -23,6 +23,8 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
+        // FilePath for swift-subprocess's API on Linux (Darwin's System module has it built in).
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
@@ -62,22 +64,26 @@ let package = Package(
         // intrinsics are ten times slower, and the tests replicate real files.
         .target(name: "CHash", path: "Sources/CHash", cSettings: [.unsafeFlags(["-O2"])]),
 
+        // What every module shares: the error protocol.
+        .target(name: "StandbyBase", swiftSettings: strict),
+
         // Leaf modules: they take plain values, never the topology.
         .target(
             name: "StandbyTransport",
             // CGSSAPI: the SMB Kerberos login's tickets, acquired from the keytab.
             dependencies: [
-                "CCurl", "CSMBClient", "CSMBClientHooks", "CGSSAPI", .product(name: "Logging", package: "swift-log"),
+                "StandbyBase", "CCurl", "CSMBClient", "CSMBClientHooks", "CGSSAPI",
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
         .target(
             name: "StandbyDNS",
-            dependencies: ["CLDNS", "CGSSAPI", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["StandbyBase", "CLDNS", "CGSSAPI", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .target(
             name: "StandbyProbes",
             dependencies: [
-                "StandbyTransport", "StandbyDNS", "CTLS",
+                "StandbyBase", "StandbyTransport", "StandbyDNS", "CTLS",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -85,7 +91,7 @@ let package = Package(
         .target(
             name: "StandbyReplication",
             dependencies: [
-                "StandbyTransport", "CFileIO", "CHash",
+                "StandbyBase", "StandbyTransport", "CFileIO", "CHash",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 // SQLite's own calls, for the catalog's hottest statement (GRDB's statement,
                 // bound without boxing each value).
@@ -99,18 +105,19 @@ let package = Package(
         .target(
             name: "StandbyCore",
             dependencies: [
-                "StandbyTransport", "StandbyDNS", "StandbyProbes", "StandbyReplication",
+                "StandbyBase", "StandbyTransport", "StandbyDNS", "StandbyProbes", "StandbyReplication",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict),
         // `standby run`: the scheduled service, its HTTP endpoint (metrics, status page).
         .target(
             name: "StandbyService",
             dependencies: [
-                "StandbyCore",
+                "StandbyCore", "StandbyProbes", "StandbyReplication", "StandbyTransport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -121,7 +128,7 @@ let package = Package(
             name: "StandbyCLI",
             dependencies: [
                 // The CLI renders the leaf modules' own results and errors, so it names them.
-                "StandbyCore", "StandbyService", "StandbyReplication", "StandbyDNS", "StandbyProbes",
+                "StandbyBase", "StandbyCore", "StandbyService", "StandbyReplication", "StandbyDNS", "StandbyProbes",
                 "StandbyTransport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -145,27 +152,45 @@ let package = Package(
             dependencies: [
                 "StandbyReplication", "StandbyDNS", "StandbyProbes", "StandbyTransport", "StandbyLab",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
 
         .testTarget(
-            name: "StandbyTransportTests", dependencies: ["StandbyTransport", "StandbyLab"],
+            name: "StandbyTransportTests",
+            dependencies: ["StandbyTransport", "StandbyLab", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .testTarget(
-            name: "StandbyDNSTests", dependencies: ["StandbyDNS", "StandbyLab"], swiftSettings: strict),
-        .testTarget(
-            name: "StandbyProbesTests", dependencies: ["StandbyProbes", "StandbyLab"],
+            name: "StandbyDNSTests",
+            dependencies: ["StandbyDNS", "StandbyLab", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .testTarget(
-            name: "StandbyReplicationTests", dependencies: ["StandbyReplication", "StandbyLab"],
+            name: "StandbyProbesTests",
+            dependencies: ["StandbyProbes", "StandbyLab", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .testTarget(
-            name: "StandbyCoreTests", dependencies: ["StandbyCore", "StandbyDNS", "StandbyTransport", "StandbyLab"],
+            name: "StandbyReplicationTests",
+            dependencies: [
+                "StandbyReplication", "StandbyTransport", "StandbyLab",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        .testTarget(
+            name: "StandbyCoreTests",
+            dependencies: [
+                "StandbyCore", "StandbyDNS", "StandbyProbes", "StandbyTransport", "StandbyLab",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             resources: [.copy("Fixtures")], swiftSettings: strict),
         .testTarget(
             name: "StandbyServiceTests",
             dependencies: [
                 "StandbyService", "StandbyCore", "StandbyReplication", "StandbyLab",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),

@@ -1,9 +1,11 @@
 #ifndef STANDBY_CGSSAPI_SHIM_H
 #define STANDBY_CGSSAPI_SHIM_H
-// MIT Kerberos' GSSAPI (libkrb5-dev, pkg-config krb5-gssapi), for GSS-TSIG (RFC 3645).
+// MIT Kerberos (libkrb5-dev): its GSSAPI (pkg-config krb5-gssapi), for GSS-TSIG (RFC 3645), and
+// one call of libkrb5 itself: the KDC's error, which carries its clock, for a skew in plain words.
 #include <gssapi/gssapi.h>
 #include <gssapi/gssapi_krb5.h>
 #include <gssapi/gssapi_ext.h>
+#include <krb5/krb5.h>
 
 // The OIDs and name types are extern variables or macros Swift cannot use directly.
 static inline gss_OID standby_gss_mech_krb5(void) { return (gss_OID)gss_mech_krb5; }

@@ -12,16 +12,15 @@ struct AbortCommand: AsyncParsableCommand {
     @Option(help: "Why; recorded.")
     var reason: String
 
-    @Option(help: "Your name, as listed in policy.incident_leads.")
-    var lead: String
+    @OptionGroup var lead: LeadOptions
 
     func run() async throws {
-        try await RunContext.mappingErrors {
-            let topology = try site.loadTopology()
-            try FailoverEngine.checkLead(lead, in: topology)
-            let context = try RunContext(site: site, topology: topology, locking: true)
-            let run = try context.engine().abort(lead: lead, reason: reason)
-            print("Run \(run.id) aborted by \(lead): \(reason). The lease is released; steps already done stay done.")
-        }
+        let topology = try site.loadTopology()
+        try FailoverEngine.checkLead(lead.name, in: topology)
+        let context = try RunContext(site: site, topology: topology, locking: true)
+        let run = try context.engine().abort(lead: lead.name, reason: reason)
+        print(
+            "Run \(run.id) aborted by \(lead.name): \(reason). The lease is released; steps already done stay done."
+        )
     }
 }

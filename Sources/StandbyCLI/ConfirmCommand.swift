@@ -13,18 +13,15 @@ struct ConfirmCommand: AsyncParsableCommand {
     @Argument(help: "The manual step, SERVICE/STEP as `standby status` shows it.")
     var step: String
 
-    @Option(help: "Your name, as listed in policy.incident_leads.")
-    var lead: String
+    @OptionGroup var lead: LeadOptions
 
     @Option(help: "What was done, for the record.")
     var note: String?
 
     func run() async throws {
-        try await RunContext.mappingErrors {
-            let context = try RunContext(site: site, locking: true)
-            try await context.continueRun(now: try clock.date()) { engine in
-                try engine.confirm(stepId: step, lead: lead, note: note)
-            }
+        let context = try RunContext(site: site, locking: true)
+        try await context.continueRun(now: try clock.date()) { engine in
+            try engine.confirm(stepId: step, lead: lead.name, note: note)
         }
     }
 }

@@ -189,8 +189,7 @@ struct DNSSetup {
         records = dns.records
         verifyTimeout = dns.verifyTimeout.duration
         // Warnings go to stderr; stdout keeps the result (and --json) clean.
-        var logger = Logger(label: "standby.dns") { StreamLogHandler.standardError(label: $0) }
-        logger.logLevel = .warning
+        let logger = Logger(label: "standby.dns")
         self.logger = logger
     }
 
@@ -208,18 +207,17 @@ struct DNSSetup {
         return "other"
     }
 
-    /// Runs a cutover and prints its result; a StandbyDNS error becomes the contract's exit code:
-    /// a failed prerequisite is refused for safety (3), a value that cannot be used is bad input
-    /// (2), the rest failed (1). A verification timeout prints its per-server report as JSON too.
+    /// Runs a cutover and prints its result; a StandbyDNS error goes to the root, which maps it
+    /// (a failed prerequisite is refused, 3). With --json the error's details (what each server
+    /// serves) are printed as JSON too.
     static func reporting(json: Bool, _ body: () async throws(DNSError) -> CutoverResult) async throws {
         let result: CutoverResult
         do {
             result = try await body()
         } catch {
-            let status: ExitStatus =
-                error.isPrerequisiteFailure ? .refused : error.code == .invalidInput ? .badInput : .failed
+            // With --json the details go to stdout as well; the root prints and maps the error.
             if json { try JSON.print(ErrorReport(error)) }
-            throw CommandExit(status, "standby: \(error.description)")
+            throw error
         }
         if json {
             try JSON.print(result)

@@ -21,45 +21,36 @@ struct DrillCommand: AsyncParsableCommand {
     @OptionGroup var site: SiteOptions
     @OptionGroup var output: OutputOptions
 
-    @Option(help: "Your name, as listed in policy.incident_leads.")
-    var lead: String
+    @OptionGroup var lead: LeadOptions
 
     func run() async throws {
-        try await RunContext.mappingErrors {
-            let topology = try site.loadTopology()
-            try FailoverEngine.checkLead(lead, in: topology)
-            let context = try RunContext(site: site, topology: topology, locking: true)
-            var logger = Logger(label: "standby.drill")
-            logger.logLevel = .warning
-            let json = output.json
-            let runner = DrillRunner(
-                topology: topology, log: DrillLog(store: context.journal.store),
-                stateDirectory: context.stateDirectory,
-                modules: RunContext.modules(for: topology, stateDirectory: context.stateDirectory, logger: logger),
-                logger: logger, killPoints: KillPoints(environment: ProcessInfo.processInfo.environment),
-                progress: { line in
-                    guard !json else { return }
-                    print("  \(RunReport.time(Date()))  \(line)")
-                    fflush(nil)
-                })
-            let report: DrillReport
-            do {
-                report = try await runner.run(lead: lead)
-            } catch let error as DrillError {
-                throw CommandExit(.failed, "standby: \(error.message)")
-            }
-            if json {
-                try JSON.print(report)
-            } else {
-                print("")
-                print(report.text)
-            }
-            if report.drill.succeeded != true {
-                throw CommandExit(
-                    .failed,
-                    "standby: the drill failed: "
-                        + (report.drill.failed ?? "").replacingOccurrences(of: "\n", with: "; "))
-            }
+        let topology = try site.loadTopology()
+        try FailoverEngine.checkLead(lead.name, in: topology)
+        let context = try RunContext(site: site, topology: topology, locking: true)
+        let logger = Logger(label: "standby.drill")
+        let json = output.json
+        let runner = DrillRunner(
+            topology: topology, log: DrillLog(store: context.journal.store),
+            stateDirectory: context.stateDirectory,
+            modules: RunContext.modules(for: topology, stateDirectory: context.stateDirectory, logger: logger),
+            logger: logger, killPoints: KillPoints(environment: ProcessInfo.processInfo.environment),
+            progress: { line in
+                guard !json else { return }
+                print("  \(RunReport.time(Date()))  \(line)")
+                fflush(nil)
+            })
+        let report = try await runner.run(lead: lead.name)
+        if json {
+            try JSON.print(report)
+        } else {
+            print("")
+            print(report.text)
+        }
+        if report.drill.succeeded != true {
+            throw CommandExit(
+                .failed,
+                "standby: the drill failed: "
+                    + (report.drill.failed ?? "").replacingOccurrences(of: "\n", with: "; "))
         }
     }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import StandbyBase
 import StandbyCore
 
 /// The exit codes of the command-line contract.
@@ -14,19 +15,19 @@ public enum ExitStatus: Int32, Sendable {
     /// A run is waiting, for a confirmation or an off-peak window.
     case waiting = 4
 
-    /// The status and message for an error of one of our modules, or nil for others
-    /// (ArgumentParser's own, which it renders itself, and unexpected errors).
-    static func mapping(_ error: any Error) -> (status: ExitStatus, message: String)? {
-        switch error {
-        case let error as TopologyError:
-            return (.badInput, error.description)
-        case let error as PlanError:
-            return (.badInput, "standby: \(error.message)")
-        case let error as StateError:
-            return (.failed, "standby: \(error.description)")
-        default:
-            return nil
+    /// The one mapping from a module's failure to the contract's status.
+    init(_ outcome: FailureOutcome) {
+        switch outcome {
+        case .failed: self = .failed
+        case .badInput: self = .badInput
+        case .refused: self = .refused
         }
+    }
+
+    /// What stderr shows for a module's failure: the topology's `site.yaml:LINE:COL: message`
+    /// lines as they are, anything else after `standby: `.
+    static func text(of failure: any StandbyFailure) -> String {
+        failure is TopologyError ? failure.description : "standby: \(failure.description)"
     }
 }
 

@@ -27,8 +27,7 @@ struct FailbackCommand: AsyncParsableCommand {
     @OptionGroup var site: SiteOptions
     @OptionGroup var clock: ClockOptions
 
-    @Option(help: "Your name, as listed in policy.incident_leads.")
-    var lead: String
+    @OptionGroup var lead: LeadOptions
 
     @Option(help: "Why now; recorded with your name.")
     var reason = "the primary is rebuilt"
@@ -37,59 +36,57 @@ struct FailbackCommand: AsyncParsableCommand {
     var yes = false
 
     func run() async throws {
-        try await RunContext.mappingErrors {
-            let now = try clock.date()
-            let topology = try site.loadTopology()
-            try FailoverEngine.checkLead(lead, in: topology)
-            let context = try RunContext(site: site, topology: topology, locking: true)
-            let engine = context.engine()
-            let preflight = try await engine.failbackPreflight(now: now)
-            print(
-                "Primary \(topology.primary.name) (\(topology.primary.pool)), probes (\(topology.health.rise) in a row):"
-            )
-            for line in preflight.probes {
-                print("  \(line.probe.padded(to: 24)) \(line.verdict.padded(to: 8)) \(line.detail)")
-            }
-            if let from = preflight.returnsFrom { print("Returns from failover run \(from).") }
-            for set in preflight.reverseSets { print("Reverse replication: \(set) (failback_source)") }
-            for set in preflight.skippedSets { print("No reverse replication: \(set) has no failback_source") }
-            print("")
-            print(PlanText.render(preflight.plan, topology: topology))
-            if !preflight.refusals.isEmpty {
-                throw CommandExit(.refused, "refused: " + preflight.refusals.joined(separator: "; "))
-            }
-            if !yes {
-                guard isatty(STDIN_FILENO) == 1 else {
-                    throw CommandExit(
-                        .refused,
-                        "refused: confirmation needed; run on a terminal, or pass --yes once you have read the above")
-                }
-                print(
-                    "\nFail back \(topology.deployment) to \(topology.primary.name)? Type yes to proceed: ",
-                    terminator: "")
-                fflush(nil)
-                guard readLine()?.trimmingCharacters(in: .whitespaces).lowercased() == "yes" else {
-                    throw CommandExit(.refused, "refused: not confirmed; nothing was done")
-                }
-            }
-            let runId = FailoverEngine.newRunId(deployment: topology.deployment, now: Date())
-            if let held = try context.journal.takeLease(
-                FailoverLease(
-                    deployment: topology.deployment, runId: runId, lead: lead, pid: Int(getpid()),
-                    host: ControllerLock.hostName(), since: Date()))
-            {
-                throw CommandExit(.refused, context.leaseRefusal(held.lease, held.run))
-            }
-            do {
-                let run = try engine.declareFailback(
-                    runId: runId, preflight: preflight, reason: reason, lead: lead, declaredAt: Date())
-                print("\nFailback run \(run.id) declared by \(lead): \(reason)")
-            } catch {
-                try? context.journal.releaseLease(deployment: topology.deployment, runId: runId)
-                throw error
-            }
-            let outcome = try await engine.execute(runId: runId, now: now)
-            try context.finish(outcome, runId: runId)
+        let now = try clock.date()
+        let topology = try site.loadTopology()
+        try FailoverEngine.checkLead(lead.name, in: topology)
+        let context = try RunContext(site: site, topology: topology, locking: true)
+        let engine = context.engine()
+        let preflight = try await engine.failbackPreflight(now: now)
+        print(
+            "Primary \(topology.primary.name) (\(topology.primary.pool)), probes (\(topology.health.rise) in a row):"
+        )
+        for line in preflight.probes {
+            print("  \(line.probe.padded(to: 24)) \(line.verdict.padded(to: 8)) \(line.detail)")
         }
+        if let from = preflight.returnsFrom { print("Returns from failover run \(from).") }
+        for set in preflight.reverseSets { print("Reverse replication: \(set) (failback_source)") }
+        for set in preflight.skippedSets { print("No reverse replication: \(set) has no failback_source") }
+        print("")
+        print(PlanText.render(preflight.plan, topology: topology))
+        if !preflight.refusals.isEmpty {
+            throw CommandExit(.refused, "refused: " + preflight.refusals.joined(separator: "; "))
+        }
+        if !yes {
+            guard isatty(STDIN_FILENO) == 1 else {
+                throw CommandExit(
+                    .refused,
+                    "refused: confirmation needed; run on a terminal, or pass --yes once you have read the above")
+            }
+            print(
+                "\nFail back \(topology.deployment) to \(topology.primary.name)? Type yes to proceed: ",
+                terminator: "")
+            fflush(nil)
+            guard readLine()?.trimmingCharacters(in: .whitespaces).lowercased() == "yes" else {
+                throw CommandExit(.refused, "refused: not confirmed; nothing was done")
+            }
+        }
+        let runId = FailoverEngine.newRunId(deployment: topology.deployment, now: Date())
+        if let held = try context.journal.takeLease(
+            FailoverLease(
+                deployment: topology.deployment, runId: runId, lead: lead.name, pid: Int(getpid()),
+                host: ControllerLock.hostName(), since: Date()))
+        {
+            throw CommandExit(.refused, context.leaseRefusal(held.lease, held.run))
+        }
+        do {
+            let run = try engine.declareFailback(
+                runId: runId, preflight: preflight, reason: reason, lead: lead.name, declaredAt: Date())
+            print("\nFailback run \(run.id) declared by \(lead.name): \(reason)")
+        } catch {
+            try? context.journal.releaseLease(deployment: topology.deployment, runId: runId)
+            throw error
+        }
+        let outcome = try await engine.execute(runId: runId, now: now)
+        try context.finish(outcome, runId: runId)
     }
 }

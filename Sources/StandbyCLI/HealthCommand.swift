@@ -73,26 +73,18 @@ struct HealthCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try await RunContext.mappingErrors {
-            let topology = try site.loadTopology()
-            let probes: [Probe]
-            do {
-                probes = try topology.health.probes.map {
-                    try ProbeAdapter.probe($0, defaultTimeout: topology.health.timeout)
-                }
-            } catch let error as ProbeError {
-                throw CommandExit(.badInput, "standby: \(error.message)")
-            }
-            guard !probes.isEmpty else {
-                throw CommandExit(.badInput, "standby: \(topology.deployment) declares no health probes")
-            }
-            var logger = Logger(label: "standby.health")
-            logger.logLevel = .warning
-            if watch {
-                try await keepWatching(probes, topology: topology, logger: logger)
-            } else {
-                try await once(probes, topology: topology, logger: logger)
-            }
+        let topology = try site.loadTopology()
+        let probes = try topology.health.probes.map {
+            try ProbeAdapter.probe($0, defaultTimeout: topology.health.timeout)
+        }
+        guard !probes.isEmpty else {
+            throw CommandExit(.badInput, "standby: \(topology.deployment) declares no health probes")
+        }
+        let logger = Logger(label: "standby.health")
+        if watch {
+            try await keepWatching(probes, topology: topology, logger: logger)
+        } else {
+            try await once(probes, topology: topology, logger: logger)
         }
     }
 
@@ -115,32 +107,22 @@ struct HealthCommand: AsyncParsableCommand {
 
     private func keepWatching(_ probes: [Probe], topology: Topology, logger: Logger) async throws {
         let stateDirectory = site.stateDirectory(for: topology)
-        let history: HealthHistory
-        let watcher: HealthWatcher
-        do {
-            history = try HealthHistory(directory: stateDirectory.path)
-            let configuration = try WatchConfiguration(
-                interval: topology.health.interval.duration,
-                hysteresis: try Hysteresis(fall: topology.health.fall, rise: topology.health.rise),
-                webhooks: topology.health.webhooks, source: topology.deployment,
-                keepResults: topology.health.keepHistory.duration)
-            watcher = try HealthWatcher(
-                probes: probes, configuration: configuration, history: history, check: HealthCheck(logger: logger),
-                sender: WebhookAlertSender(logger: logger), logger: logger)
-        } catch let error as ProbeError {
-            throw CommandExit(error.code == .history ? .failed : .badInput, "standby: \(error.description)")
-        }
+        let history = try HealthHistory(directory: stateDirectory.path)
+        let configuration = try WatchConfiguration(
+            interval: topology.health.interval.duration,
+            hysteresis: try Hysteresis(fall: topology.health.fall, rise: topology.health.rise),
+            webhooks: topology.health.webhooks, source: topology.deployment,
+            keepResults: topology.health.keepHistory.duration)
+        let watcher = try HealthWatcher(
+            probes: probes, configuration: configuration, history: history, check: HealthCheck(logger: logger),
+            sender: WebhookAlertSender(logger: logger), logger: logger)
         if !output.json {
             print(
                 "Watching \(probes.count) probes of \(topology.deployment) every \(topology.health.interval.seconds) s "
                     + "(fall \(topology.health.fall), rise \(topology.health.rise)); history in \(history.path)")
         }
         let json = output.json
-        do {
-            try await observe(watcher, json: json)
-        } catch let error as ProbeError {
-            throw CommandExit(.failed, "standby: \(error.description)")
-        }
+        try await observe(watcher, json: json)
     }
 
     private func observe(_ watcher: HealthWatcher, json: Bool) async throws {

@@ -1,8 +1,9 @@
 import ArgumentParser
 import Foundation
+import Logging
 import StandbyCore
 
-/// The site argument and the state directory, shared by every command.
+/// The site argument and the state directory, shared by every command, and the log level.
 struct SiteOptions: ParsableArguments {
     @Argument(help: "The deployment directory (sites/NAME) or its site.yaml.")
     var site: String
@@ -13,6 +14,8 @@ struct SiteOptions: ParsableArguments {
     )
     var state: String?
 
+    @OptionGroup var logging: LoggingOptions
+
     func loadTopology() throws -> Topology {
         try TopologyLoader.load(site)
     }
@@ -20,6 +23,64 @@ struct SiteOptions: ParsableArguments {
     func stateDirectory(for topology: Topology) -> StateDirectory {
         StateDirectory(explicit: state, deployment: topology.deployment)
     }
+}
+
+/// `--log-level LEVEL` on every command; else `STANDBY_LOG_LEVEL`; else the command's default
+/// (warning; info for `standby run`). Logs go to stderr; what a command prints goes to stdout.
+struct LoggingOptions: ParsableArguments {
+    @Option(
+        help:
+            "Log level on stderr: trace, debug, info, notice, warning, error, critical. Default: $STANDBY_LOG_LEVEL, else warning (info for `run`)."
+    )
+    var logLevel: String?
+
+    func validate() throws { _ = try level(default: .warning) }
+
+    func level(default fallback: Logger.Level, environment: [String: String] = ProcessInfo.processInfo.environment)
+        throws -> Logger.Level
+    {
+        let levels = "trace, debug, info, notice, warning, error, critical"
+        if let logLevel {
+            guard let level = Logger.Level(rawValue: logLevel.lowercased()) else {
+                throw ValidationError("--log-level: '\(logLevel)' is not a level (\(levels))")
+            }
+            return level
+        }
+        if let text = environment["STANDBY_LOG_LEVEL"], !text.isEmpty {
+            guard let level = Logger.Level(rawValue: text.lowercased()) else {
+                throw ValidationError("STANDBY_LOG_LEVEL: '\(text)' is not a level (\(levels))")
+            }
+            return level
+        }
+        return fallback
+    }
+}
+
+/// A command whose logging the root sets up before it runs (`StandbyCommand.runMain`).
+protocol LoggingCommand {
+    var logging: LoggingOptions { get }
+    /// The level without `--log-level` or `STANDBY_LOG_LEVEL`.
+    static var defaultLogLevel: Logger.Level { get }
+}
+
+extension LoggingCommand {
+    static var defaultLogLevel: Logger.Level { .warning }
+}
+
+/// The commands that take a site: their log level comes with `SiteOptions`.
+protocol SiteCommand: LoggingCommand {
+    var site: SiteOptions { get }
+}
+
+extension SiteCommand {
+    var logging: LoggingOptions { site.logging }
+}
+
+/// `--lead NAME`: who decides. Every decision is recorded with it, and it must be listed in
+/// `policy.incident_leads`.
+struct LeadOptions: ParsableArguments {
+    @Option(name: .customLong("lead"), help: "Your name, as listed in policy.incident_leads.")
+    var name: String
 }
 
 /// `--json` for read commands.
@@ -33,6 +94,8 @@ struct ClockOptions: ParsableArguments {
     @Option(
         help: ArgumentHelp("Evaluate as of this moment (ISO 8601, like 2026-11-25T21:30:00Z).", visibility: .hidden))
     var now: String?
+
+    func validate() throws { _ = try date() }
 
     func date() throws -> Date {
         guard let now else { return Date() }
@@ -55,3 +118,27 @@ enum JSON {
         Swift.print(try encode(value))
     }
 }
+
+extension CheckCommand: SiteCommand {}
+extension PlanCommand: SiteCommand {}
+extension ReplicateCommand: SiteCommand {}
+extension VerifyCommand: SiteCommand {}
+extension RestoreCommand: SiteCommand {}
+extension StatusCommand: SiteCommand {}
+extension HealthCommand: SiteCommand {}
+extension RunCommand: SiteCommand {
+    static var defaultLogLevel: Logger.Level { .info }
+}
+extension FailoverCommand: SiteCommand {}
+extension FailbackCommand: SiteCommand {}
+extension DrillCommand: SiteCommand {}
+extension ResumeCommand: SiteCommand {}
+extension ConfirmCommand: SiteCommand {}
+extension RetryCommand: SiteCommand {}
+extension SkipCommand: SiteCommand {}
+extension AbortCommand: SiteCommand {}
+extension ReportCommand: SiteCommand {}
+extension DNSCommand.Show: SiteCommand {}
+extension DNSCommand.Switch: SiteCommand {}
+extension DNSCommand.Prepare: SiteCommand {}
+extension PublishCommand: LoggingCommand {}

@@ -17,6 +17,7 @@ struct PublishCommand: AsyncParsableCommand {
     var paths: [String]
 
     @OptionGroup var output: OutputOptions
+    @OptionGroup var logging: LoggingOptions
 
     struct Published: Encodable {
         var file: String
@@ -27,9 +28,7 @@ struct PublishCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let results = try await ReplicationCLI.run {
-            try await Publisher.publish(paths: paths, logger: ReplicationCLI.logger)
-        }
+        let results = try await Publisher.publish(paths: paths, logger: ReplicationCLI.logger)
         if output.json {
             try JSON.print(
                 results.map {

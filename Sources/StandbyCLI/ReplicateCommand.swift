@@ -48,9 +48,7 @@ struct ReplicateCommand: AsyncParsableCommand {
             throw CommandExit(.badInput, "standby: no backup set named \(name) in \(topology.file)")
         }
         let chosen = sets.isEmpty ? topology.backupSets : topology.backupSets.filter { sets.contains($0.name) }
-        let store = try await ReplicationCLI.run {
-            try ReplicationCLI.openStore(topology, state: site.stateDirectory(for: topology))
-        }
+        let store = try ReplicationCLI.openStore(topology, state: site.stateDirectory(for: topology))
         let progress = ProgressLine()
         var results: [SetResult] = []
         var failures: [String] = []
@@ -83,9 +81,8 @@ struct ReplicateCommand: AsyncParsableCommand {
                 }
             } catch let error as ReplicationError {
                 progress.clear()
-                if error.code == .storeBusy || error.code == .storeTooNew {
-                    throw CommandExit(ReplicationCLI.status(error.code), "standby: \(error.description)")
-                }
+                // A store another command holds stops every set; any other failure is this set's.
+                if error.outcome == .refused { throw error }
                 failures.append(error.description)
                 results.append(SetResult(set: set.name, rateLimit: rateLimit, error: error.description))
                 if !output.json { printError("standby: \(error.description)") }

@@ -12,30 +12,8 @@ import StandbyTransport
 /// What replicate, publish, verify and restore share: how a replication error becomes an exit
 /// status, and the progress line on a terminal. (Source credentials: `ReplicationJob`.)
 enum ReplicationCLI {
-    /// Runs `body`; a replication or transport error is printed (it names the set and the host)
-    /// and ends the command with the status the contract gives it.
-    static func run<T>(_ body: () async throws -> T) async throws -> T {
-        do {
-            return try await body()
-        } catch let error as ReplicationError {
-            throw CommandExit(status(error.code), "standby: \(error.description)")
-        } catch let error as TransportError {
-            throw CommandExit(.failed, "standby: \(error.description)")
-        }
-    }
-
-    static func status(_ code: ReplicationError.Code) -> ExitStatus {
-        switch code {
-        case .invalidInput, .noSuchSet, .noSuchVersion: return .badInput
-        case .storeBusy, .storeTooNew: return .refused
-        default: return .failed
-        }
-    }
-
     static var logger: Logger {
-        var logger = Logger(label: "standby.replication")
-        logger.logLevel = ProcessInfo.processInfo.environment["STANDBY_DEBUG"] == nil ? .warning : .debug
-        return logger
+        Logger(label: "standby.replication")
     }
 
     static func openStore(_ topology: Topology, state: StateDirectory) throws -> ReplicationStore {

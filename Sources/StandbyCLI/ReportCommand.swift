@@ -20,31 +20,29 @@ struct ReportCommand: AsyncParsableCommand {
     var drill: String?
 
     func run() async throws {
-        try await RunContext.mappingErrors {
-            let context = try RunContext(site: site)
-            if let drill {
-                try DrillCommand.report(context, id: drill, json: output.json)
-                return
+        let context = try RunContext(site: site)
+        if let drill {
+            try DrillCommand.report(context, id: drill, json: output.json)
+            return
+        }
+        guard let runId = try run ?? context.journal.currentRun(deployment: context.topology.deployment)?.id
+        else {
+            throw CommandExit(.badInput, "standby: \(context.topology.deployment) has no failover run to report")
+        }
+        let report = try context.report(runId)
+        if let html {
+            do {
+                try report.html(generatedAt: Date()).write(toFile: html, atomically: true, encoding: .utf8)
+            } catch {
+                throw CommandExit(
+                    .failed, "standby: \(html): cannot write the report: \(error.localizedDescription)")
             }
-            guard let runId = try run ?? context.journal.currentRun(deployment: context.topology.deployment)?.id
-            else {
-                throw CommandExit(.badInput, "standby: \(context.topology.deployment) has no failover run to report")
-            }
-            let report = try context.report(runId)
-            if let html {
-                do {
-                    try report.html(generatedAt: Date()).write(toFile: html, atomically: true, encoding: .utf8)
-                } catch {
-                    throw CommandExit(
-                        .failed, "standby: \(html): cannot write the report: \(error.localizedDescription)")
-                }
-            }
-            if output.json {
-                try JSON.print(report)
-            } else {
-                print(Self.text(report))
-                if let html { print("\nHTML report: \(html)") }
-            }
+        }
+        if output.json {
+            try JSON.print(report)
+        } else {
+            print(Self.text(report))
+            if let html { print("\nHTML report: \(html)") }
         }
     }
 

@@ -44,10 +44,8 @@ struct RestoreCommand: AsyncParsableCommand {
         guard topology.backupSet(named: set) != nil else {
             throw CommandExit(.badInput, "standby: no backup set named \(set) in \(topology.file)")
         }
-        let report = try await ReplicationCLI.run {
-            let store = try ReplicationCLI.openStore(topology, state: site.stateDirectory(for: topology))
-            return try await store.restore(set: set, version: version, to: to)
-        }
+        let store = try ReplicationCLI.openStore(topology, state: site.stateDirectory(for: topology))
+        let report = try await store.restore(set: set, version: version, to: to)
         if output.json {
             try JSON.print(
                 Output(

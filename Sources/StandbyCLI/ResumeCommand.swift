@@ -34,19 +34,18 @@ struct ResumeCommand: AsyncParsableCommand {
     )
     var killOrphans = false
 
-    func run() async throws {
-        // Checked here rather than in validate(): main's exit-code mapping reads a validate() error
-        // as a failure (1), not bad input (2).
+    func validate() throws {
         if service != nil && lead == nil {
-            throw CommandExit(.badInput, "standby: --now SERVICE is a decision: say who decides with --lead NAME")
+            throw ValidationError("--now SERVICE is a decision: say who decides with --lead NAME")
         }
-        try await RunContext.mappingErrors {
-            let context = try RunContext(site: site, locking: true)
-            try await context.continueRun(now: try clock.date(), earlierAttempts: killOrphans ? .end : .wait) {
-                engine in
-                guard let service, let lead else { return nil }
-                return try engine.runNow(service: service, lead: lead, reason: reason)
-            }
+    }
+
+    func run() async throws {
+        let context = try RunContext(site: site, locking: true)
+        try await context.continueRun(now: try clock.date(), earlierAttempts: killOrphans ? .end : .wait) {
+            engine in
+            guard let service, let lead else { return nil }
+            return try engine.runNow(service: service, lead: lead, reason: reason)
         }
     }
 }

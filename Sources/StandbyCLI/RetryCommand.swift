@@ -18,8 +18,7 @@ struct RetryCommand: AsyncParsableCommand {
     @Argument(help: "The step, SERVICE/STEP.")
     var step: String
 
-    @Option(help: "Your name, as listed in policy.incident_leads.")
-    var lead: String
+    @OptionGroup var lead: LeadOptions
 
     @Option(help: "Why it should work now, for the record.")
     var reason: String?
@@ -31,12 +30,10 @@ struct RetryCommand: AsyncParsableCommand {
     var killOrphans = false
 
     func run() async throws {
-        try await RunContext.mappingErrors {
-            let context = try RunContext(site: site, locking: true)
-            try await context.continueRun(now: try clock.date(), earlierAttempts: killOrphans ? .end : .wait) {
-                engine in
-                try engine.retry(stepId: step, lead: lead, reason: reason)
-            }
+        let context = try RunContext(site: site, locking: true)
+        try await context.continueRun(now: try clock.date(), earlierAttempts: killOrphans ? .end : .wait) {
+            engine in
+            try engine.retry(stepId: step, lead: lead.name, reason: reason)
         }
     }
 }

@@ -23,43 +23,28 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Listen on this host:port instead of service.listen (port 0 picks a free one).")
     var listen: String?
 
-    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: String = "info"
-
     @Option(help: ArgumentHelp("Scheduler tick in milliseconds.", visibility: .hidden))
     var tickMilliseconds: Int = 1000
 
     func run() async throws {
-        guard let level = Logger.Level(rawValue: logLevel) else {
-            throw CommandExit(.badInput, "standby: --log-level: '\(logLevel)' is not a level (trace ... critical)")
-        }
         let topology = try site.loadTopology()
         let stateDirectory = site.stateDirectory(for: topology)
-        var logger = Logger(label: "standby.run") { StreamLogHandler.standardError(label: $0) }
-        logger.logLevel = level
+        var logger = Logger(label: "standby.run")
         logger[metadataKey: "deployment"] = "\(topology.deployment)"
-        do {
-            let jobs = try LiveServiceJobs(
-                topology: topology, stateDirectory: stateDirectory, executable: Self.executablePath(), logger: logger)
-            var service = StandbyService(
-                topology: topology, stateDirectory: stateDirectory, jobs: jobs, logger: logger)
-            service.listen = listen
-            service.tick = .milliseconds(max(10, tickMilliseconds))
-            service.onListening = { port in
-                // One line on stdout that scripts and tests wait for.
-                print(
-                    "standby run: \(topology.deployment) serving http://\(listen ?? topology.service.listen) (port \(port))"
-                )
-                fflush(nil)
-            }
-            try await service.run()
-        } catch let error as ServiceError {
-            switch error.code {
-            case .alreadyRunning: throw CommandExit(.refused, "standby: refused: \(error.message)")
-            case .token, .listen: throw CommandExit(.badInput, "standby: \(error.message)")
-            case .lock, .job: throw CommandExit(.failed, "standby: \(error.message)")
-            }
+        let jobs = try LiveServiceJobs(
+            topology: topology, stateDirectory: stateDirectory, executable: Self.executablePath(), logger: logger)
+        var service = StandbyService(
+            topology: topology, stateDirectory: stateDirectory, jobs: jobs, logger: logger)
+        service.listen = listen
+        service.tick = .milliseconds(max(10, tickMilliseconds))
+        service.onListening = { port in
+            // One line on stdout that scripts and tests wait for.
+            print(
+                "standby run: \(topology.deployment) serving http://\(listen ?? topology.service.listen) (port \(port))"
+            )
+            fflush(nil)
         }
+        try await service.run()
     }
 
     /// This very binary, for `standby resume` children.

@@ -16,15 +16,12 @@ struct SkipCommand: AsyncParsableCommand {
     @Option(help: "Why it is skipped; recorded.")
     var reason: String
 
-    @Option(help: "Your name, as listed in policy.incident_leads.")
-    var lead: String
+    @OptionGroup var lead: LeadOptions
 
     func run() async throws {
-        try await RunContext.mappingErrors {
-            let context = try RunContext(site: site, locking: true)
-            try await context.continueRun(now: try clock.date()) { engine in
-                try engine.skip(target: target, lead: lead, reason: reason)
-            }
+        let context = try RunContext(site: site, locking: true)
+        try await context.continueRun(now: try clock.date()) { engine in
+            try engine.skip(target: target, lead: lead.name, reason: reason)
         }
     }
 }

@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import Logging
+import StandbyBase
 
 /// The root command. It parses, runs the subcommand, and alone turns errors into text on
 /// stderr and the exit codes of the command-line contract.
@@ -33,6 +35,7 @@ public struct StandbyCommand: AsyncParsableCommand {
     public static func runMain() async -> Never {
         do {
             var command = try parseAsRoot()
+            try bootstrapLogging(for: command)
             if var asyncCommand = command as? any AsyncParsableCommand {
                 try await asyncCommand.run()
             } else {
@@ -44,15 +47,27 @@ public struct StandbyCommand: AsyncParsableCommand {
         }
     }
 
+    /// Every logger of the process writes to stderr at the command's level (`--log-level`,
+    /// `STANDBY_LOG_LEVEL`, else the command's default), set once before the command runs.
+    static func bootstrapLogging(for command: any ParsableCommand) throws {
+        guard let logging = command as? any LoggingCommand else { return }
+        let level = try logging.logging.level(default: type(of: logging).defaultLogLevel)
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+    }
+
     /// Prints `error` the way a user should read it and returns the exit status it stands for.
     static func report(_ error: any Error) -> ExitStatus {
         if let exit = error as? CommandExit {
             if let message = exit.message, !message.isEmpty { printError(message) }
             return exit.status
         }
-        if let mapped = ExitStatus.mapping(error) {
-            printError(mapped.message)
-            return mapped.status
+        if let failure = error as? any StandbyFailure {
+            printError(ExitStatus.text(of: failure))
+            return ExitStatus(failure.outcome)
         }
         // ArgumentParser's own errors: help and version exit 0, usage errors are bad input;
         // anything else is a failure of the operation.

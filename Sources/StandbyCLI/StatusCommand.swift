@@ -57,31 +57,29 @@ struct StatusCommand: AsyncParsableCommand {
 
     func run() async throws {
         let now = try clock.date()
-        try await RunContext.mappingErrors {
-            let context = try RunContext(site: site)
-            let topology = context.topology
-            var runStatus: RunStatus?
-            if let run = try context.journal.currentRun(deployment: topology.deployment) {
-                runStatus = RunStatus(run: run, steps: try context.journal.steps(runId: run.id), now: now)
-            }
-            let sets = try await Self.setRows(topology, state: context.stateDirectory, now: now)
-            let health = Self.healthSections(state: context.stateDirectory)
-            if output.json {
-                try JSON.print(Status(deployment: topology.deployment, sets: sets, health: health, run: runStatus))
-            } else {
-                print(Self.setSection(sets))
-                print("")
-                print(Self.healthText(health))
-                print("")
-                print(Self.runSection(runStatus))
-            }
-            if check, sets.contains(where: \.breached) {
-                throw CommandExit(
-                    .failed,
-                    output.json
-                        ? nil
-                        : "standby: RPO breached: \(sets.filter(\.breached).map(\.name).joined(separator: ", "))")
-            }
+        let context = try RunContext(site: site)
+        let topology = context.topology
+        var runStatus: RunStatus?
+        if let run = try context.journal.currentRun(deployment: topology.deployment) {
+            runStatus = RunStatus(run: run, steps: try context.journal.steps(runId: run.id), now: now)
+        }
+        let sets = try await Self.setRows(topology, state: context.stateDirectory, now: now)
+        let health = Self.healthSections(state: context.stateDirectory)
+        if output.json {
+            try JSON.print(Status(deployment: topology.deployment, sets: sets, health: health, run: runStatus))
+        } else {
+            print(Self.setSection(sets))
+            print("")
+            print(Self.healthText(health))
+            print("")
+            print(Self.runSection(runStatus))
+        }
+        if check, sets.contains(where: \.breached) {
+            throw CommandExit(
+                .failed,
+                output.json
+                    ? nil
+                    : "standby: RPO breached: \(sets.filter(\.breached).map(\.name).joined(separator: ", "))")
         }
     }
 

@@ -45,10 +45,8 @@ struct VerifyCommand: AsyncParsableCommand {
 
     func run() async throws {
         let topology = try site.loadTopology()
-        let report = try await ReplicationCLI.run {
-            let store = try ReplicationCLI.openStore(topology, state: site.stateDirectory(for: topology))
-            return try await store.verify(readData: readData || sample != nil, samplePercent: sample)
-        }
+        let store = try ReplicationCLI.openStore(topology, state: site.stateDirectory(for: topology))
+        let report = try await store.verify(readData: readData || sample != nil, samplePercent: sample)
         if output.json {
             try JSON.print(
                 Output(

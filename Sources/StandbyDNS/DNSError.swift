@@ -1,3 +1,5 @@
+import StandbyBase
+
 /// Everything that can go wrong in StandbyDNS. The message names the server (or the key file) and
 /// says what happened in plain words; `code` is what a caller branches on. A failed prerequisite is
 /// the one a controller must treat as "refused for safety": someone else changed the records.
@@ -91,4 +93,17 @@ public struct DNSError: Error, Sendable, CustomStringConvertible {
         }
         return lines.joined(separator: "\n")
     }
+}
+
+extension DNSError: StandbyFailure {
+    /// A failed prerequisite is refused for safety (someone else changed the records); a record
+    /// or server that cannot be used is bad input; the rest failed.
+    public var outcome: FailureOutcome {
+        switch code {
+        case .prerequisiteFailed: .refused
+        case .invalidInput: .badInput
+        default: .failed
+        }
+    }
+    public var place: String? { server?.description }
 }

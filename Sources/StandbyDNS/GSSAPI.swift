@@ -247,10 +247,9 @@ final class GSSCredential: @unchecked Sendable {
         let lower = text.lowercased()
         let realm = source.realm ?? "?"
         if lower.contains("clock skew") {
-            return DNSError(
-                .badTime,
-                "the KDC of \(realm) refused \(source.principal): this controller's clock (\(Self.now())) is further from the KDC's than the realm allows (the KDC answered: \(text)); fix NTP on the controller or the domain controller, or let krb5.conf follow the KDC (kdc_timesync = 1)"
-            )
+            return KDCClock.skewError(
+                refused: "the KDC of \(realm) refused \(source.principal)", principal: source.principal,
+                libraryText: text)
         }
         if lower.contains("not found in kerberos database") || lower.contains("client not found") {
             return DNSError(
@@ -280,11 +279,6 @@ final class GSSCredential: @unchecked Sendable {
                 .network, "no KDC of \(realm) could be reached (\(text)); check dns.gss_tsig.krb5_conf's kdc lines")
         }
         return DNSError(.gssapi, "no Kerberos credential for \(source.principal): \(text)")
-    }
-
-    static func now() -> String {
-        let formatter = ISO8601DateFormatter()
-        return formatter.string(from: Date())
     }
 }
 

@@ -108,7 +108,8 @@ public final class GSSTSIGSession: @unchecked Sendable, CustomStringConvertible 
             let (major, minor, token) = GSSSecurityContext.step(
                 credential: credential, target: target, context: &handle, input: input)
             if standby_gss_error(major) != 0 {
-                throw Self.initError(major: major, minor: minor, principal: principal, server: server)
+                throw Self.initError(
+                    major: major, minor: minor, client: source.principal, principal: principal, server: server)
             }
             let complete = major == standby_gss_complete()
             if token.isEmpty && complete {
@@ -127,7 +128,9 @@ public final class GSSTSIGSession: @unchecked Sendable, CustomStringConvertible 
         throw DNSError(.gssapi, server: server, "the GSS-TSIG negotiation with \(server) did not finish in 8 rounds")
     }
 
-    static func initError(major: OM_uint32, minor: OM_uint32, principal: String, server: DNSServer) -> DNSError {
+    static func initError(
+        major: OM_uint32, minor: OM_uint32, client: String, principal: String, server: DNSServer
+    ) -> DNSError {
         let text = GSSAPI.describe(major: major, minor: minor)
         let lower = text.lowercased()
         if lower.contains("server not found") || lower.contains("not found in kerberos database") {
@@ -137,10 +140,9 @@ public final class GSSTSIGSession: @unchecked Sendable, CustomStringConvertible 
             )
         }
         if lower.contains("clock skew") {
-            return DNSError(
-                .badTime, server: server,
-                "the clocks differ too much for Kerberos: this controller's is \(GSSCredential.now()) (\(text)); fix NTP"
-            )
+            return KDCClock.skewError(
+                refused: "Kerberos refused \(client)'s ticket for \(principal)", principal: client, server: server,
+                libraryText: text)
         }
         return DNSError(.gssapi, server: server, "GSS-TSIG with \(server) as \(principal) failed: \(text)")
     }

@@ -74,9 +74,10 @@ public struct LabSite: Sendable {
     }
 
     /// The AD lab: the domain controller holds ad.lab.test with the SIP records and the pools'
-    /// addresses; the service account's keytab and krb5.conf are in `DIR/ad`.
+    /// addresses, and BIND with Samba's DLZ module serves the same zone on the next port; the
+    /// service account's keytab and krb5.conf are in `DIR/ad`.
     func upWithDomainController(backupMiB: Int) throws {
-        let dc = try SambaDomainController.start(in: directory, dnsPort: ports.dns)
+        let dc = try SambaDomainController.start(in: directory, dnsPort: ports.dns, secondDNSPort: ports.dns + 1)
         do {
             try dc.addRecord("_sipinternaltls._tcp", type: "SRV", "pool01.\(SambaDomainController.zone) 5061 0 0")
             try dc.addRecord("_sip._tcp", type: "SRV", "sip.\(SambaDomainController.zone) 5060 0 0")
@@ -87,6 +88,7 @@ public struct LabSite: Sendable {
                 try dc.addRecord(name, type: "A", address)
             }
             try record("dns-primary", dc.process)
+            try record("dns-secondary", dc.secondDNS)
         } catch {
             dc.stop()
             throw error

@@ -16,6 +16,11 @@ import Synchronization
 /// mapper (135) cannot move, so one domain controller runs on a machine at a time: `start` waits
 /// for a lock file that the controller holds until it stops.
 ///
+/// A second authoritative server serves the same zone: BIND with Samba's DLZ module
+/// (`dlz_bind9_18.so`), reading the zone from the controller's directory as a BIND9_DLZ site's
+/// named does, and as a second DC's DNS would after replication. The update goes to the first
+/// server; "verified on every server" then asks both.
+///
 /// Accounts: `administrator`; `svc-standby`, a member of DnsAdmins with its keys exported to a
 /// 0600 keytab and its password in a 0600 file; `svc-norights`, an account with no rights on
 /// the zone.
@@ -30,6 +35,9 @@ public final class SambaDomainController: @unchecked Sendable {
     public let directory: String
     /// The running `samba`; replaced by `restart`.
     public private(set) var process: ServerProcess
+    /// named with the DLZ module: the zone's second authoritative server.
+    public let secondDNS: ServerProcess
+    public let secondDNSPort: UInt16
     private let launch: (executable: String, arguments: [String], environment: [String: String])
     public let dnsPort: UInt16
     public let kdcPort: UInt16
@@ -47,10 +55,12 @@ public final class SambaDomainController: @unchecked Sendable {
     init(
         directory: String, process: ServerProcess,
         launch: (executable: String, arguments: [String], environment: [String: String]),
-        ports: (dns: UInt16, kdc: UInt16, smb: UInt16), adminPassword: String, lockDescriptor: Int32
+        ports: (dns: UInt16, kdc: UInt16, smb: UInt16), secondDNS: (process: ServerProcess, port: UInt16),
+        adminPassword: String, lockDescriptor: Int32
     ) {
         self.directory = directory
         self.process = process
+        (self.secondDNS, secondDNSPort) = secondDNS
         self.launch = launch
         (dnsPort, kdcPort, smbPort) = ports
         self.adminPassword = adminPassword
@@ -62,19 +72,24 @@ public final class SambaDomainController: @unchecked Sendable {
         self.lock = Mutex(lockDescriptor)
     }
 
-    /// `127.0.0.1:PORT`, the zone's one authoritative server.
+    /// `127.0.0.1:PORT`: the controller's own DNS, which takes the updates.
     public var dnsAddress: String { "127.0.0.1:\(dnsPort)" }
+    /// `127.0.0.1:PORT`: the zone's second authoritative server (BIND with the DLZ module).
+    public var secondDNSAddress: String { "127.0.0.1:\(secondDNSPort)" }
+    /// Both authoritative servers of the zone, the updates' target first.
+    public var dnsAddresses: [String] { [dnsAddress, secondDNSAddress] }
     public var principal: String { "\(Self.serviceAccount)@\(Self.realm)" }
     /// The DNS service's principal: `DNS/dc01.ad.lab.test`.
     public var dnsPrincipal: String { "DNS/\(Self.hostName).\(Self.zone)" }
 
     public func stop() {
+        secondDNS.stop()
         process.stop()
         releaseMachineLock()
     }
 
     /// Stops and starts `samba` on the same domain: it forgets every GSS-TSIG context, as a DC
-    /// does when it restarts (the lock stays held).
+    /// does when it restarts (the lock stays held). The second server keeps serving.
     public func restart() throws {
         process.stop()
         process = try ServerProcess.spawnListening(
@@ -101,8 +116,8 @@ public final class SambaDomainController: @unchecked Sendable {
     /// `share`: a directory the controller serves read-only as the share `backups`, reached over
     /// SMB with Kerberos at `smbHostName` (see `addShare`).
     public static func start(
-        in lab: LabDirectory, dnsPort: UInt16? = nil, clockOffset: Int? = nil, lockTimeout: Duration = .seconds(600),
-        share: String? = nil
+        in lab: LabDirectory, dnsPort: UInt16? = nil, secondDNSPort: UInt16? = nil, clockOffset: Int? = nil,
+        lockTimeout: Duration = .seconds(600), share: String? = nil
     ) throws -> SambaDomainController {
         let samba = try Programs.locate("samba", package: "samba-ad-dc")
         let tool = try Programs.locate("samba-tool", package: "samba-ad-provision")
@@ -185,16 +200,58 @@ public final class SambaDomainController: @unchecked Sendable {
             let process = try ServerProcess.spawnListening(
                 name: "samba", executable: samba, arguments: arguments, environment: environment,
                 logPath: dir + "/samba.out", port: dns)
-            let controller = SambaDomainController(
+            let second: ServerProcess
+            let secondPort = try secondDNSPort ?? Ports.free()
+            do {
+                try Ports.waitForTCP("127.0.0.1", kdc, server: "samba's KDC", process: process)
+                second = try startSecondDNS(in: dir, config: config, port: secondPort)
+            } catch {
+                process.stop()
+                throw error
+            }
+            return SambaDomainController(
                 directory: dir, process: process, launch: (samba, arguments, environment), ports: (dns, kdc, smb),
-                adminPassword: adminPassword, lockDescriptor: lock)
-            try Ports.waitForTCP("127.0.0.1", kdc, server: "samba's KDC", process: process)
-            return controller
+                secondDNS: (second, secondPort), adminPassword: adminPassword, lockDescriptor: lock)
         } catch {
             flock(lock, LOCK_UN)
             close(lock)
             throw error
         }
+    }
+
+    /// named serving the domain's zones from the controller's directory through Samba's DLZ
+    /// module. The module finds the domain's smb.conf through SMB_CONF_PATH (it names the DC, the
+    /// SOA's primary server) and opens sam.ldb itself (`--url`): a BIND9_DLZ provisioning would
+    /// put a copy under private/dns, which a SAMBA_INTERNAL domain does not have.
+    static func startSecondDNS(in dir: String, config: String, port: UInt16) throws -> ServerProcess {
+        let named = try Programs.locate("named", package: "bind9")
+        let module = try Programs.locateLibrary(
+            "/usr/lib/x86_64-linux-gnu/samba/bind9/dlz_bind9_18.so",
+            "/usr/lib/aarch64-linux-gnu/samba/bind9/dlz_bind9_18.so", package: "samba-libs")
+        let namedDir = dir + "/named"
+        try FileManager.default.createDirectory(atPath: namedDir, withIntermediateDirectories: true)
+        try Data(
+            """
+            options {
+                directory "\(namedDir)";
+                pid-file "\(namedDir)/named.pid";
+                listen-on port \(port) { 127.0.0.1; };
+                listen-on-v6 { none; };
+                recursion no;
+                notify no;
+                allow-query { any; };
+            };
+            dlz "AD DNS Zone" {
+                database "dlopen \(module) --url=\(dir)/private/sam.ldb";
+            };
+
+            """.utf8
+        ).write(to: URL(fileURLWithPath: namedDir + "/named.conf"))
+        var environment = ProcessInfo.processInfo.environment
+        environment["SMB_CONF_PATH"] = config
+        return try ServerProcess.spawnListening(
+            name: "named (Samba DLZ)", executable: named, arguments: ["-g", "-c", namedDir + "/named.conf"],
+            environment: environment, logPath: namedDir + "/named.out", port: port)
     }
 
     /// Adds a record to the zone through Samba's DNS management RPC (as the administrator).

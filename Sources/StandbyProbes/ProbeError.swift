@@ -1,3 +1,5 @@
+import StandbyBase
+
 /// What went wrong in the probes module itself: a target that cannot be parsed, a history store
 /// that cannot be opened or written. A probe that finds its server down is not an error: that is
 /// a `ProbeResult` with outcome `.down` and the reason in its detail.
@@ -34,4 +36,14 @@ struct ProbeFailure: Error, CustomStringConvertible {
     var reason: String
     init(_ reason: String) { self.reason = reason }
     var description: String { reason }
+}
+
+extension ProbeError: StandbyFailure {
+    /// A probe or health setting that cannot be used is bad input; the history and alerts failed.
+    public var outcome: FailureOutcome {
+        switch code {
+        case .badTarget, .badConfiguration: .badInput
+        case .history, .alert: .failed
+        }
+    }
 }

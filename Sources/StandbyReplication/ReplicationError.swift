@@ -1,3 +1,4 @@
+import StandbyBase
 import StandbyTransport
 
 /// What went wrong in replication, publishing, verification or restore. The message names the
@@ -73,5 +74,21 @@ public struct ReplicationError: Error, CustomStringConvertible, Sendable {
         default: code = .sourceUnreadable
         }
         return ReplicationError(code, "\(error.message) (\(error.url))", set: set, host: error.host)
+    }
+}
+
+extension ReplicationError: StandbyFailure {
+    /// A set, version or input that does not exist is bad input; a store another command holds,
+    /// or one written by a newer Standby, is refused; the rest failed.
+    public var outcome: FailureOutcome {
+        switch code {
+        case .invalidInput, .noSuchSet, .noSuchVersion: .badInput
+        case .storeBusy, .storeTooNew: .refused
+        default: .failed
+        }
+    }
+    public var place: String? {
+        let parts = [set.map { "set \($0)" }, host].compactMap { $0 }
+        return parts.isEmpty ? nil : parts.joined(separator: ", ")
     }
 }

@@ -232,7 +232,7 @@ public final class LiveServiceJobs: ServiceJobs {
         let stages = numbers.map { number in
             let members = steps.filter { $0.stage == number }
             return ServiceSnapshot.StageLine(
-                number: number, kind: members.first?.stageKind ?? "",
+                number: number, kind: members.first?.stageKind.rawValue ?? "",
                 steps: members.map { step in
                     ServiceSnapshot.StepLine(
                         id: step.stepId, service: step.service, summary: step.summary, state: step.state.rawValue,

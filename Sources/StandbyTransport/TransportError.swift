@@ -1,3 +1,5 @@
+import StandbyBase
+
 /// What went wrong with a transfer. The message names the host and the URL, with any password
 /// in the URL replaced by `***`: errors end up in logs, journals and terminals.
 public struct TransportError: Error, CustomStringConvertible, Sendable {
@@ -52,4 +54,9 @@ public struct TransportError: Error, CustomStringConvertible, Sendable {
     }
 
     public var description: String { "\(host): \(message) (\(url))" }
+}
+
+extension TransportError: StandbyFailure {
+    public var outcome: FailureOutcome { .failed }
+    public var place: String? { host }
 }

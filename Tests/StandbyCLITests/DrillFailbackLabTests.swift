@@ -19,7 +19,8 @@ struct LabRun {
     let labBinary: String
     let httpPort: UInt16
     let dnsPorts: [UInt16]
-    /// lab.test on BIND and Knot, or ad.lab.test on the Samba AD domain controller (sites/lab-ad).
+    /// lab.test on BIND and Knot, or ad.lab.test on the Samba AD domain controller and BIND (DLZ)
+    /// serving the same zone (sites/lab-ad).
     var zone = "lab.test"
 
     /// Two ports in a row (`port`, `port + 1`) free for TCP and UDP: BIND and Knot, SIP over
@@ -72,7 +73,7 @@ struct LabRun {
             lab: lab, standby: standby,
             site: root.appendingPathComponent(activeDirectory ? "sites/lab-ad" : "sites/lab").path,
             state: lab.file("state"), environment: environment, labBinary: labBinary, httpPort: http,
-            dnsPorts: activeDirectory ? [dns] : [dns, dns + 1])
+            dnsPorts: [dns, dns + 1])
         if activeDirectory { run.zone = "ad.lab.test" }
         let up = try await run.labCommand(activeDirectory ? ["up", "--ad"] : ["up"])
         guard up.status == 0 else {

@@ -80,11 +80,11 @@ import Testing
             }.max() ?? 0
         }
 
-        func waitFor(_ what: String, deadline: Duration = .seconds(60), _ condition: () -> Bool) throws {
+        func waitFor(_ what: String, deadline: Duration = .seconds(60), _ condition: () -> Bool) async throws {
             let end = ContinuousClock.now + deadline
             while !condition() {
                 guard ContinuousClock.now < end else { throw LabError(.notReady, "timed out waiting for \(what)") }
-                usleep(20_000)
+                try await Task.sleep(for: .milliseconds(20))
             }
         }
     }
@@ -111,7 +111,7 @@ import Testing
             ["replicate", site.site, "--state", site.state, ReplicationSite.noon], in: site.lab)
         // Before sealing: the open pack has 12 MiB; after: the first 32 MiB pack is sealed.
         let threshold: Int64 = suffix == ".pack.tmp" ? 12 << 20 : 1 << 20
-        try site.waitFor("the first chunks in the store") { site.largestPack(suffix: suffix) >= threshold }
+        try await site.waitFor("the first chunks in the store") { site.largestPack(suffix: suffix) >= threshold }
         kill(running.pid, SIGKILL)
         let killed = await running.wait()
         #expect(killed.signal == SIGKILL, "\(killed)")

@@ -86,9 +86,9 @@ struct DrillAndFailbackTests {
         topology.health.probes[0].site = .primary
         topology.health.rise = 2
         topology.health.interval = TimeSpan(milliseconds: 10)
-        let fake = FakeModules(versions: [
-            "rtc-db": SetVersionInfo(set: "rtc-db", version: "7", capturedAt: Date(), verifiedAt: Date())
-        ])
+        let fake = FakeModules(
+            versions: ["rtc-db": SetVersionInfo(set: "rtc-db", version: "7", capturedAt: Date(), verifiedAt: Date())],
+            replicationFailure: "backup set rtc-db: its failback_source cannot be read")
         let engine = FailoverEngine(
             topology: topology, journal: fixture.journal, modules: fake.modules, stateDirectory: fixture.state,
             logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
@@ -129,14 +129,14 @@ struct DrillAndFailbackTests {
             try fixture.journal.steps(runId: backId).map(\.stepId) == [
                 "reverse/rtc-db", "core/quiesce", "core/start-primary", "final/rtc-db", "dns/cutover",
             ])
-        // The fake catalog cannot replicate: the run halts at the reverse replication, named.
+        // The reverse replication fails: the run halts there, naming the set and why.
         let halted = try await engine.execute(runId: backId, now: now)
         guard case .halted(let stepId, let message, _) = halted else {
             Issue.record("expected a halt, got \(halted)")
             return
         }
         #expect(stepId == "reverse/rtc-db")
-        #expect(message.contains("reverse replication needs the replication module"))
+        #expect(message.contains("backup set rtc-db: its failback_source cannot be read"), "\(message)")
         _ = try engine.skip(target: "reverse/rtc-db", lead: "bob", reason: "copied by hand")
         _ = try engine.skip(target: "final/rtc-db", lead: "bob", reason: "copied by hand")
         #expect(try await engine.execute(runId: backId, now: now) == .done)

@@ -16,10 +16,13 @@ final class FakeModules: BackupCatalog, Restorer, HTTPCaller, ProbeWaiter, DNSCu
     let versions: [String: SetVersionInfo]
     let calls = Mutex<[String]>([])
     let httpStatus: Int
+    /// What `replicate` throws, when it should fail (a failback_source that cannot be read).
+    let replicationFailure: String?
 
-    init(versions: [String: SetVersionInfo], httpStatus: Int = 200) {
+    init(versions: [String: SetVersionInfo], httpStatus: Int = 200, replicationFailure: String? = nil) {
         self.versions = versions
         self.httpStatus = httpStatus
+        self.replicationFailure = replicationFailure
     }
 
     var log: [String] { calls.withLock { $0 } }
@@ -27,6 +30,11 @@ final class FakeModules: BackupCatalog, Restorer, HTTPCaller, ProbeWaiter, DNSCu
 
     func newestVerified(set: String) async throws -> SetVersionInfo? { versions[set] }
     func finalPass(sets: [String]) async throws { note("final-pass \(sets.joined(separator: ","))") }
+    func replicate(set: String, sources: [String]) async throws -> SetVersionInfo? {
+        note("replicate \(set) \(sources.joined(separator: ","))")
+        if let replicationFailure { throw FailoverError(.stepFailed, replicationFailure) }
+        return versions[set]
+    }
     func restore(set: String, version: String, to directory: String) async throws -> String {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let path = directory + "/\(set).bak"
@@ -230,9 +238,6 @@ struct FailoverEngineTests {
         let none = try await fixture.engine(FakeModules(versions: [:]).modules)
             .preflight(scenario: "site-loss", now: now, planned: false)
         #expect(none.refusals == ["core backup set rtc-db: no verified version in the store"])
-        let unwired = try await fixture.engine(.unwired).preflight(scenario: "site-loss", now: now, planned: false)
-        #expect(unwired.refusals.first?.contains("not wired") == true)
-        #expect(unwired.evidence.first?.detail.contains("no health module") == true)
     }
 
     @Test("an exec step past its timeout is killed with its whole process group")

@@ -48,17 +48,21 @@ struct GSSTSIGTests {
 
         func cutover(_ session: GSSTSIGSession, from: [String: String], to: [String: String]) throws -> DNSCutover {
             try DNSCutover(
-                zone: GSSTSIGTests.zone, servers: [DNSServer(parsing: dc.dnsAddress)], auth: .gss(session),
+                zone: GSSTSIGTests.zone, servers: dc.dnsAddresses.map(DNSServer.init(parsing:)), auth: .gss(session),
                 changes: [internalTLS, sip].map {
                     RecordChange(name: $0, type: "SRV", ttl: 900, from: [from[$0] ?? ""], to: [to[$0] ?? ""])
                 }, timeout: .seconds(5), verifyTimeout: .seconds(20), logger: GSSTSIGTests.logger)
         }
 
-        /// What the DC serves for both names, with dig.
+        /// What the DC serves for both names, with dig; the zone's second server must agree.
         func served() throws -> [String] {
-            try [internalTLS, sip].flatMap {
-                try LabTool.dig("127.0.0.1", dc.dnsPort, "\($0).\(GSSTSIGTests.zone).", "SRV")
+            let answers = try [dc.dnsPort, dc.secondDNSPort].map { port in
+                try [internalTLS, sip].flatMap {
+                    try LabTool.dig("127.0.0.1", port, "\($0).\(GSSTSIGTests.zone).", "SRV")
+                }
             }
+            #expect(answers[0] == answers[1], "both authoritative servers serve the same records")
+            return answers[0]
         }
     }
 
@@ -77,7 +81,7 @@ struct GSSTSIGTests {
 
         let forward = try await domain.cutover(session, from: Self.primary, to: Self.secondary).run()
         #expect(forward.outcome == .applied, "\(forward)")
-        #expect(forward.servers.allSatisfy { $0.verified })
+        #expect(forward.servers.count == 2 && forward.servers.allSatisfy { $0.verified }, "both servers verified")
         #expect(try domain.served() == Self.values(Self.secondary))
         #expect(session.negotiations == 1, "the preflight's context served the update too")
 
@@ -219,8 +223,12 @@ struct GSSTSIGTests {
             krb5Conf: domain.lab.file("strict-krb5.conf"))
         let error = try await failing(domain, source)
         #expect(error?.code == .badTime, "\(String(describing: error))")
-        #expect(error?.message.contains("this controller's clock") == true, "\(String(describing: error))")
+        // Both clocks, the KDC's read from its own answer: it runs an hour ahead of ours.
+        #expect(error?.message.contains("the KDC's clock reads") == true, "\(String(describing: error))")
+        #expect(error?.message.contains("this controller's") == true, "\(String(describing: error))")
         #expect(error?.message.contains("fix NTP") == true, "\(String(describing: error))")
+        let skew = try #require(error?.clockSkew)
+        #expect(abs(skew - 3600) <= 5, "skew \(skew)")
     }
 }
 

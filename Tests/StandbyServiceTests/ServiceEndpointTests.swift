@@ -21,7 +21,7 @@ import Testing
         return String(format: "%02d:00-%02d:00", hour, (hour + 1) % 24)
     }
 
-    @Test func metricsParseWithThePrometheusParser() throws {
+    @Test func metricsParseWithThePrometheusParser() async throws {
         let fixture = try ServiceFixture()
         defer { fixture.stop() }
         _ = try fixture.serve("rtc.bak", size: 3 << 20, seed: 1)
@@ -33,9 +33,9 @@ import Testing
                     - { name: web, tcp: "127.0.0.1:\(fixture.nginx.port)", site: primary }
                     - { name: gone, tcp: "127.0.0.1:\(closed)", site: secondary }
                 """)
-        let (command, port, stderr) = try fixture.start(site)
-        defer { command.stop() }
-        _ = try waitForStatus(port: port) { status in
+        let (command, port, stderr) = try await fixture.start(site)
+        defer { command.end() }
+        _ = try await waitForStatus(port: port) { status in
             let stored = sets(status).allSatisfy { ($0["versions"] as? Int ?? 0) >= 1 }
             let probes = (status["probes"] as? [[String: Any]] ?? []).allSatisfy {
                 ($0["state"] as? String) != "unknown"
@@ -76,19 +76,19 @@ import Testing
         #expect(value("standby_job_failures", "job", "replicate:rtc-db") == 0)
 
         #expect(try httpGet("http://127.0.0.1:\(port)/healthz").status == 200)
-        #expect(command.stop() == 0)
+        #expect(await command.stop() == 0)
         let log = (try? String(contentsOfFile: stderr, encoding: .utf8)) ?? ""
         #expect(log.contains("Service stopped"))
     }
 
-    @Test func statusPageRendersInHeadlessChromium() throws {
+    @Test func statusPageRendersInHeadlessChromium() async throws {
         let fixture = try ServiceFixture()
         defer { fixture.stop() }
         _ = try fixture.serve("rtc.bak", size: 1 << 20, seed: 3)
         let site = try fixture.writeSite(sets: ["rtc-db": "rtc.bak"], offPeak: Self.closedWindow())
-        let (command, port, _) = try fixture.start(site)
-        defer { command.stop() }
-        _ = try waitForStatus(port: port) { sets($0).first?["versions"] as? Int == 1 }
+        let (command, port, _) = try await fixture.start(site)
+        defer { command.end() }
+        _ = try await waitForStatus(port: port) { sets($0).first?["versions"] as? Int == 1 }
         let page = try httpGet("http://127.0.0.1:\(port)/")
         #expect(page.status == 200)
         #expect(page.body.contains("rtc-db") && page.body.contains("<svg"))
@@ -162,8 +162,8 @@ import Testing
         #expect(refused.stderr.contains("readable by group or others"))
 
         chmod(fixture.lab.file("token"), 0o600)
-        let (command, port, _) = try fixture.start(site)
-        defer { command.stop() }
+        let (command, port, _) = try await fixture.start(site)
+        defer { command.end() }
         #expect(try httpGet("http://127.0.0.1:\(port)/metrics").status == 401)
         #expect(try httpGet("http://127.0.0.1:\(port)/", token: "wrong").status == 401)
         #expect(try httpGet("http://127.0.0.1:\(port)/metrics", token: "s3cret-token").status == 200)
@@ -196,30 +196,34 @@ import Testing
         _ = try await Publisher.publish(paths: [source], logger: testLogger)
         // Outside the primary's off-peak window the transfer is capped: 48 MiB at 8 MB/s is ~6 s.
         let site = try fixture.writeSite(sets: ["rtc-db": "big.bak"], offPeak: Self.closedWindow(), peakRate: "8MB/s")
-        let (first, _, firstLog) = try fixture.start(site, run: 1)
+        let (first, _, firstLog) = try await fixture.start(site, run: 1)
 
         // SIGTERM once a third is stored.
         let packs = fixture.lab.file("store/packs")
         let deadline = ContinuousClock.now + .seconds(60)
-        while ContinuousClock.now < deadline, storedBytes(packs) < size / 3 { usleep(50_000) }
+        while ContinuousClock.now < deadline, storedBytes(packs) < size / 3 {
+            try await Task.sleep(for: .milliseconds(50))
+        }
         #expect(storedBytes(packs) >= size / 3)
         #expect(storedBytes(packs) < size, "the replication finished before the SIGTERM; the test proves nothing")
         let started = ContinuousClock.now
         if signal == SIGTERM {
-            #expect(first.stop(signal: SIGTERM) == 0)
+            #expect(await first.stop(signal: SIGTERM) == 0)
             #expect(started.duration(to: .now) < .seconds(10), "the shutdown waited for the whole replication")
             let log1 = (try? String(contentsOfFile: firstLog, encoding: .utf8)) ?? ""
             #expect(log1.contains("Job stopped by the shutdown"))
             #expect(log1.contains("Service stopped"))
         } else {
-            #expect(first.stop(signal: SIGKILL) == 128 + SIGKILL)
+            #expect(await first.stop(signal: SIGKILL) == 128 + SIGKILL)
         }
 
         // The restart continues the interrupted job first and finishes it.
-        let (second, port, secondLog) = try fixture.start(site, run: 2)
-        let status = try waitForStatus(port: port, within: .seconds(90)) { sets($0).first?["versions"] as? Int == 1 }
+        let (second, port, secondLog) = try await fixture.start(site, run: 2)
+        let status = try await waitForStatus(port: port, within: .seconds(90)) {
+            sets($0).first?["versions"] as? Int == 1
+        }
         #expect((sets(status).first?["storedBytes"] as? Int ?? 0) > 0)
-        #expect(second.stop() == 0)
+        #expect(await second.stop() == 0)
         let log2 = (try? String(contentsOfFile: secondLog, encoding: .utf8)) ?? ""
         #expect(log2.contains("continues the run interrupted"))
         #expect(log2.contains("Job done"))
@@ -236,7 +240,7 @@ import Testing
         #expect(sent < size + size / 5, "nginx sent \(sent) bytes of a \(size)-byte file")
     }
 
-    @Test func firstStartWithTheFullAndTheSnapshotDueRunsOneJobForTheSet() throws {
+    @Test func firstStartWithTheFullAndTheSnapshotDueRunsOneJobForTheSet() async throws {
         let fixture = try ServiceFixture()
         defer { fixture.stop() }
         try FileManager.default.createDirectory(atPath: fixture.lab.file("source"), withIntermediateDirectories: true)
@@ -248,14 +252,14 @@ import Testing
         let open = String(format: "%02d:00-%02d:00", (hour + 23) % 24, (hour + 2) % 24)
         let site = try fixture.writeSite(
             sets: ["rtc-db": "file://\(source)"], offPeak: open, schedule: "{ every: 4h, full_daily_at: \"00:00\" }")
-        let (command, port, stderr) = try fixture.start(site)
-        defer { command.stop() }
+        let (command, port, stderr) = try await fixture.start(site)
+        defer { command.end() }
         func jobs(_ status: [String: Any]) -> [String: [String: Any]] {
             var jobs: [String: [String: Any]] = [:]
             for job in status["jobs"] as? [[String: Any]] ?? [] { jobs[job["key"] as? String ?? ""] = job }
             return jobs
         }
-        let status = try waitForStatus(port: port) { jobs($0)["full:rtc-db"]?["lastSucceeded"] != nil }
+        let status = try await waitForStatus(port: port) { jobs($0)["full:rtc-db"]?["lastSucceeded"] != nil }
         #expect(sets(status).first?["versions"] as? Int == 1)
         // The lane takes whatever else is due at once after a job: a snapshot would start within a
         // tick (100 ms). Watch for two seconds that none does.
@@ -268,7 +272,7 @@ import Testing
             #expect(sets(now).first?["versions"] as? Int == 1)
             if jobs(now)["replicate:rtc-db"] != nil { break }
         }
-        #expect(command.stop() == 0)
+        #expect(await command.stop() == 0)
         let log = (try? String(contentsOfFile: stderr, encoding: .utf8)) ?? ""
         let started = log.split(separator: "\n").filter { $0.contains("Job started") && $0.contains("rtc-db") }
         #expect(started.count == 1, "\(started)")

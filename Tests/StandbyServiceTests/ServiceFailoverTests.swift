@@ -36,7 +36,7 @@ import Testing
         return lab.file("site/site.yaml")
     }
 
-    @Test func waitingStageIsResumedWhenTheWindowIsOpen() throws {
+    @Test func waitingStageIsResumedWhenTheWindowIsOpen() async throws {
         let lab = try LabDirectory(prefix: "standby-service-failover")
         defer { lab.remove() }
         let binary = try StandbyBinary()
@@ -57,25 +57,25 @@ import Testing
         let command = try binary.start(
             ["run", path, "--state", state, "--listen", "127.0.0.1:0", "--tick-milliseconds", "100"], stdout: out,
             stderr: err)
-        defer { command.stop() }
+        defer { command.end() }
         var port = 0
         let deadline = ContinuousClock.now + .seconds(20)
         while port == 0, ContinuousClock.now < deadline {
             if let text = try? String(contentsOfFile: out, encoding: .utf8), let range = text.range(of: "(port ") {
                 port = Int(text[range.upperBound...].prefix(while: \.isNumber)) ?? 0
             }
-            usleep(20_000)
+            try await Task.sleep(for: .milliseconds(20))
         }
         try #require(
             port > 0, "standby run did not start: \((try? String(contentsOfFile: err, encoding: .utf8)) ?? "")")
-        let status = try waitForStatus(port: port) { status in
+        let status = try await waitForStatus(port: port) { status in
             (status["failover"] as? [String: Any])?["state"] as? String == "done"
         }
         let run = try #require(status["failover"] as? [String: Any])
         #expect(run["lead"] as? String == "alice")
         let effects = (try? String(contentsOfFile: lab.file("effects"), encoding: .utf8)) ?? ""
         #expect(effects == "core\nconf\n")
-        #expect(command.stop() == 0)
+        #expect(await command.stop() == 0)
         let log = (try? String(contentsOfFile: err, encoding: .utf8)) ?? ""
         #expect(log.contains("job=resume"))
     }

@@ -101,7 +101,7 @@ struct ServiceFixture {
     }
 
     /// Starts `standby run` on a free port; returns once it said which port it serves.
-    func start(_ site: String, run: Int = 1) throws -> (command: RunningCommand, port: Int, stderr: String) {
+    func start(_ site: String, run: Int = 1) async throws -> (command: RunningCommand, port: Int, stderr: String) {
         let out = lab.file("run\(run).out")
         let err = lab.file("run\(run).err")
         let command = try binary.start(
@@ -121,7 +121,7 @@ struct ServiceFixture {
                     "standby run exited \(status) before serving: \((try? String(contentsOfFile: err, encoding: .utf8)) ?? "")"
                 )
             }
-            usleep(20_000)
+            try await Task.sleep(for: .milliseconds(20))
         }
         command.kill9()
         throw LabError(.notReady, "standby run did not start serving within 20 s")
@@ -139,15 +139,23 @@ extension RunningCommand {
         return status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
     }
 
+    /// For a `defer`: kills the process (and its group) unless it already ended, and reaps it.
+    func end() {
+        guard exited() == nil else { return }
+        kill9()
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+    }
+
     /// Sends `signal` and waits (with a deadline) for the exit status.
     @discardableResult
-    func stop(signal: Int32 = SIGTERM, within: Duration = .seconds(30)) -> Int32? {
+    func stop(signal: Int32 = SIGTERM, within: Duration = .seconds(30)) async -> Int32? {
         if let status = exited() { return status }
         kill(pid, signal)
         let deadline = ContinuousClock.now + within
         while ContinuousClock.now < deadline {
             if let status = exited() { return status }
-            usleep(20_000)
+            try? await Task.sleep(for: .milliseconds(20))
         }
         kill9()
         _ = exited()
@@ -209,7 +217,7 @@ func httpGet(_ url: String, token: String? = nil) throws -> (status: Int, body: 
 }
 
 /// Polls `/status.json` until `condition` holds (deadline), returning the decoded object.
-func waitForStatus(port: Int, within: Duration = .seconds(60), _ condition: ([String: Any]) -> Bool) throws
+func waitForStatus(port: Int, within: Duration = .seconds(60), _ condition: ([String: Any]) -> Bool) async throws
     -> [String: Any]
 {
     let deadline = ContinuousClock.now + within
@@ -221,7 +229,7 @@ func waitForStatus(port: Int, within: Duration = .seconds(60), _ condition: ([St
             last = object
             if condition(object) { return object }
         }
-        usleep(100_000)
+        try await Task.sleep(for: .milliseconds(100))
     }
     throw LabError(.notReady, "status never reached the expected state; last: \(last)")
 }

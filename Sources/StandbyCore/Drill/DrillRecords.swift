@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import StandbyBase
 
 /// One drill in the state database (`drill`, extended by migration v3): when, who, whether it
 /// passed, what failed, and the directory it worked in while it ran.
@@ -164,4 +165,8 @@ public struct DrillError: Error, Sendable, CustomStringConvertible {
         self.code = code
         self.message = message
     }
+}
+
+extension DrillError: StandbyFailure {
+    public var outcome: FailureOutcome { code == .refused ? .refused : .failed }
 }

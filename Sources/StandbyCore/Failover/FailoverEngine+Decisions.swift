@@ -37,7 +37,7 @@ extension FailoverEngine {
         try checkLead(lead)
         let run = try activeRun(runId)
         var step = try step(stepId, of: run)
-        guard step.kind == "manual" else {
+        guard step.kind == .manual else {
             throw FailoverError(.badInput, "\(stepId) is a \(step.kind) step; only manual steps are confirmed")
         }
         guard step.state == .waitingConfirm else {
@@ -119,7 +119,7 @@ extension FailoverEngine {
         guard let first = steps.first else {
             throw FailoverError(.badInput, "run \(run.id) has no service \(service)")
         }
-        guard first.stageKind == FailoverPlan.Stage.Kind.optional.rawValue else {
+        guard first.stageKind == .optional else {
             throw FailoverError(.badInput, "\(service) is a \(first.stageKind) service; it does not wait for off-peak")
         }
         try journal.record(

@@ -8,14 +8,6 @@ import StandbyProbes
 // services' `failback_steps`), framed by replication steps (kind `replicate`): the reverse
 // replication of every set's `failback_source` first, a final pass after the quiesce steps.
 
-extension BackupCatalog {
-    /// Replicates `sources` into the store as a new version of `set` and returns the newest
-    /// verified version. A catalog that cannot replicate says so.
-    public func replicate(set: String, sources: [String]) async throws -> SetVersionInfo? {
-        throw FailoverError(.notWired, "backup set \(set): reverse replication needs the replication module")
-    }
-}
-
 extension FailoverEngine {
     /// Why a failback may or may not start: the failover it returns from and the primary's probes.
     public struct FailbackPreflight: Sendable, Codable {
@@ -139,12 +131,12 @@ extension FailoverEngine {
         run.returnsFrom = preflight.returnsFrom
         var steps: [RunStep] = []
         func add(
-            _ stage: FailoverPlan.Stage, service: String, stepId: String, kind: String, summary: String,
+            _ stage: FailoverPlan.Stage, service: String, stepId: String, kind: StepKind, summary: String,
             idempotent: Bool, retries: Int
         ) {
             steps.append(
                 RunStep(
-                    runId: runId, seq: steps.count + 1, stage: stage.number, stageKind: stage.kind.rawValue,
+                    runId: runId, seq: steps.count + 1, stage: stage.number, stageKind: stage.kind,
                     service: service, stepId: stepId, kind: kind, summary: summary, idempotent: idempotent,
                     retries: retries, state: .pending, attempts: 0, startedAt: nil, finishedAt: nil,
                     waitingFor: nil, output: nil, error: nil, result: nil, pid: nil))
@@ -153,7 +145,7 @@ extension FailoverEngine {
             if stage.kind == .core {
                 for set in preflight.reverseSets {
                     add(
-                        stage, service: "replication", stepId: "reverse/\(set)", kind: "replicate",
+                        stage, service: "replication", stepId: "reverse/\(set)", kind: .replicate,
                         summary: "reverse-replicate \(set) from its failback_source into the store, verified",
                         idempotent: true, retries: 1)
                 }
@@ -161,7 +153,7 @@ extension FailoverEngine {
             if stage.kind == .dns {
                 let summary = stage.dnsChanges.map { "\($0.name) \($0.type)" }.joined(separator: ", ")
                 add(
-                    stage, service: "dns", stepId: "dns/cutover", kind: "dns", summary: "switch back \(summary)",
+                    stage, service: "dns", stepId: "dns/cutover", kind: .dns, summary: "switch back \(summary)",
                     idempotent: true, retries: 0)
             }
             for service in stage.services {
@@ -175,7 +167,7 @@ extension FailoverEngine {
                 // After the quiesce steps: nothing written at the secondary since is lost.
                 for set in preflight.reverseSets {
                     add(
-                        stage, service: "replication", stepId: "final/\(set)", kind: "replicate",
+                        stage, service: "replication", stepId: "final/\(set)", kind: .replicate,
                         summary: "final replication pass of \(set) from its failback_source, verified",
                         idempotent: true, retries: 1)
                 }
@@ -208,22 +200,4 @@ extension FailoverEngine {
 
     /// A `replicate` step: the set's `failback_source` (with `{{state}}` and friends substituted)
     /// into the store as a new verified version.
-    func replicateStep(_ step: RunStep, variables: StepVariables) async throws -> StepSuccess {
-        let name = step.stepId.split(separator: "/", maxSplits: 1).last.map(String.init) ?? step.stepId
-        guard let set = topology.backupSet(named: name) else {
-            throw StepFailure(message: "backup set \(name) is no longer in \(topology.file)", output: "")
-        }
-        let sources = try set.failbackSource.map {
-            try variables.substitute($0, in: "backup set \(name) failback_source")
-        }
-        guard !sources.isEmpty else {
-            throw StepFailure(message: "backup set \(name) has no failback_source", output: "")
-        }
-        guard let version = try await modules.catalog.replicate(set: name, sources: sources) else {
-            throw StepFailure(message: "backup set \(name): no verified version after replicating", output: "")
-        }
-        return StepSuccess(
-            output: "replicated \(name) from \(sources.joined(separator: ", ")): version \(version.version), verified",
-            result: String(decoding: try JSONEncoder.journal.encode(version), as: UTF8.self))
-    }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import StandbyBase
 
 /// Declares and executes staged failovers against the journal. The caller holds the controller
 /// lock (`ControllerLock`) around `execute` and every decision, so one process at a time moves a
@@ -65,7 +66,7 @@ public struct FailoverEngine: Sendable {
 
     // MARK: Preflight and declaration
 
-    public struct SetStatus: Sendable, Codable {
+    public struct PreflightSet: Sendable, Codable {
         public var name: String
         /// A set a core service needs: without a verified version, the failover is refused.
         public var core: Bool
@@ -79,7 +80,7 @@ public struct FailoverEngine: Sendable {
     public struct Preflight: Sendable, Codable {
         public var plan: FailoverPlan
         public var evidence: [HealthLine]
-        public var sets: [SetStatus]
+        public var sets: [PreflightSet]
         /// Why the failover must not start; empty when it may.
         public var refusals: [String]
         /// What the DNS check proved before stage 1 (the key, the values, every server).
@@ -114,10 +115,10 @@ public struct FailoverEngine: Sendable {
         if planned, !allSets.isEmpty {
             try await modules.catalog.finalPass(sets: allSets)
         }
-        var sets: [SetStatus] = []
+        var sets: [PreflightSet] = []
         var refusals: [String] = []
         for name in allSets {
-            var status = SetStatus(
+            var status = PreflightSet(
                 name: name, core: coreSets.contains(name), version: nil, capturedAt: nil, lossWindowSeconds: nil,
                 problem: nil)
             do {
@@ -196,10 +197,10 @@ public struct FailoverEngine: Sendable {
             plan: planText, dnsReplaced: nil, note: nil)
         var steps: [RunStep] = []
         for stage in preflight.plan.stages {
-            func add(service: String, stepId: String, kind: String, summary: String, idempotent: Bool, retries: Int) {
+            func add(service: String, stepId: String, kind: StepKind, summary: String, idempotent: Bool, retries: Int) {
                 steps.append(
                     RunStep(
-                        runId: runId, seq: steps.count + 1, stage: stage.number, stageKind: stage.kind.rawValue,
+                        runId: runId, seq: steps.count + 1, stage: stage.number, stageKind: stage.kind,
                         service: service, stepId: stepId, kind: kind, summary: summary, idempotent: idempotent,
                         retries: retries, state: .pending, attempts: 0, startedAt: nil, finishedAt: nil,
                         waitingFor: nil, output: nil, error: nil, result: nil, pid: nil))
@@ -207,7 +208,7 @@ public struct FailoverEngine: Sendable {
             if stage.kind == .dns {
                 let summary = stage.dnsChanges.map { "\($0.name) \($0.type)" }.joined(separator: ", ")
                 add(
-                    service: "dns", stepId: Self.dnsStepId, kind: "dns", summary: "cut over \(summary)",
+                    service: "dns", stepId: Self.dnsStepId, kind: .dns, summary: "cut over \(summary)",
                     // A compare-and-swap: after a crash it runs again and finds the records moved.
                     idempotent: true, retries: 0)
             }
@@ -300,7 +301,7 @@ public struct FailoverEngine: Sendable {
         for index in steps.indices {
             if steps[index].state.isFinished { continue }
             let service = steps[index].service
-            if steps[index].stageKind == FailoverPlan.Stage.Kind.optional.rawValue {
+            if steps[index].stageKind == .optional {
                 if blocked.contains(service) { continue }
                 let unfinishedDependency = (topology.service(named: service)?.dependsOn ?? []).first { dependency in
                     blocked.contains(dependency)
@@ -317,7 +318,7 @@ public struct FailoverEngine: Sendable {
                     continue
                 }
             }
-            if steps[index].kind == "manual" {
+            if steps[index].kind == .manual {
                 if steps[index].state != .waitingConfirm {
                     steps[index].state = .waitingConfirm
                     steps[index].startedAt = steps[index].startedAt ?? Date()
@@ -330,7 +331,7 @@ public struct FailoverEngine: Sendable {
                 try journal.update(run)
                 return .waiting(run.note ?? "")
             }
-            if steps[index].kind == "dns", steps[index].state == .pending, let deferral = try dnsDeferral(runId) {
+            if steps[index].kind == .dns, steps[index].state == .pending, let deferral = try dnsDeferral(runId) {
                 steps[index].state = .failed
                 steps[index].finishedAt = Date()
                 steps[index].error =
@@ -422,7 +423,7 @@ public struct FailoverEngine: Sendable {
 
     static func restoredPaths(_ steps: [RunStep]) -> [String: String] {
         var paths: [String: String] = [:]
-        for step in steps where step.kind == "restore" && step.state == .succeeded {
+        for step in steps where step.kind == .restore && step.state == .succeeded {
             if let text = step.result,
                 let result = try? JSONDecoder.journal.decode(RestoreResult.self, from: Data(text.utf8))
             {
@@ -445,6 +446,8 @@ public struct FailoverEngine: Sendable {
         var output: String
         /// Refused for safety: not retried, and the run ends with exit 3, not 1.
         var refused = false
+        /// The module's error the step failed with (a DNSError, a ReplicationError, ...).
+        var underlying: (any Error)? = nil
     }
 
     enum StepEnd { case succeeded, failed, refused }
@@ -452,6 +455,9 @@ public struct FailoverEngine: Sendable {
     struct StepSuccess {
         var output: String
         var result: String?
+        /// For the DNS cutover: the record sets it replaced (JSON), journaled with the run
+        /// before the step's end, for failback.
+        var replacedRecords: String? = nil
     }
 
     /// Runs one step with its retries; each attempt is committed `running` before its side effect
@@ -486,13 +492,15 @@ public struct FailoverEngine: Sendable {
             let spawned = SpawnedProcess()
             do {
                 outcome = .success(
-                    try await sideEffect(step, definition: definition, run: &run, restored: restored, spawned: spawned))
+                    try await sideEffect(step, definition: definition, run: run, restored: restored, spawned: spawned))
             } catch let failure as StepFailure {
                 outcome = .failure(failure)
-            } catch let error as FailoverError where error.code == .refused {
-                outcome = .failure(StepFailure(message: error.message, output: "", refused: true))
+            } catch let error as any StandbyFailure {
+                outcome = .failure(
+                    StepFailure(
+                        message: error.description, output: "", refused: error.outcome == .refused, underlying: error))
             } catch {
-                outcome = .failure(StepFailure(message: "\(error)", output: ""))
+                outcome = .failure(StepFailure(message: "\(error)", output: "", underlying: error))
             }
             // The process stays in the journal after it ended: the report names it, and its start
             // time tells the next controller it is gone.
@@ -500,13 +508,17 @@ public struct FailoverEngine: Sendable {
             killPoints.check(step.stepId, "after")
             switch outcome {
             case .success(let success):
+                if let replaced = success.replacedRecords {
+                    run.dnsReplaced = replaced
+                    try journal.update(run)
+                }
                 step.state = .succeeded
                 step.finishedAt = Date()
                 step.output = success.output
                 step.result = success.result
                 step.error = nil
                 try journal.update(step)
-                if step.kind == "restore", let text = success.result,
+                if step.kind == .restore, let text = success.result,
                     let result = try? JSONDecoder.journal.decode(RestoreResult.self, from: Data(text.utf8))
                 {
                     restored[result.set] = result.path
@@ -536,116 +548,18 @@ public struct FailoverEngine: Sendable {
         return String(format: "%.2fs", interval)
     }
 
+    /// The attempt's side effect, by the executor of the step's kind.
     private func sideEffect(
-        _ step: RunStep, definition: Step?, run: inout FailoverRun, restored: [String: String],
+        _ step: RunStep, definition: Step?, run: FailoverRun, restored: [String: String],
         spawned: SpawnedProcess
     ) async throws -> StepSuccess {
         var variables = StepVariables(
             topology: topology, runId: run.id, stateDirectory: stateDirectory.path, restored: restored)
         variables.values.merge(self.variables) { _, extra in extra }
-        if step.kind == "replicate" {
-            return try await replicateStep(step, variables: variables)
-        }
-        if step.kind == "dns" {
-            guard let dns = topology.dns else {
-                throw StepFailure(message: "the topology has no dns section any more", output: "")
-            }
-            let changes = run.decodedPlan()?.stages.first { $0.kind == .dns }?.dnsChanges ?? []
-            let result = try await modules.dns.cutover(dns, changes: changes, baseDirectory: topology.directory)
-            let replaced = String(decoding: try JSONEncoder.journal.encode(result.replaced), as: UTF8.self)
-            run.dnsReplaced = replaced
-            try journal.update(run)
-            return StepSuccess(
-                output: result.log + "\nverified on: \(result.verifiedOn.joined(separator: ", "))",
-                result: String(decoding: try JSONEncoder.journal.encode(result), as: UTF8.self))
-        }
-        guard let definition else {
-            throw StepFailure(
-                message: "step \(step.stepId) is no longer in \(topology.file); fix the file or `standby skip` it",
-                output: "")
-        }
-        let timeout = definition.timeout?.duration
-        switch definition.action {
-        case .exec(let arguments, let shell, let environment, let workingDirectory):
-            let what = "step \(step.stepId)"
-            var args = try arguments.map { try variables.substitute($0, in: what) }
-            // A program named by a relative path (`scripts/start-fe`) lives beside site.yaml.
-            if !shell, let program = args.first, program.contains("/"), !program.hasPrefix("/") {
-                args[0] = topology.resolve(path: program)
-            }
-            var env: [String: String] = [:]
-            for (key, value) in environment { env[key] = try variables.substitute(value, in: what) }
-            let cwd = try workingDirectory.map { topology.resolve(path: try variables.substitute($0, in: what)) }
-            let logDirectory = stateDirectory.file("runs/\(run.id)")
-            try FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
-            let log = (logDirectory as NSString).appendingPathComponent(
-                step.stepId.replacingOccurrences(of: "/", with: ".") + ".log")
-            let exec = ExecStep(
-                arguments: args, shell: shell, environment: env, inherited: self.environment, workingDirectory: cwd,
-                timeout: timeout, logFile: log)
-            let journal = self.journal
-            let stepCopy = step
-            let outcome = try await exec.run { pid in
-                // Committed as soon as the process exists: the next controller needs it to tell
-                // whether this attempt still runs. A process already reaped leaves only its pid.
-                var running = stepCopy
-                if let process = StepProcess.current(pid: pid) {
-                    running.process = process
-                    spawned.set(process)
-                } else {
-                    running.pid = pid
-                }
-                try? journal.update(running)
-            }
-            // Secrets reach programs through the environment; they never reach the journal.
-            let tail = Self.redact(outcome.tail, secrets: Array(env.values))
-            guard outcome.succeeded else { throw StepFailure(message: outcome.status, output: tail) }
-            return StepSuccess(output: tail, result: outcome.status)
-        case .restore(let set, let to):
-            let directory = topology.resolve(path: try variables.substitute(to, in: "step \(step.stepId)"))
-            let recorded = try journal.sets(runId: run.id).first { $0.name == set }
-            var version = recorded?.version
-            var capturedAt = recorded?.capturedAt
-            if version == nil, let newest = try await modules.catalog.newestVerified(set: set) {
-                version = newest.version
-                capturedAt = newest.capturedAt
-            }
-            guard let version else {
-                throw StepFailure(message: "backup set \(set) has no verified version in the store", output: "")
-            }
-            let path = try await modules.restorer.restore(set: set, version: version, to: directory)
-            let result = RestoreResult(set: set, version: version, capturedAt: capturedAt, path: path)
-            return StepSuccess(
-                output: "restored \(set) version \(version) to \(path)",
-                result: String(decoding: try JSONEncoder.journal.encode(result), as: UTF8.self))
-        case .http(let url, let method, let body, let headers, let expect):
-            let what = "step \(step.stepId)"
-            let target = try variables.substitute(url, in: what)
-            var sent: [String: String] = [:]
-            for (key, value) in headers { sent[key] = try variables.substitute(value, in: what) }
-            let reply = try await modules.http.call(
-                method: method, url: target, headers: sent,
-                body: try body.map { try variables.substitute($0, in: what) },
-                timeout: timeout ?? .seconds(60))
-            let text = Self.redact(
-                "\(method) \(target) → \(reply.status)\n" + String(reply.body.suffix(ExecStep.tailLimit)),
-                secrets: Array(sent.values))
-            guard expect.contains(reply.status) else {
-                throw StepFailure(
-                    message:
-                        "\(method) \(target) answered \(reply.status), expected \(expect.map(String.init).joined(separator: "/"))",
-                    output: text)
-            }
-            return StepSuccess(output: text, result: "\(reply.status)")
-        case .probe(let name):
-            guard let probe = topology.probe(named: name) else {
-                throw StepFailure(message: "no probe \(name) in health.probes", output: "")
-            }
-            let evidence = try await modules.probes.waitUntilPassing(probe, timeout: timeout ?? .seconds(300))
-            return StepSuccess(output: evidence, result: nil)
-        case .manual:
-            throw StepFailure(message: "a manual step runs only through `standby confirm`", output: "")
-        }
+        let context = StepContext(
+            step: step, definition: definition, run: run, variables: variables, spawned: spawned,
+            topologyFile: topology.file)
+        return try await executor(for: step.kind).execute(context)
     }
 
     static func redact(_ text: String, secrets: [String]) -> String {

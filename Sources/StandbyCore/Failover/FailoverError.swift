@@ -1,4 +1,5 @@
 import Foundation
+import StandbyBase
 
 /// The one error type of the failover engine: a code a caller can switch on, and a message that
 /// names the run, step, set or file and the cause.
@@ -8,8 +9,6 @@ public struct FailoverError: Error, Sendable, CustomStringConvertible {
         case refused
         /// The command names a run, step or service the journal does not know, or the wrong state.
         case badInput
-        /// A module the engine calls through a protocol is not wired in this build.
-        case notWired
         /// A step's side effect failed.
         case stepFailed
         /// The journal could not be read or written.
@@ -18,11 +17,24 @@ public struct FailoverError: Error, Sendable, CustomStringConvertible {
 
     public var code: Code
     public var message: String
+    /// The module's error this one was made from, when there is one.
+    public var underlying: (any Error)?
 
-    public init(_ code: Code, _ message: String) {
+    public init(_ code: Code, _ message: String, underlying: (any Error)? = nil) {
         self.code = code
         self.message = message
+        self.underlying = underlying
     }
 
     public var description: String { message }
+}
+
+extension FailoverError: StandbyFailure {
+    public var outcome: FailureOutcome {
+        switch code {
+        case .refused: .refused
+        case .badInput: .badInput
+        case .stepFailed, .journal: .failed
+        }
+    }
 }

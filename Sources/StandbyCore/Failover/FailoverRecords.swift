@@ -64,11 +64,11 @@ public struct RunStep: Sendable, Codable, FetchableRecord, PersistableRecord {
     public var runId: String
     public var seq: Int
     public var stage: Int
-    public var stageKind: String
+    public var stageKind: FailoverPlan.Stage.Kind
     public var service: String
     /// `service/step`, or `dns/cutover` for stage 2.
     public var stepId: String
-    public var kind: String
+    public var kind: StepKind
     public var summary: String
     public var idempotent: Bool
     public var retries: Int

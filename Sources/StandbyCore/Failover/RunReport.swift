@@ -43,7 +43,7 @@ public struct RunReport: Sendable, Codable {
     public struct StepTimeline: Sendable, Codable {
         public var id: String
         public var service: String
-        public var kind: String
+        public var kind: StepKind
         public var summary: String
         public var state: String
         public var attempts: Int
@@ -105,7 +105,8 @@ public struct RunReport: Sendable, Codable {
             let finish = finished ? ends.max() : nil
             stages.append(
                 StageTimeline(
-                    number: number, kind: inStage.first?.stageKind ?? "", title: planned?.title ?? "Stage \(number)",
+                    number: number, kind: inStage.first?.stageKind.rawValue ?? "",
+                    title: planned?.title ?? "Stage \(number)",
                     startedAt: start, finishedAt: finish,
                     durationSeconds: start.flatMap { s in finish.map { $0.timeIntervalSince(s) } },
                     steps: inStage.map { step in
@@ -120,14 +121,14 @@ public struct RunReport: Sendable, Codable {
                     }))
         }
         self.stages = stages
-        let restored = steps.filter { $0.kind == "restore" && $0.state == .succeeded }.compactMap { step in
+        let restored = steps.filter { $0.kind == .restore && $0.state == .succeeded }.compactMap { step in
             step.result.flatMap {
                 try? JSONDecoder.journal.decode(FailoverEngine.RestoreResult.self, from: Data($0.utf8))
             }
         }
         // A failback's sets come back by replication: the final pass (after the secondary was
         // quiesced) when it ran, else the reverse pass. Nothing is restored, so there is no window.
-        let replicated = steps.filter { $0.kind == "replicate" && $0.state == .succeeded }
+        let replicated = steps.filter { $0.kind == .replicate && $0.state == .succeeded }
             .sorted { ($0.stepId.hasPrefix("final/") ? 1 : 0) > ($1.stepId.hasPrefix("final/") ? 1 : 0) }
             .compactMap { step in
                 step.result.flatMap { try? JSONDecoder.journal.decode(SetVersionInfo.self, from: Data($0.utf8)) }
@@ -149,7 +150,7 @@ public struct RunReport: Sendable, Codable {
         self.dnsReplaced =
             run.dnsReplaced.flatMap { try? JSONDecoder.journal.decode([ReplacedRecord].self, from: Data($0.utf8)) }
             ?? []
-        let recovery = steps.filter { $0.stageKind != FailoverPlan.Stage.Kind.optional.rawValue }
+        let recovery = steps.filter { $0.stageKind != .optional }
         if recovery.allSatisfy({ $0.state.isFinished }), let last = recovery.compactMap(\.finishedAt).max() {
             recoverySeconds = last.timeIntervalSince(run.declaredAt)
         } else {

@@ -43,7 +43,7 @@ public struct FailoverPlan: Sendable, Codable {
     public struct PlannedStep: Sendable, Codable {
         /// `service/step`, the name `confirm`, `retry` and `skip` take.
         public var id: String
-        public var kind: String
+        public var kind: StepKind
         public var summary: String
         public var idempotent: Bool
         public var timeout: String?

@@ -1,4 +1,5 @@
 import Foundation
+import StandbyBase
 
 public struct PlanError: Error, Sendable, CustomStringConvertible {
     public var message: String
@@ -129,4 +130,8 @@ public struct Planner: Sendable {
         formatter.dateFormat = "EEE yyyy-MM-dd HH:mm zzz"
         return formatter.string(from: date)
     }
+}
+
+extension PlanError: StandbyFailure {
+    public var outcome: FailureOutcome { .badInput }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import StandbyBase
 
 #if canImport(Glibc)
     import Glibc
@@ -66,5 +67,18 @@ public struct ServiceError: Error, Sendable, CustomStringConvertible {
         self.message = message
     }
 
-    public var description: String { message }
+    /// Another `standby run` holding the state directory says it refused.
+    public var description: String { code == .alreadyRunning ? "refused: \(message)" : message }
+}
+
+extension ServiceError: StandbyFailure {
+    /// Another `standby run` on the state directory is refused; a token file or listen address
+    /// that cannot be used is bad input; the rest failed.
+    public var outcome: FailureOutcome {
+        switch code {
+        case .alreadyRunning: .refused
+        case .token, .listen: .badInput
+        case .lock, .job: .failed
+        }
+    }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import StandbyBase
 
 #if canImport(Glibc)
     import Glibc
@@ -115,4 +116,9 @@ public struct StateError: Error, Sendable, CustomStringConvertible {
     public var path: String
     public var message: String
     public var description: String { "\(path): \(message)" }
+}
+
+extension StateError: StandbyFailure {
+    public var outcome: FailureOutcome { .failed }
+    public var place: String? { path }
 }

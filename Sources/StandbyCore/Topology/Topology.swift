@@ -231,13 +231,13 @@ public struct Step: Sendable {
     public var drill: Bool
     public var location: SourceLocation
 
-    public var kind: String {
+    public var kind: StepKind {
         switch action {
-        case .restore: "restore"
-        case .exec: "exec"
-        case .http: "http"
-        case .probe: "probe"
-        case .manual: "manual"
+        case .restore: .restore
+        case .exec: .exec
+        case .http: .http
+        case .probe: .probe
+        case .manual: .manual
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import StandbyBase
 import StandbyDNS
 import StandbyProbes
 import StandbyTransport
@@ -1070,4 +1071,11 @@ extension String {
 
 extension Array {
     subscript(safe index: Int) -> Element? { indices.contains(index) ? self[index] : nil }
+}
+
+extension TopologyError: StandbyFailure {
+    public var outcome: FailureOutcome { .badInput }
+    /// Every error of the file, one `site.yaml:LINE:COL: message` per line.
+    public var message: String { description }
+    public var place: String? { file }
 }

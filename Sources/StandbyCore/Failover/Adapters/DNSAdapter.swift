@@ -14,14 +14,9 @@ public struct DNSAdapter: DNSCutting {
         async throws -> DNSCutoverResult
     {
         let cutover = try Self.cutover(settings, changes: changes, baseDirectory: baseDirectory, logger: logger)
-        let result: CutoverResult
-        do {
-            result = try await cutover.run()
-        } catch {
-            // Someone else changed the records: nothing was changed, and retrying cannot help.
-            if error.isPrerequisiteFailure { throw FailoverError(.refused, error.description) }
-            throw error
-        }
+        // A failed prerequisite (someone else changed the records, nothing was changed) is a
+        // refusal: the engine sees its outcome and does not retry.
+        let result = try await cutover.run()
         // What failback puts back: the values found before the update, or, when a resumed run
         // finds the records already moved, the values the plan replaced.
         let replaced: [ReplacedRecord]

@@ -2,7 +2,7 @@ import Foundation
 
 // The engine reaches the other modules (replication, DNS, probes, transport) through these
 // protocols, so that it is tested alone and the modules are wired in one place
-// (`Failover/Adapters/`). Each has a default that says plainly that it is not wired.
+// (`Failover/Adapters/`).
 
 /// The newest verified version of a backup set in the store at the secondary.
 public struct SetVersionInfo: Sendable, Codable, Hashable {
@@ -27,7 +27,7 @@ public protocol BackupCatalog: Sendable {
     /// A last replication pass of `sets` before a planned switch (`failover --planned`).
     func finalPass(sets: [String]) async throws
     /// Replicates `sources` into the store as a new version of `set` (failback's reverse
-    /// replication) and returns the newest verified version. Defaults to "not wired".
+    /// replication) and returns the newest verified version.
     func replicate(set: String, sources: [String]) async throws -> SetVersionInfo?
 }
 
@@ -116,7 +116,7 @@ public protocol HealthEvidence: Sendable {
     func primaryEvidence(_ topology: Topology) async -> [HealthLine]
 }
 
-/// The modules the engine calls. `FailoverModules.unwired` is what a build without them has.
+/// The modules the engine calls, wired once (`FailoverModules.wired`, in `Adapters/`).
 public struct FailoverModules: Sendable {
     public var catalog: any BackupCatalog
     public var restorer: any Restorer
@@ -135,56 +135,5 @@ public struct FailoverModules: Sendable {
         self.probes = probes
         self.dns = dns
         self.health = health
-    }
-
-    public static var unwired: FailoverModules {
-        let stub = Unwired()
-        return FailoverModules(catalog: stub, restorer: stub, http: stub, probes: stub, dns: stub, health: stub)
-    }
-}
-
-/// Every protocol answered with "not wired": the engine runs exec and manual steps, and refuses
-/// the rest with a message that says which module is missing.
-public struct Unwired: BackupCatalog, Restorer, HTTPCaller, ProbeWaiter, DNSCutting, HealthEvidence {
-    public init() {}
-
-    public func newestVerified(set: String) async throws -> SetVersionInfo? {
-        throw FailoverError(.notWired, "backup set \(set): the replication catalog is not wired into this build")
-    }
-
-    public func finalPass(sets: [String]) async throws {
-        throw FailoverError(
-            .notWired, "a final replication pass needs the replication module, not wired into this build")
-    }
-
-    public func restore(set: String, version: String, to directory: String) async throws -> String {
-        throw FailoverError(
-            .notWired, "restore of \(set) to \(directory): the replication module is not wired into this build")
-    }
-
-    public func call(method: String, url: String, headers: [String: String], body: String?, timeout: Duration)
-        async throws -> HTTPReply
-    {
-        throw FailoverError(.notWired, "\(method) \(url): the HTTP transport is not wired into this build")
-    }
-
-    public func waitUntilPassing(_ probe: ProbeSpec, timeout: Duration) async throws -> String {
-        throw FailoverError(.notWired, "probe \(probe.name): the probes module is not wired into this build")
-    }
-
-    public func cutover(_ settings: DNSSettings, changes: [FailoverPlan.DNSChange], baseDirectory: String) async throws
-        -> DNSCutoverResult
-    {
-        throw FailoverError(.notWired, "DNS cutover of \(settings.zone): the DNS module is not wired into this build")
-    }
-
-    public func preflight(_ settings: DNSSettings, changes: [FailoverPlan.DNSChange], baseDirectory: String)
-        async throws -> String
-    {
-        throw FailoverError(.notWired, "DNS check of \(settings.zone): the DNS module is not wired into this build")
-    }
-
-    public func primaryEvidence(_ topology: Topology) async -> [HealthLine] {
-        [HealthLine(probe: "-", verdict: "unknown", detail: "no health module is wired into this build")]
     }
 }
