@@ -46,7 +46,18 @@ let package = Package(
         // in /usr/include/gssapi and the library on the default path all the same.
         .systemLibrary(
             name: "CGSSAPI", path: "Sources/CGSSAPI", providers: [.apt(["libkrb5-dev"])]),
+        // Samba's libsmbclient, for smb:// sources: SMB2 and SMB3, byte ranges, signing,
+        // encryption, NTLMv2 and Kerberos (libcurl speaks only SMB1 and reads files whole).
+        .systemLibrary(
+            name: "CSMBClient", path: "Sources/CSMBClient", pkgConfig: "smbclient",
+            providers: [.apt(["libsmbclient-dev"])]),
 
+        // libsmbclient's printed messages (d_printf) taken off standard output, and its word that a
+        // session could not be encrypted (it goes on unencrypted even when that is required).
+        // Exported from the executable, so that the dynamic linker binds the library's d_printf here.
+        .target(
+            name: "CSMBClientHooks", path: "Sources/CSMBClientHooks",
+            linkerSettings: [.unsafeFlags(["-Xlinker", "--export-dynamic-symbol=d_printf"])]),
         // The Linux file calls Swift's Glibc module does not expose (sync_file_range).
         .target(name: "CFileIO", path: "Sources/CFileIO"),
         // SHA-256 with the x86 SHA extensions. Optimised in debug builds too: unoptimised
@@ -59,7 +70,11 @@ let package = Package(
         // Leaf modules: they take plain values, never the topology.
         .target(
             name: "StandbyTransport",
-            dependencies: ["StandbyBase", "CCurl", .product(name: "Logging", package: "swift-log")],
+            // CGSSAPI: the SMB Kerberos login's tickets, acquired from the keytab.
+            dependencies: [
+                "StandbyBase", "CCurl", "CSMBClient", "CSMBClientHooks", "CGSSAPI",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict),
         .target(
             name: "StandbyDNS",
@@ -156,7 +171,7 @@ let package = Package(
         .testTarget(
             name: "StandbyReplicationTests",
             dependencies: [
-                "StandbyReplication", "StandbyTransport", "StandbyLab",
+                "StandbyBase", "StandbyReplication", "StandbyTransport", "StandbyLab",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -165,7 +180,7 @@ let package = Package(
         .testTarget(
             name: "StandbyCoreTests",
             dependencies: [
-                "StandbyCore", "StandbyDNS", "StandbyProbes", "StandbyLab",
+                "StandbyCore", "StandbyDNS", "StandbyProbes", "StandbyTransport", "StandbyLab",
                 .product(name: "Logging", package: "swift-log"),
             ],
             resources: [.copy("Fixtures")], swiftSettings: strict),

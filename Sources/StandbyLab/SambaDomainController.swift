@@ -113,9 +113,11 @@ public final class SambaDomainController: @unchecked Sendable {
     /// 15 s, most of it the provisioning.
     /// `clockOffset` (seconds) runs the controller under libfaketime: a KDC and DNS server
     /// whose clock is that far from this machine's.
+    /// `share`: a directory the controller serves read-only as the share `backups`, reached over
+    /// SMB with Kerberos at `smbHostName` (see `addShare`).
     public static func start(
         in lab: LabDirectory, dnsPort: UInt16? = nil, secondDNSPort: UInt16? = nil, clockOffset: Int? = nil,
-        lockTimeout: Duration = .seconds(600)
+        lockTimeout: Duration = .seconds(600), share: String? = nil
     ) throws -> SambaDomainController {
         let samba = try Programs.locate("samba", package: "samba-ad-dc")
         let tool = try Programs.locate("samba-tool", package: "samba-ad-provision")
@@ -185,6 +187,7 @@ public final class SambaDomainController: @unchecked Sendable {
             for file in ["svc-standby.keytab", "svc-norights.keytab", "svc-standby.pass"] {
                 chmod(dir + "/" + file, 0o600)
             }
+            if let share { try addShare(share, config: config, tool: tool) }
             var environment = ProcessInfo.processInfo.environment
             environment["KRB5_CONFIG"] = dir + "/krb5.conf"
             if let clockOffset {

@@ -197,11 +197,26 @@ final class Replicator {
 
     // MARK: - Sources
 
-    /// file:// directories stand for every regular file under them (a file share); any other
-    /// source is one file named by its last path component.
+    /// file:// directories, and smb:// URLs that end with /, stand for every regular file
+    /// under them (a file share); any other source is one file named by its last path component.
     func expandSources() throws -> [Source] {
         var result: [Source] = []
         for url in spec.sources {
+            if url.scheme?.lowercased() == "smb", url.absoluteString.hasSuffix("/") {
+                let names: [String]
+                do {
+                    names = try session.listFiles(under: url)
+                } catch let error as TransportError {
+                    throw ReplicationError.source(error, set: set)
+                }
+                for name in names {
+                    let file = name.split(separator: "/").reduce(url) {
+                        $0.appendingPathComponent(String($1), isDirectory: false)
+                    }
+                    result.append(Source(name: url.lastPathComponent + "/" + name, url: file))
+                }
+                continue
+            }
             var isDirectory: ObjCBool = false
             if url.isFileURL, FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory),
                 isDirectory.boolValue
@@ -261,8 +276,7 @@ final class Replicator {
         let fileID = db.lastInsertedRowID
         let base = processed
         var outcome: (sha: [UInt8], chunks: Int)?
-        // A source that cannot serve byte ranges (smb://) is read whole: its index would not help.
-        if options.useIndex && TransferSession.servesByteRanges(source.url) {
+        if options.useIndex {
             startRecipe(fileID)
             outcome = try replicateByIndex(db, source: source, info: info)
             if outcome == nil {

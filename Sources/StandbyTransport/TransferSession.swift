@@ -9,8 +9,9 @@ enum CurlGlobal {
     static let ready: Bool = standby_curl_global_init_all() == CURLE_OK
 }
 
-/// One libcurl easy handle, reused for every transfer it makes so that connections (HTTP
-/// keep-alive, one SSH session) are reused between the byte ranges of a delta transfer.
+/// One libcurl easy handle (and, for smb://, one libsmbclient context), reused for every
+/// transfer it makes so that connections (HTTP keep-alive, one SSH session, one SMB session)
+/// are reused between the byte ranges of a delta transfer.
 ///
 /// Every call blocks the calling thread: use it from a dedicated thread (`Blocking.run`),
 /// never from a task on the cooperative pool. It is not `Sendable`: one thread at a time.
@@ -33,6 +34,8 @@ public final class TransferSession {
     /// The HTTP authentication methods each origin (scheme://host:port) offered in a 401.
     private var authAsked: [String: Int] = [:]
     private let handle: UnsafeMutableRawPointer
+    /// smb:// goes through libsmbclient: SMB2 and SMB3, byte ranges, signing, encryption.
+    private var smb: SMBSession?
     private let errorBuffer: UnsafeMutablePointer<CChar>
     private let logger: Logger
 
@@ -55,25 +58,39 @@ public final class TransferSession {
 
     // MARK: - Operations
 
-    /// Whether a read of `url` can start at an offset. libcurl's SMB reads always start at the
-    /// beginning of the file (it ignores both a range and a resume offset), so a delta transfer
-    /// over smb:// would read the file again for every range.
-    public static func servesByteRanges(_ url: URL) -> Bool {
-        !["smb", "smbs"].contains(url.scheme?.lowercased() ?? "")
+    /// Whether `url` is read through libsmbclient rather than libcurl.
+    static func isSMB(_ url: URL) -> Bool { url.scheme?.lowercased() == "smb" }
+
+    /// The SMB context of this session, made at its first smb:// call.
+    private func smbSession() throws -> SMBSession {
+        if let smb { return smb }
+        let made = try SMBSession(options: options, logger: logger)
+        smb = made
+        return made
+    }
+
+    /// The regular files under the folder `url` (smb:// only; file:// folders are walked by the
+    /// replicator itself), as paths relative to it.
+    public func listFiles(under url: URL) throws -> [String] {
+        guard Self.isSMB(url) else {
+            throw error(.badURL, url, "only an smb:// folder can be listed here")
+        }
+        let names = try smbSession().listFiles(url)
+        stats.requests += 1
+        return names
     }
 
     /// Size and modification time of `url` without reading its body (HTTP HEAD; a stat for
-    /// file://, sftp:// and ftp://). libcurl's SMB ignores "no body" and would read the whole
-    /// file: there the transfer is stopped at its first bytes, once the open has told the size
-    /// and the time.
+    /// file://, sftp:// and ftp://; SMB's own file information for smb://).
     public func stat(_ url: URL) throws -> RemoteFileInfo {
+        if Self.isSMB(url) {
+            let info = try smbSession().stat(url)
+            stats.requests += 1
+            return info
+        }
         let state = CallbackState(url: url)
         try prepare(url, state: state)
-        if Self.servesByteRanges(url) {
-            set(CURLOPT_NOBODY, 1)
-        } else {
-            state.range = ByteRange(offset: 0, length: 0)
-        }
+        set(CURLOPT_NOBODY, 1)
         set(CURLOPT_FILETIME, 1)
         set(CURLOPT_FAILONERROR, 1)
         try perform(url, state: state)
@@ -94,7 +111,19 @@ public final class TransferSession {
     public func get(
         _ url: URL, range: ByteRange? = nil, sink: (UnsafeRawBufferPointer) throws -> Void
     ) throws -> Int64 {
-        try withoutActuallyEscaping(sink) { sink in
+        if Self.isSMB(url) {
+            let smb = try smbSession()
+            var delivered: Int64 = 0
+            defer {
+                stats.bodyBytes += delivered
+                stats.requests += 1
+            }
+            return try smb.get(url, range: range, cancellation: cancellation, progress: progress) { bytes in
+                try sink(bytes)
+                delivered += Int64(bytes.count)
+            }
+        }
+        return try withoutActuallyEscaping(sink) { sink in
             let state = CallbackState(url: url)
             state.sink = sink
             state.range = range
@@ -105,12 +134,7 @@ public final class TransferSession {
             if options.maxReceiveRate == nil { set(CURLOPT_BUFFERSIZE, 512 << 10) }
             if let range {
                 guard range.length > 0 else { return 0 }
-                if Self.servesByteRanges(url) {
-                    set(CURLOPT_RANGE, "\(range.offset)-\(range.end - 1)")
-                } else {
-                    // Read from the start and drop what comes before the range.
-                    state.skip = range.offset
-                }
+                set(CURLOPT_RANGE, "\(range.offset)-\(range.end - 1)")
             }
             try perform(url, state: state)
             let delivered = state.delivered
@@ -147,6 +171,7 @@ public final class TransferSession {
     /// not an error; connection failures and timeouts are errors.
     public func request(_ request: HTTPRequest) throws -> HTTPResponse {
         let url = request.url
+        if Self.isSMB(url) { throw error(.badURL, url, "an HTTP request cannot go to an smb:// URL") }
         let state = CallbackState(url: url)
         state.collectBody = true
         state.collectHeaders = true
@@ -219,7 +244,7 @@ public final class TransferSession {
         _ = standby_curl_setopt_ptr(handle, CURLOPT_ERRORBUFFER, errorBuffer)
         set(CURLOPT_URL, url.absoluteString)
         set(CURLOPT_NOSIGNAL, 1)
-        set(CURLOPT_PROTOCOLS_STR, "file,http,https,sftp,scp,ftp,ftps,smb,smbs")
+        set(CURLOPT_PROTOCOLS_STR, "file,http,https,sftp,scp,ftp,ftps")
         set(CURLOPT_REDIR_PROTOCOLS_STR, "http,https")
         set(CURLOPT_CONNECTTIMEOUT_MS, Int(options.connectTimeout.milliseconds))
         set(CURLOPT_LOW_SPEED_LIMIT, options.lowSpeedLimit)

@@ -19,13 +19,15 @@ public struct TransportOptions: Sendable {
     public var allowInsecureAuth: Bool = false
     public var ssh: SSHOptions
     public var tls: TLSOptions
+    /// smb:// sources: dialects, encryption, Kerberos.
+    public var smb: SMBOptions
     public var userAgent: String
 
     public init(
         connectTimeout: Duration = .seconds(10), lowSpeedLimit: Int = 1, lowSpeedTime: Duration = .seconds(30),
         totalTimeout: Duration? = nil, maxReceiveRate: Int64? = nil, credentials: Credentials? = nil,
         useNetrc: Bool = true, ssh: SSHOptions = SSHOptions(), tls: TLSOptions = TLSOptions(),
-        userAgent: String = "standby"
+        smb: SMBOptions = SMBOptions(), userAgent: String = "standby"
     ) {
         self.connectTimeout = connectTimeout
         self.lowSpeedLimit = lowSpeedLimit
@@ -36,6 +38,7 @@ public struct TransportOptions: Sendable {
         self.useNetrc = useNetrc
         self.ssh = ssh
         self.tls = tls
+        self.smb = smb
         self.userAgent = userAgent
     }
 }

@@ -305,13 +305,16 @@ struct ReplicationBench: AsyncParsableCommand {
         return Measurement(seconds: seconds(elapsed), wireBytes: wire, peakRSS: peak)
     }
 
-    func measureStandby(store: String, url: URL, useIndex: Bool, result: String) throws -> Measurement {
+    func measureStandby(
+        store: String, url: URL, useIndex: Bool, result: String, extra: [String] = []
+    ) throws -> Measurement {
         let executable =
             (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         var argv = [
             executable, "replication-worker", "--store", store, "--url", url.absoluteString, "--result", result,
         ]
         if !useIndex { argv.append("--no-index") }
+        argv += extra
         settle()
         let started = ContinuousClock.now
         let (status, _) = try spawnAndWait(argv, output: result + ".log")
@@ -354,14 +357,23 @@ struct ReplicationWorker: AsyncParsableCommand {
     @Option var url: String
     @Option var result: String
     @Flag var noIndex = false
+    @Option(help: "smb.encrypt for an smb:// URL: required, desired or off.")
+    var smbEncrypt: String = "desired"
 
     func run() async throws {
         guard let source = URL(string: url) else { throw ValidationError("bad URL \(url)") }
+        guard let encryption = SMBOptions.Encryption(rawValue: smbEncrypt) else {
+            throw ValidationError("--smb-encrypt is required, desired or off, not \(smbEncrypt)")
+        }
         let logger = Logger(label: "bench", factory: { _ in SwiftLogNoOpLogHandler() })
         let repository = try ReplicationStore.open(directory: store, logger: logger)
+        // The source credentials as `standby replicate` takes them: STANDBY_SOURCE_USER/PASSWORD.
+        let transport = TransportOptions(
+            credentials: Credentials.fromEnvironment(prefix: "STANDBY_SOURCE"), smb: SMBOptions(encryption: encryption))
         let started = ContinuousClock.now
         let report = try await repository.replicate(
-            set: SetSpec(name: "db", sources: [source]), options: ReplicateOptions(useIndex: !noIndex))
+            set: SetSpec(name: "db", sources: [source]),
+            options: ReplicateOptions(transport: transport, useIndex: !noIndex))
         let elapsed = ContinuousClock.now - started
         let outcome = WorkerResult(
             bytesReceived: report.bytesReceived, newBytes: report.version.newBytes, filesByIndex: report.filesByIndex,

@@ -43,9 +43,27 @@ struct ReadinessCheckTests {
         ),
         ("rpo-over-24h", [("    rpo: 24h\n  - name: settings", "    rpo: 36h\n  - name: settings")], .warning, 19),
         (
-            "smb-source",
+            "smb-encryption-desired",
             [("https://par-sql01.fabrikam.com/backups/rtc.bak", "smb://par-sql01.fabrikam.com/backups/rtc.bak")], .info,
             19
+        ),
+        (
+            "smb-smb1-allowed",
+            [
+                (
+                    "https://par-sql01.fabrikam.com/backups/rtc.bak",
+                    "smb://par-sql01.fabrikam.com/backups/rtc.bak\n    smb: { min_protocol: NT1, encrypt: off }"
+                )
+            ], .warning, 22
+        ),
+        (
+            "smb-unencrypted",
+            [
+                (
+                    "https://par-sql01.fabrikam.com/backups/rtc.bak",
+                    "smb://par-sql01.fabrikam.com/backups/rtc.bak\n    smb: { encrypt: off }"
+                )
+            ], .warning, 22
         ),
         ("no-daily-full", [("schedule: { full_daily_at: \"01:30\" }", "schedule: { every: 12h }")], .warning, 24),
         ("full-backup-at-peak", [("full_daily_at: \"01:30\"", "full_daily_at: \"13:30\"")], .warning, 24),

@@ -1,4 +1,5 @@
 import Foundation
+import StandbyTransport
 import Testing
 
 @testable import StandbyCore
@@ -85,6 +86,21 @@ struct TopologyLoaderTests {
             ), 54, "must have exactly one of tcp, tls, http, sip_options, dns"
         ),
         ("bad date", ("last_review: 2026-10-01", "last_review: 01/10/2026"), 60, "is not a date; expected YYYY-MM-DD"),
+        (
+            "bad SMB dialect",
+            ("    rpo: 24h\n  - name: settings", "    rpo: 24h\n    smb: { min_protocol: SMB4 }\n  - name: settings"),
+            24, "backup set rtc-db.smb.min_protocol: 'SMB4' is not an SMB dialect"
+        ),
+        (
+            "bad SMB encryption",
+            ("    rpo: 24h\n  - name: settings", "    rpo: 24h\n    smb: { encrypt: maybe }\n  - name: settings"),
+            24, "'maybe' is not one of required, desired, off"
+        ),
+        (
+            "SMB Kerberos without an account",
+            ("    rpo: 24h\n  - name: settings", "    rpo: 24h\n    smb: { auth: kerberos }\n  - name: settings"), 24,
+            "smb.auth is kerberos but no account is given"
+        ),
     ]
 
     @Test(arguments: 0..<rules.count)
@@ -95,6 +111,21 @@ struct TopologyLoaderTests {
         #expect(match != nil, "\(rule.name): expected '\(rule.words)' in \(found)")
         #expect(match?.line == rule.line, "\(rule.name): expected line \(rule.line), got \(String(describing: match))")
         #expect(match?.description.hasPrefix("site.yaml:\(rule.line):") == true)
+    }
+
+    /// A set's smb keys override the deployment's, key by key; `auth: kerberos` takes
+    /// dns.gss_tsig's account when the smb section names none.
+    @Test func smbSettingsOfTheDeploymentAndTheSet() throws {
+        let yaml = try Fixture.minimal([
+            ("backup_sets:\n", "smb: { min_protocol: SMB3, encrypt: required }\nbackup_sets:\n"),
+            ("    rpo: 24h\n  - name: settings", "    rpo: 24h\n    smb: { encrypt: desired }\n  - name: settings"),
+        ])
+        let t = try topology(yaml)
+        let rtc = try #require(t.backupSet(named: "rtc-db"))
+        let settings = try #require(t.backupSet(named: "settings"))
+        #expect(t.smbOptions(for: rtc) == SMBOptions(minProtocol: .smb3_00, encryption: .desired))
+        #expect(t.smbOptions(for: settings) == SMBOptions(minProtocol: .smb3_00, encryption: .required))
+        #expect(SMBOptions() == SMBOptions(minProtocol: .smb2_02, encryption: .desired), "the defaults")
     }
 
     @Test func dependencyCycleIsNamedInOrder() throws {

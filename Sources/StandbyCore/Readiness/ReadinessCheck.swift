@@ -341,18 +341,47 @@ public struct ReadinessCheck: Sendable {
                         fix: "name it in a service's backup_sets, or stop replicating it", line: line))
             }
         }
-        let overSMB = topology.backupSets.filter { set in
-            set.sources.contains { ["smb", "smbs"].contains(URL(string: $0)?.scheme?.lowercased() ?? "") }
+        // smb:// sources cross from the primary site to the secondary: SMB1 and unencrypted
+        // sessions expose the backups (and SMB1 the login) on the way.
+        var desired: [(set: String, line: Int)] = []
+        for set in topology.backupSets {
+            let smb = (set.sources + set.failbackSource).filter { URL(string: $0)?.scheme?.lowercased() == "smb" }
+            guard !smb.isEmpty else { continue }
+            let settings = topology.smbSettings(for: set)
+            let line = (set.smb ?? topology.smb)?.location.line ?? set.location.line
+            if settings.minProtocol == .nt1 {
+                out.append(
+                    Finding(
+                        id: "smb-smb1-allowed", severity: .warning,
+                        message:
+                            "backup set \(set.name) allows SMB1 (smb.min_protocol: NT1) for \(smb.joined(separator: ", ")): no encryption, weak signing, and a login an attacker between the sites can downgrade",
+                        fix: "enable SMB2/3 on the server and drop min_protocol (SMB 2.0.2 and later is the default)",
+                        line: line))
+            }
+            switch settings.encrypt ?? .desired {
+            case .off:
+                out.append(
+                    Finding(
+                        id: "smb-unencrypted", severity: .warning,
+                        message:
+                            "backup set \(set.name) reads \(smb.joined(separator: ", ")) across sites with smb.encrypt: off: the backups cross the network in clear (signed, not sealed)",
+                        fix:
+                            "set smb.encrypt: required (SMB3 servers: Windows Server 2012 and later, Samba 4.1 and later)",
+                        line: line))
+            case .desired where settings.minProtocol != .nt1:
+                desired.append((set.name, line))
+            default:
+                break
+            }
         }
-        if let first = overSMB.first {
+        if let first = desired.first {
+            let names = desired.map(\.set).joined(separator: ", ")
             out.append(
                 Finding(
-                    id: "smb-source", severity: .info,
+                    id: "smb-encryption-desired", severity: .info,
                     message:
-                        "\(overSMB.count == 1 ? "backup set" : "backup sets") \(overSMB.map(\.name).joined(separator: ", ")) \(overSMB.count == 1 ? "is" : "are") read over smb://: libcurl speaks only SMB1 with NTLM (off by default since Windows Server 2019) and reads each file whole, so every run moves the whole backup",
-                    fix:
-                        "mount the shares at the secondary (mount -t cifs, SMB3) and name them with file:// URLs, or serve the backups over sftp or https: replicate then fetches only the changed chunks",
-                    line: first.location.line))
+                        "\(desired.count == 1 ? "backup set" : "backup sets") \(names) \(desired.count == 1 ? "reads" : "read") smb:// encrypted only where the server offers SMB3 encryption (smb.encrypt: desired, the default); an SMB 2.x server is read signed but in clear",
+                    fix: "set smb.encrypt: required once every server speaks SMB3", line: first.line))
         }
         for set in topology.backupSets where set.allowInsecureAuth {
             let plain = (set.sources + set.failbackSource).filter { URL(string: $0)?.scheme?.lowercased() == "http" }

@@ -41,6 +41,7 @@ public struct ReplicationJob: Sendable {
         let rateLimit = site.isAtPeak(now) ? topology.replication.peakRate : nil
         var transport = Self.transportOptions(environment: environment)
         transport.allowInsecureAuth = set.allowInsecureAuth
+        transport.smb = topology.smbOptions(for: set)
         spec = SetSpec(name: set.name, sources: urls, keepLast: set.keepLast)
         options = ReplicateOptions(rateLimit: rateLimit, transport: transport, useIndex: useIndex)
     }

@@ -1,4 +1,5 @@
 import Foundation
+import StandbyTransport
 
 /// A deployment as declared in `sites/<deployment>/site.yaml`: both sites, the backup sets, the
 /// services with their restore steps, DNS, health probes and policy.
@@ -16,6 +17,8 @@ public struct Topology: Sendable {
     public var scenarios: [Scenario]
     /// How `standby run` serves its endpoint (the `service:` section).
     public var service = ServiceSettings()
+    /// How smb:// sources are read, for every set that does not say otherwise (`smb:`).
+    public var smb: SMBSettings?
     /// The site.yaml this was read from, and its directory (relative paths in it resolve there).
     public var file: String
     public var directory: String
@@ -64,6 +67,88 @@ public struct StandbyServer: Sendable {
     }
 }
 
+/// `smb:` of the deployment or of a backup set: how smb:// sources are read. Each key left out
+/// falls back to the deployment's, then to the default: SMB 2.0.2 and later, encryption desired,
+/// an NTLMv2 login with the source credentials. Signing is always required.
+public struct SMBSettings: Sendable {
+    public enum Auth: String, Sendable, Codable, CaseIterable {
+        /// NTLMv2 with `STANDBY_SOURCE_USER` (`DOMAIN\user` or `user@REALM`) and its password.
+        case ntlm
+        /// Kerberos with the service account of `smb.kerberos`, else of `dns.gss_tsig`.
+        case kerberos
+    }
+
+    public var minProtocol: SMBOptions.Dialect?
+    public var encrypt: SMBOptions.Encryption?
+    public var auth: Auth?
+    public var kerberos: SMBKerberosSettings?
+    public var location: SourceLocation
+
+    public init(
+        minProtocol: SMBOptions.Dialect? = nil, encrypt: SMBOptions.Encryption? = nil, auth: Auth? = nil,
+        kerberos: SMBKerberosSettings? = nil, location: SourceLocation = .unknown
+    ) {
+        self.minProtocol = minProtocol
+        self.encrypt = encrypt
+        self.auth = auth
+        self.kerberos = kerberos
+        self.location = location
+    }
+
+    /// These settings with `other`'s keys over them (a set's over the deployment's).
+    public func overridden(by other: SMBSettings?) -> SMBSettings {
+        guard let other else { return self }
+        return SMBSettings(
+            minProtocol: other.minProtocol ?? minProtocol, encrypt: other.encrypt ?? encrypt,
+            auth: other.auth ?? auth, kerberos: other.kerberos ?? kerberos, location: other.location)
+    }
+}
+
+/// `smb.kerberos`: the account SMB's Kerberos logins use, when not `dns.gss_tsig`'s.
+public struct SMBKerberosSettings: Sendable {
+    public var principal: String
+    /// A keytab (mode 0600); nil for the ticket cache (KRB5CCNAME).
+    public var keytab: String?
+    public var krb5Conf: String?
+    public var location: SourceLocation
+
+    public init(principal: String, keytab: String? = nil, krb5Conf: String? = nil, location: SourceLocation = .unknown)
+    {
+        self.principal = principal
+        self.keytab = keytab
+        self.krb5Conf = krb5Conf
+        self.location = location
+    }
+}
+
+extension Topology {
+    /// The smb settings that hold for `set`: its own over the deployment's.
+    public func smbSettings(for set: BackupSet) -> SMBSettings {
+        (smb ?? SMBSettings()).overridden(by: set.smb)
+    }
+
+    /// What the transport is given for `set`'s smb:// sources. With `auth: kerberos`, the account
+    /// is `smb.kerberos`, else `dns.gss_tsig`'s (its keytab, or the ticket cache); paths resolve
+    /// against the deployment directory.
+    public func smbOptions(for set: BackupSet) -> SMBOptions {
+        let settings = smbSettings(for: set)
+        var options = SMBOptions(
+            minProtocol: settings.minProtocol ?? .smb2_02, encryption: settings.encrypt ?? .desired)
+        if settings.auth == .kerberos {
+            if let account = settings.kerberos {
+                options.kerberos = KerberosAccount(
+                    principal: account.principal, keytab: account.keytab.map(resolve(path:)),
+                    krb5Conf: account.krb5Conf.map(resolve(path:)))
+            } else if let gss = dns?.gssTSIG {
+                options.kerberos = KerberosAccount(
+                    principal: gss.principal, keytab: gss.keytab.map(resolve(path:)),
+                    krb5Conf: gss.krb5Conf.map(resolve(path:)))
+            }
+        }
+        return options
+    }
+}
+
 public struct ReplicationSettings: Sendable {
     /// Transfer cap while the primary site is outside its off-peak window; nil means no cap.
     public var peakRate: Int64?
@@ -84,6 +169,8 @@ public struct BackupSet: Sendable {
     /// Send credentials over plain http:// (or ftp://) when the server asks for them: the
     /// password then crosses the network in clear. Off unless the set says so; `check` warns.
     public var allowInsecureAuth: Bool
+    /// How this set's smb:// sources are read; its keys override the deployment's `smb:`.
+    public var smb: SMBSettings?
     public var description: String?
     public var location: SourceLocation
 

@@ -2,6 +2,7 @@ import Foundation
 import StandbyBase
 import StandbyDNS
 import StandbyProbes
+import StandbyTransport
 import Yams
 
 /// Every problem of a topology file, each with its position. Loading fails with this when any
@@ -85,7 +86,7 @@ struct TopologyBuilder {
 
     static let topKeys = [
         "deployment", "domain", "sites", "replication", "backup_sets", "services", "dns", "health", "policy",
-        "scenarios", "service",
+        "scenarios", "service", "smb",
     ]
 
     mutating func build(_ root: Node) -> Topology? {
@@ -147,6 +148,8 @@ struct TopologyBuilder {
                 ? "." : (file as NSString).deletingLastPathComponent)
         var result = topology
         result.service = serviceSettings(top.node("service"))
+        result.smb = top.node("smb").flatMap { smbSettings($0, what: "smb") }
+        checkSMBKerberos(result)
         checkReferences(result)
         checkCycles(services)
         return result
@@ -234,7 +237,7 @@ struct TopologyBuilder {
                 node, "backup_sets[\(index)]",
                 allowed: [
                     "name", "kind", "source", "schedule", "rpo", "keep", "failback_source", "description",
-                    "allow_insecure_auth",
+                    "allow_insecure_auth", "smb",
                 ])
         else { return nil }
         let name = fields.name("name", required: true, expected: "the set's name")
@@ -265,11 +268,74 @@ struct TopologyBuilder {
         if let k = reader.mapping(fields.node("keep"), "backup set \(name ?? "?").keep", allowed: ["last"]) {
             keepLast = k.int("last", required: true, range: 1...10_000) ?? keepLast
         }
+        let smb = fields.node("smb").flatMap { smbSettings($0, what: "backup set \(name ?? "?").smb") }
         guard let name, let kind, !sources.isEmpty, let rpo else { return nil }
         return BackupSet(
             name: name, kind: kind, sources: sources, schedule: schedule, rpo: rpo, keepLast: keepLast,
-            failbackSource: failback, allowInsecureAuth: fields.bool("allow_insecure_auth") ?? false,
+            failbackSource: failback, allowInsecureAuth: fields.bool("allow_insecure_auth") ?? false, smb: smb,
             description: fields.string("description"), location: fields.location)
+    }
+
+    /// `smb:` of the deployment or a set: min_protocol, encrypt, auth, kerberos.
+    func smbSettings(_ node: Node, what: String) -> SMBSettings? {
+        guard let fields = reader.mapping(node, what, allowed: ["min_protocol", "encrypt", "auth", "kerberos"]) else {
+            return nil
+        }
+        var settings = SMBSettings(location: fields.location)
+        let dialects = SMBOptions.Dialect.allCases.map(\.rawValue).joined(separator: ", ")
+        if let text = fields.string("min_protocol", expected: "one of \(dialects)") {
+            if let dialect = SMBOptions.Dialect(parsing: text) {
+                settings.minProtocol = dialect
+            } else {
+                reader.error(
+                    fields.node("min_protocol"),
+                    "\(what).min_protocol: '\(text)' is not an SMB dialect; expected one of \(dialects) (or SMB1, SMB2, SMB3)"
+                )
+            }
+        }
+        settings.encrypt = fields.oneOf("encrypt", SMBOptions.Encryption.self)
+        settings.auth = fields.oneOf("auth", SMBSettings.Auth.self)
+        if let k = reader.mapping(
+            fields.node("kerberos"), "\(what).kerberos", allowed: ["principal", "keytab", "krb5_conf"])
+        {
+            let principal = k.string(
+                "principal", required: true,
+                expected: "the service account's Kerberos principal, like svc-standby@CONTOSO.COM")
+            if let principal, !Self.isPrincipal(principal, service: false) {
+                reader.error(
+                    k.node("principal"),
+                    "\(what).kerberos.principal: '\(principal)' is not a Kerberos principal; expected ACCOUNT@REALM, like svc-standby@CONTOSO.COM"
+                )
+            }
+            if let principal {
+                settings.kerberos = SMBKerberosSettings(
+                    principal: principal, keytab: k.string("keytab", expected: "the path of the account's keytab"),
+                    krb5Conf: k.string("krb5_conf", expected: "the path of a krb5.conf"), location: k.location)
+            }
+        }
+        return settings
+    }
+
+    /// `auth: kerberos` needs an account: `smb.kerberos`, or `dns.gss_tsig` with a keytab or the
+    /// ticket cache (a password file serves GSS-TSIG, not SMB).
+    func checkSMBKerberos(_ topology: Topology) {
+        for set in topology.backupSets {
+            let settings = topology.smbSettings(for: set)
+            guard settings.auth == .kerberos, settings.kerberos == nil else { continue }
+            guard let gss = topology.dns?.gssTSIG else {
+                reader.error(
+                    at: set.smb?.location ?? topology.smb?.location ?? set.location,
+                    "backup set \(set.name): smb.auth is kerberos but no account is given; add smb.kerberos (principal, keytab) or dns.gss_tsig"
+                )
+                continue
+            }
+            if gss.passwordFile != nil {
+                reader.error(
+                    at: set.smb?.location ?? topology.smb?.location ?? set.location,
+                    "backup set \(set.name): smb.auth is kerberos with dns.gss_tsig's account, whose password_file SMB cannot use; give dns.gss_tsig a keytab, or smb.kerberos its own"
+                )
+            }
+        }
     }
 
     func checkURL(_ text: String, node: Node?, what: String) {
