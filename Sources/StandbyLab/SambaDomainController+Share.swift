@@ -51,6 +51,21 @@ extension SambaDomainController {
             """
         try Data(text.utf8).write(to: URL(fileURLWithPath: config))
         try LabTool.check(tool, ["spn", "add", "cifs/\(host)", "\(hostName.uppercased())$", "-s", config])
+        try openToTheDomain(path)
+    }
+
+    /// The domain's accounts map to uids of their own (idmap), so smbd reads the share as one of
+    /// them: the share and every directory above it get o+x (a lab directory is 0700), the
+    /// share o+rx. Files the tests write there are 0644.
+    static func openToTheDomain(_ path: String) throws {
+        var directory = (path as NSString).standardizingPath
+        chmod(directory, 0o755)
+        while directory != "/" {
+            directory = (directory as NSString).deletingLastPathComponent
+            var info = stat()
+            guard stat(directory, &info) == 0 else { break }
+            if info.st_mode & 0o001 == 0 { chmod(directory, (info.st_mode & 0o7777) | 0o001) }
+        }
     }
 
     /// The first IPv4 address `host` resolves to (/etc/hosts, then DNS), dotted.

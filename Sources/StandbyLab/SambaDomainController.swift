@@ -122,6 +122,8 @@ public final class SambaDomainController: @unchecked Sendable {
         let samba = try Programs.locate("samba", package: "samba-ad-dc")
         let tool = try Programs.locate("samba-tool", package: "samba-ad-provision")
         let lock = try Self.takeMachineLock(timeout: lockTimeout)
+        // winbindd makes its socket directory, not the directory above it.
+        try? FileManager.default.createDirectory(atPath: "/run/samba", withIntermediateDirectories: true)
         do {
             let dir = try lab.directory("ad")
             let adminPassword = "Adm1n-\(UInt32.random(in: 100_000...999_999))!"
@@ -138,9 +140,12 @@ public final class SambaDomainController: @unchecked Sendable {
                     // Nothing leaves the machine: names outside the zone go to a loopback address.
                     "--option=dns forwarder=127.0.0.1", "--option=server services=-nbt -wrepl -ntp_signd",
                     "--option=log file=\(dir)/log.%m", "--option=disable netbios=yes",
-                    // Its winbindd, pid files and RPC pipes stay in the lab: a standalone smbd of
-                    // another test would otherwise ask this winbindd for its id mappings.
-                    "--option=winbindd socket directory=\(dir)/winbindd", "--option=pid directory=\(dir)/pid",
+                    // Its pid files and RPC pipes stay in the lab. Its winbindd listens where
+                    // libwbclient looks, the path compiled into Samba (/run/samba/winbindd): the
+                    // DC's own smbd maps each session's account through it, and with the socket
+                    // anywhere else every login failed with NT_STATUS_INTERNAL_ERROR. One DC
+                    // runs per machine; the lab's standalone smbd never asks a winbindd.
+                    "--option=pid directory=\(dir)/pid",
                     "--option=ncalrpc dir=\(dir)/ncalrpc",
                 ], timeout: .seconds(120))
             guard provision.status == 0 else {

@@ -101,11 +101,17 @@ public final class SambaServer: Sendable {
     }
 
     /// smbd with its log on standard output (`--debug-stdout`), appended to `smbd.out`.
+    /// Never a winbindd: libwbclient asks the one at the path compiled into Samba
+    /// (/run/samba/winbindd; `winbindd socket directory` moves only where winbindd listens), which
+    /// is a lab domain controller's when one runs, and its id mappings turn the login into a
+    /// denial. `_NO_WINBINDD=1` is Samba's own switch for a process that must not ask it.
     static func spawn(_ smbd: String, configPath: String, port: UInt16) throws -> ServerProcess {
-        try ServerProcess.spawnListening(
+        var environment = ProcessInfo.processInfo.environment
+        environment["_NO_WINBINDD"] = "1"
+        return try ServerProcess.spawnListening(
             name: "smbd", executable: smbd,
             arguments: ["--foreground", "--no-process-group", "--debug-stdout", "--configfile=\(configPath)"],
-            logPath: Self.outputPath(configPath), port: port)
+            environment: environment, logPath: Self.outputPath(configPath), port: port)
     }
 
     static func outputPath(_ configPath: String) -> String {
@@ -148,9 +154,6 @@ public final class SambaServer: Sendable {
                   pid directory = \(dir)/pid
                   ncalrpc dir = \(dir)/ncalrpc
                   log file = \(dir)/log/smbd.log
-                  # Never the machine's winbindd (samba-ad-dc brings one, and a lab domain
-                  # controller runs its own): its id mappings turn the login into a denial.
-                  winbindd socket directory = \(dir)/winbindd
                   load printers = no
                   printing = bsd
                   printcap name = /dev/null

@@ -8,19 +8,7 @@ import Testing
 /// A share on the lab's Active Directory domain controller, read with Kerberos as the service
 /// account (the GSS-TSIG account): its keytab made into a ticket cache of this process, no
 /// kinit. One domain controller per machine: `start` waits for the lock the other AD tests hold.
-///
-/// Disabled, not skipped in silence: on the machine this was written on, the lab DC's own smbd
-/// (samba -M single, 4.17.12) refuses every session setup, NTLMv2 as well as Kerberos, with
-/// NT_STATUS_INTERNAL_ERROR (smb2_sesssetup.c:147, after "auth_check_password_recv ... succeeded",
-/// seen with smbclient too), so no client can read its share. Likely why: the DC's winbindd
-/// answers on its messaging (`smbcontrol winbindd ping`) but not on its pipe (`wbinfo -p` with
-/// WINBINDD_SOCKET_DIR fails), so smbd cannot map the account to a Unix id for the session (this
-/// machine is a gVisor sandbox). The client's half works up to
-/// there: the keytab's ticket cache gives libsmbclient a cifs/<host> ticket and it sends the
-/// AP-REQ. Enable once the lab DC serves files.
-@Suite(
-    .tags(.server), .serialized,
-    .disabled("the lab DC's smbd refuses every session setup here (NT_STATUS_INTERNAL_ERROR); see the comment"))
+@Suite(.tags(.server), .serialized)
 struct ReplicateSMBKerberosTests {
     struct Domain {
         let fixture: StoreFixture
