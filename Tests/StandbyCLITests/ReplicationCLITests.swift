@@ -80,12 +80,25 @@ import Testing
             }.max() ?? 0
         }
 
-        func waitFor(_ what: String, deadline: Duration = .seconds(60), _ condition: () -> Bool) async throws {
+        /// Polls `condition` on a thread of its own (every 5 ms, never waiting for a free thread of
+        /// the cooperative pool, which a loaded test run keeps busy for seconds) and sends `signal`
+        /// to `pid` the moment it holds: a kill in the middle of a transfer lands in the middle.
+        func kill(
+            _ pid: pid_t, signal: Int32 = SIGKILL, when what: String, deadline: Duration = .seconds(60),
+            _ condition: @escaping @Sendable () -> Bool
+        ) async throws {
             let end = ContinuousClock.now + deadline
-            while !condition() {
-                guard ContinuousClock.now < end else { throw LabError(.notReady, "timed out waiting for \(what)") }
-                try await Task.sleep(for: .milliseconds(20))
+            let held: Bool = await withCheckedContinuation { continuation in
+                Thread {
+                    while !condition() {
+                        guard ContinuousClock.now < end else { return continuation.resume(returning: false) }
+                        Thread.sleep(forTimeInterval: 0.005)
+                    }
+                    Glibc.kill(pid, signal)
+                    continuation.resume(returning: true)
+                }.start()
             }
+            guard held else { throw LabError(.notReady, "timed out waiting for \(what)") }
         }
     }
 
@@ -111,8 +124,10 @@ import Testing
             ["replicate", site.site, "--state", site.state, ReplicationSite.noon], in: site.lab)
         // Before sealing: the open pack has 12 MiB; after: the first 32 MiB pack is sealed.
         let threshold: Int64 = suffix == ".pack.tmp" ? 12 << 20 : 1 << 20
-        try await site.waitFor("the first chunks in the store") { site.largestPack(suffix: suffix) >= threshold }
-        kill(running.pid, SIGKILL)
+        let packs = site
+        try await site.kill(running.pid, when: "the first chunks in the store") {
+            packs.largestPack(suffix: suffix) >= threshold
+        }
         let killed = await running.wait()
         #expect(killed.signal == SIGKILL, "\(killed)")
 
