@@ -78,6 +78,28 @@ public struct SiteYAML: Sendable {
             + steps.map { "  - \($0)" }
     }
 
+    /// Services written as the YAML list a test reads best (`- name: core` and its lines below),
+    /// as `services` takes them: one array of lines per item, relative to the item.
+    public static func services(yaml: String) -> [[String]] {
+        let lines = yaml.split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
+        guard
+            let indent = lines.compactMap({ line -> Int? in
+                let trimmed = line.drop { $0 == " " }
+                return trimmed.hasPrefix("- ") ? line.count - trimmed.count : nil
+            }).min()
+        else { return [] }
+        var items: [[String]] = []
+        for line in lines where line.count > indent {
+            let body = String(line.dropFirst(indent))
+            if body.hasPrefix("- ") {
+                items.append([String(body.dropFirst(2))])
+            } else if !items.isEmpty {
+                items[items.count - 1].append(String(body.dropFirst(2)))
+            }
+        }
+        return items
+    }
+
     /// The file's text.
     public var text: String {
         func site(_ key: String, _ site: Site) -> [String] {

@@ -86,37 +86,24 @@ struct EngineFixture {
 
     init(_ lab: LabDirectory, services: String, backupSets: String = "", dns: Bool = false) throws {
         self.lab = lab
-        let yaml = """
-            deployment: enginetest
-            domain: example.test
-            sites:
-              primary: { name: red, timezone: UTC, pool: pool01.example.test }
-              secondary:
-                name: dub
-                timezone: Europe/Dublin
-                pool: pool02.example.test
-                off_peak: ["22:00-05:00"]
-                standby_servers:
-                  - { host: fe.example.test, roles: [front-end] }
-            backup_sets:
-            \(backupSets.isEmpty ? "  []" : backupSets)
-            services:
-            \(services.replacingOccurrences(of: "LAB", with: lab.path))
-            \(dns ? """
-            dns:
-              zone: example.test
-              servers: ["127.0.0.1:5300", "127.0.0.1:5301"]
-              key: /nonexistent/failover.key
-              records:
-                - { name: _sipinternaltls._tcp, type: SRV, ttl: 300, primary: "0 0 5061 pool01.example.test.", secondary: "0 0 5061 pool02.example.test." }
-            """ : "")
-            health:
-              probes:
-                - { name: fe-secondary, tcp: "127.0.0.1:5061", site: secondary }
-            policy:
-              incident_leads: [alice, bob]
-            """
-        try lab.write("site/site.yaml", yaml)
+        var site = SiteYAML(deployment: "enginetest", domain: "example.test")
+        site.secondary.timezone = "Europe/Dublin"
+        site.secondary.pool = "pool02.example.test"
+        site.backupSets = backupSets.split(separator: "\n").map {
+            String($0.drop { $0 == " " }.dropFirst(2))
+        }
+        site.services = SiteYAML.services(yaml: services.replacingOccurrences(of: "LAB", with: lab.path))
+        if dns {
+            site.dns = [
+                "zone: example.test", #"servers: ["127.0.0.1:5300", "127.0.0.1:5301"]"#,
+                "key: /nonexistent/failover.key",
+                "records:",
+                #"  - { name: _sipinternaltls._tcp, type: SRV, ttl: 300, primary: "0 0 5061 pool01.example.test.", secondary: "0 0 5061 pool02.example.test." }"#,
+            ]
+        }
+        site.health = ["probes:", #"  - { name: fe-secondary, tcp: "127.0.0.1:5061", site: secondary }"#]
+        site.incidentLeads = ["alice", "bob"]
+        try site.write(in: lab)
         topology = try TopologyLoader.load(lab.file("site/site.yaml"), environment: ["HOME": lab.path])
         state = StateDirectory(explicit: lab.file("state"), deployment: topology.deployment)
         journal = FailoverJournal(store: try StateStore(directory: state))
