@@ -28,40 +28,20 @@ import Testing
             content = random.readData(ofLength: megabytes << 20)
             try random.close()
             try content.write(to: URL(fileURLWithPath: source))
-            let yaml = """
-                deployment: repltest
-                domain: example.test
-                sites:
-                  primary: { name: red, timezone: UTC, pool: pool01.example.test, off_peak: ["00:00-00:01"] }
-                  secondary:
-                    name: dub
-                    timezone: UTC
-                    pool: pool02.example.test
-                    standby_servers:
-                      - { host: fe.example.test, roles: [front-end] }
-                replication:
-                  peak_rate: \(peakRate)
-                backup_sets:
-                  - name: sql
-                    kind: database
-                    source: \(nginx.url("db.bak").absoluteString)
-                    schedule: { every: 4h }
-                    rpo: 24h
-                    keep: { last: 3 }
-                services:
-                  - name: core
-                    tier: core
-                    priority: 1
-                    roles: [front-end]
-                    backup_sets: [sql]
-                    steps:
-                      - { restore: sql, to: \(lab.file("restore")) }
-                health:
-                  probes: []
-                policy:
-                  incident_leads: [alice, bob]
-                """
-            try lab.write("site/site.yaml", yaml)
+            var site = SiteYAML(deployment: "repltest", domain: "example.test")
+            site.primary.offPeak = ["00:00-00:01"]
+            site.secondary.pool = "pool02.example.test"
+            site.secondary.offPeak = []
+            site.replication = ["peak_rate: \(peakRate)"]
+            site.backupSets = [
+                "{ name: sql, kind: database, source: \"\(nginx.url("db.bak").absoluteString)\", schedule: { every: 4h }, rpo: 24h, keep: { last: 3 } }"
+            ]
+            site.services = [
+                SiteYAML.service(
+                    "core", steps: ["{ restore: sql, to: \(lab.file("restore")) }"], extra: ["backup_sets: [sql]"])
+            ]
+            site.incidentLeads = ["alice", "bob"]
+            try site.write(in: lab)
         }
 
         var site: String { lab.file("site") }
