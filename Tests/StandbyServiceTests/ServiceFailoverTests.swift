@@ -47,7 +47,7 @@ import Testing
             stderr: err)
         defer { command.end() }
         var port = 0
-        let deadline = ContinuousClock.now + .seconds(20)
+        let deadline = ContinuousClock.now + .seconds(60)
         while port == 0, ContinuousClock.now < deadline {
             if let text = try? String(contentsOfFile: out, encoding: .utf8), let range = text.range(of: "(port ") {
                 port = Int(text[range.upperBound...].prefix(while: \.isNumber)) ?? 0

@@ -94,7 +94,7 @@ struct ServiceFixture {
         let command = try binary.start(
             ["run", site, "--state", state, "--listen", "127.0.0.1:0", "--tick-milliseconds", "100"],
             stdout: out, stderr: err)
-        let deadline = ContinuousClock.now + .seconds(20)
+        let deadline = ContinuousClock.now + .seconds(60)
         while ContinuousClock.now < deadline {
             if let text = try? String(contentsOfFile: out, encoding: .utf8),
                 let range = text.range(of: "(port "),
@@ -111,7 +111,7 @@ struct ServiceFixture {
             try await Task.sleep(for: .milliseconds(20))
         }
         command.kill9()
-        throw LabError(.notReady, "standby run did not start serving within 20 s")
+        throw LabError(.notReady, "standby run did not start serving within 60 s (a loaded machine)")
     }
 }
 
