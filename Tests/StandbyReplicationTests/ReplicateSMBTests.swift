@@ -275,6 +275,15 @@ import Testing
     /// connection killed): an error naming the set, the host and the share, nothing visible. Once
     /// it is back, the next run fetches only the ranges that were not stored (the published
     /// index), and the restore is the file byte for byte.
+    /// The largest file of `directory`, in bytes (0 when there is none).
+    static func largestFile(in directory: String) -> Int64 {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        let sizes: [Int64] = names.compactMap { name in
+            (try? FileManager.default.attributesOfItem(atPath: directory + "/" + name)[.size] as? NSNumber)?.int64Value
+        }
+        return sizes.max() ?? 0
+    }
+
     @Test func aServerGoneMidReadThenBack() async throws {
         let pages = 4096  // 32 MiB at 8 MiB/s
         let size = Int64(pages * pageSize)
@@ -284,8 +293,12 @@ import Testing
         var options = share.options
         options.rateLimit = 8 << 20
         let smbd = share.smbd
+        // Killed once 12 MiB are in the store's open pack, watched on a thread of its own: a fixed
+        // 2.5 s timer fired before anything was stored when the machine was loaded.
+        let packs = share.fixture.storePath + "/packs"
         Thread.detachNewThread {
-            Thread.sleep(forTimeInterval: 2.5)
+            let deadline = Date().addingTimeInterval(60)
+            while Date() < deadline, Self.largestFile(in: packs) < 12 << 20 { Thread.sleep(forTimeInterval: 0.01) }
             smbd.process.signal(SIGKILL)
         }
         let error = await #expect(throws: ReplicationError.self) {
