@@ -151,8 +151,13 @@ final class ReadPipeline: @unchecked Sendable {
     /// Bytes the transfer has delivered so far (for progress).
     var receivedBytes: Int64 { delivered.load(ordering: .relaxed) }
 
-    init(parameters: ChunkerParameters) {
+    /// The whole-file hash the hashing thread goes on from (one fed with the bytes before the
+    /// transfer's, when a copy resumes).
+    private let initialHasher: StreamHasher
+
+    init(parameters: ChunkerParameters, hasher: StreamHasher = StreamHasher()) {
         self.parameters = parameters
+        self.initialHasher = hasher
         for _ in 0..<Self.blocks { pool.put(StreamBlock(capacity: Self.blockSize)) }
     }
 
@@ -162,7 +167,7 @@ final class ReadPipeline: @unchecked Sendable {
         let pipeline = self
         hasher = Blocking.Worker(name: "standby.hash") {
             do {
-                var sha = StreamHasher()
+                var sha = pipeline.initialHasher
                 while let block = try pipeline.toHasher.take() {
                     sha.chunks(block.base, ends: block.ends, into: &block.ids)
                     if !pipeline.toStore.put(block) { pipeline.release(block) }

@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 import GRDB
 import StandbyBase
@@ -55,7 +54,6 @@ extension ReplicationStore {
         } catch {
             throw ReplicationError(.storeIO, "cannot create \(directory): \(error)", set: set)
         }
-        let reader = PackReader(directory: packDirectory)
         var restored: [(name: String, path: String, size: Int64)] = []
         var bytes: Int64 = 0
         let files = try Row.fetchAll(
@@ -76,33 +74,24 @@ extension ReplicationStore {
             let fd = try FileIO.open(temp, O_WRONLY | O_CREAT | O_TRUNC)
             var written: Int64 = 0
             do {
-                var hasher = SHA256()
-                var buffer: [UInt8] = []
-                buffer.reserveCapacity(1 << 20)
-                for entry in try recipe(db, file: fileID) {
-                    if cancellation.isCancelled { throw ReplicationError(.cancelled, "restore cancelled", set: set) }
-                    guard let location = try chunkLocation(db, entry.id) else {
-                        throw ReplicationError(
-                            .corruptPack,
-                            "version \(chosen.id), file \(name): chunk \(entry.id) is missing from the store", set: set)
+                let describe = "version \(chosen.id), file \(name)"
+                let entries = try recipe(db, file: fileID)
+                var packNames: [Int64: String] = [:]
+                let locations = try chunkLocations(db, entries.lazy.map(\.id), packNames: &packNames)
+                let actual: [UInt8]
+                do {
+                    let runs = try RestoreRun.plan(entries, locations: locations, describe: describe)
+                    let result = try RestorePipeline.write(
+                        runs, packDirectory: packDirectory, to: fd, path: temp, cancellation: cancellation)
+                    actual = result.sha256
+                    written = result.bytes
+                } catch var error as ReplicationError where error.code == .corruptPack || error.code == .cancelled {
+                    if error.code == .corruptPack, !error.message.hasPrefix(describe) {
+                        error.message = "\(describe): \(error.message)"
                     }
-                    let chunk: [UInt8]
-                    do {
-                        chunk = try reader.read(entry.id, at: location, verify: true)
-                    } catch let error as ReplicationError where error.code == .corruptPack {
-                        throw ReplicationError(
-                            .corruptPack, "version \(chosen.id), file \(name): \(error.message)", set: set)
-                    }
-                    chunk.withUnsafeBytes { hasher.update(bufferPointer: $0) }
-                    buffer.append(contentsOf: chunk)
-                    if buffer.count >= 1 << 20 {
-                        try buffer.withUnsafeBytes { try FileIO.writeAll(fd, $0, path: temp) }
-                        buffer.removeAll(keepingCapacity: true)
-                    }
-                    written += Int64(chunk.count)
+                    error.set = set
+                    throw error
                 }
-                try buffer.withUnsafeBytes { try FileIO.writeAll(fd, $0, path: temp) }
-                let actual = Array(hasher.finalize())
                 guard written == size, expected.map({ Array($0) == actual }) ?? true else {
                     throw ReplicationError(
                         .hashMismatch,

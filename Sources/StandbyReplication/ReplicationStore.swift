@@ -62,9 +62,11 @@ public final class ReplicationStore: Sendable {
     /// pending (never visible), and adopts the chunks of packs it left behind, re-hashing each
     /// record, so a re-run does not fetch them again.
     func recover(_ db: Database) throws {
+        try db.execute(sql: Self.resumeTable)
         let pending = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM versions WHERE state = 'pending'") ?? 0
         if pending > 0 {
             try db.inTransaction {
+                try keepResumePoints(db, state: "pending")
                 try db.execute(sql: "DELETE FROM versions WHERE state = 'pending'")
                 return .commit
             }
@@ -80,6 +82,72 @@ public final class ReplicationStore: Sendable {
             if !isTemp && known.contains(name) { continue }
             try adopt(db, path: path, name: name, isTemp: isTemp)
         }
+    }
+
+    /// Where an unfinished copy of a file stopped, kept when its version is dropped: the file's
+    /// size, modification time and source then, and the recipe entries of its first bytes as the
+    /// run's checkpoints committed them. The next replicate of the set starts after them when
+    /// the source is unchanged (see `Replicator.resumePoint`). Dropped when a version of the set
+    /// is committed.
+    static let resumeTable = """
+        CREATE TABLE IF NOT EXISTS resume_points(
+            set_name TEXT NOT NULL,
+            name TEXT NOT NULL,
+            source TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            mtime INTEGER,
+            entries BLOB NOT NULL,
+            PRIMARY KEY(set_name, name)) WITHOUT ROWID
+        """
+
+    /// Records a resume point for each file of the versions in `state` (or of `version`) whose
+    /// recipe has committed segments, unless the set already has a longer one for that file.
+    func keepResumePoints(_ db: Database, state: String? = nil, version: Int64? = nil) throws {
+        try db.execute(sql: Self.resumeTable)
+        let rows = try Row.fetchAll(
+            db,
+            sql: """
+                SELECT s.name, f.id, f.name, f.source, f.size, f.mtime FROM files f
+                JOIN versions v ON v.id = f.version_id JOIN sets s ON s.id = v.set_id
+                WHERE (? IS NULL OR v.state = ?) AND (? IS NULL OR v.id = ?)
+                """, arguments: [state, state, version, version])
+        for row in rows {
+            let (setName, fileID, name, source, size): (String, Int64, String, String, Int64) = (
+                row[0], row[1], row[2], row[3], row[4]
+            )
+            let mtime: Int64? = row[5]
+            var entries = Data()
+            var expected = 0
+            let segments = try Row.fetchCursor(
+                db, sql: "SELECT seq, entries FROM recipes WHERE file_id = ? ORDER BY seq", arguments: [fileID])
+            while let segment = try segments.next() {
+                // Only the unbroken run of segments from the start counts.
+                guard (segment[0] as Int) == expected else { break }
+                entries.append(segment[1] as Data)
+                expected += 1
+            }
+            guard !entries.isEmpty else { continue }
+            let longer = try Int.fetchOne(
+                db, sql: "SELECT length(entries) FROM resume_points WHERE set_name = ? AND name = ?",
+                arguments: [setName, name])
+            if let longer, longer >= entries.count, try resumePointMatches(db, setName, name, source, size, mtime) {
+                continue
+            }
+            try db.execute(
+                sql:
+                    "INSERT OR REPLACE INTO resume_points(set_name, name, source, size, mtime, entries) VALUES (?, ?, ?, ?, ?, ?)",
+                arguments: [setName, name, source, size, mtime, entries])
+        }
+    }
+
+    private func resumePointMatches(
+        _ db: Database, _ set: String, _ name: String, _ source: String, _ size: Int64, _ mtime: Int64?
+    ) throws -> Bool {
+        try Bool.fetchOne(
+            db,
+            sql: """
+                SELECT 1 FROM resume_points WHERE set_name = ? AND name = ? AND source = ? AND size = ? AND mtime IS ?
+                """, arguments: [set, name, source, size, mtime]) ?? false
     }
 
     private func adopt(_ db: Database, path: String, name: String, isTemp: Bool) throws {

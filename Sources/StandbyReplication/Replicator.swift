@@ -156,14 +156,20 @@ final class Replicator {
                             fetched_bytes = ?, verified = ? WHERE id = ?
                         """,
                     arguments: [total, captured.map(Double.init), newBytes, receivedBytes, now, versionID])
+                try db.execute(sql: "DELETE FROM resume_points WHERE set_name = ?", arguments: [set])
                 return .commit
             }
         } catch {
-            // Keep what was fetched (the next run skips it); the version never becomes visible.
-            pendingSegments.removeAll()
+            // Keep what was fetched (the next run skips it, and resumes the file being read
+            // after it); the version never becomes visible.
+            segmentRecipe()
             try? finishPack(db)
             try? checkpoint(db)
-            try? db.execute(sql: "DELETE FROM versions WHERE id = ?", arguments: [versionID])
+            try? db.inTransaction {
+                try store.keepResumePoints(db, version: versionID)
+                try db.execute(sql: "DELETE FROM versions WHERE id = ?", arguments: [versionID])
+                return .commit
+            }
             throw error
         }
         logger.info(
@@ -313,11 +319,17 @@ final class Replicator {
     private func replicateWhole(_ db: Database, source: Source, info: RemoteFileInfo) throws -> ([UInt8], Int) {
         phase = .fetching
         let base = processed
+        // After a kill: the bytes the interrupted run stored are read back from the packs for
+        // the whole-file hash, and the source is read from where they end.
+        var sha = StreamHasher()
+        let resumed = try resume(db, source: source, info: info, into: &sha)
+        processed = base + resumed
         receivedBefore = receivedBytes
-        let pipeline = ReadPipeline(parameters: parameters)
-        let transfer = UncheckedTransfer(session: session, url: source.url)
+        let pipeline = ReadPipeline(parameters: parameters, hasher: sha)
+        let range = resumed > 0 ? ByteRange(offset: resumed, length: (info.size ?? resumed) - resumed) : nil
+        let transfer = UncheckedTransfer(session: session, url: source.url, range: range)
         pipeline.start { sink in try transfer.run(sink) }
-        var stored: Int64 = 0
+        var stored: Int64 = resumed
         let outcome: (sha256: [UInt8], bytes: Int64)
         do {
             while let block = try pipeline.next() {
@@ -328,7 +340,8 @@ final class Replicator {
                 processed = base + stored
                 reportProgress(received: pipeline.receivedBytes)
             }
-            outcome = try pipeline.join()
+            let joined = try pipeline.join()
+            outcome = (joined.sha256, joined.bytes + resumed)
         } catch {
             pipeline.abort()
             _ = try? pipeline.join()
@@ -343,6 +356,80 @@ final class Replicator {
         }
         try flushRecipe(db)
         return (outcome.sha256, recipeCount)
+    }
+
+    /// Schemes whose transports serve byte ranges of a file (HTTP Range, SFTP and SMB reads at
+    /// an offset, file:// reads at an offset).
+    static let rangedSchemes: Set<String> = ["http", "https", "sftp", "smb", "file"]
+
+    /// Where an interrupted copy of this file stopped, when it can be taken up: the source
+    /// serves byte ranges, its size and modification time are those of the interrupted run and
+    /// the chunks its checkpoints recorded are still stored. Those chunks are read back (each
+    /// checked against its id) into `sha` and the file's recipe; returns the offset after them,
+    /// a chunk boundary: the chunker starts afresh at every boundary, so cutting the rest from
+    /// there gives the chunks a reading from byte 0 would. 0 when there is nothing to resume.
+    private func resume(_ db: Database, source: Source, info: RemoteFileInfo, into sha: inout StreamHasher) throws
+        -> Int64
+    {
+        try db.execute(sql: ReplicationStore.resumeTable)
+        guard
+            let row = try Row.fetchOne(
+                db, sql: "SELECT source, size, mtime, entries FROM resume_points WHERE set_name = ? AND name = ?",
+                arguments: [set, source.name])
+        else { return 0 }
+        let (oldSource, oldSize, oldMtime, data): (String, Int64, Int64?, Data) = (row[0], row[1], row[2], row[3])
+        guard let size = info.size, let mtime = info.modificationTime, oldMtime == mtime, oldSize == size,
+            oldSource == redacted(source.url)
+        else {
+            logger.info(
+                "Source changed since the interrupted run, reading it from the start",
+                metadata: [
+                    "set": "\(set)", "file": "\(source.name)",
+                    "then": "size \(oldSize), mtime \(oldMtime ?? -1)",
+                    "now": "size \(info.size ?? -1), mtime \(info.modificationTime ?? -1)",
+                ])
+            return 0
+        }
+        guard let scheme = source.url.scheme?.lowercased(), Self.rangedSchemes.contains(scheme) else {
+            logger.info(
+                "The source serves no byte ranges, reading it from the start",
+                metadata: ["set": "\(set)", "file": "\(source.name)"])
+            return 0
+        }
+        let entries = [RecipeEntry].decode(data)
+        var packNames: [Int64: String] = [:]
+        let locations = try store.chunkLocations(db, entries.lazy.map(\.id), packNames: &packNames)
+        var offset: Int64 = 0
+        for entry in entries {
+            // Stop at the first chunk no longer stored (reclaimed, or its pack lost), and never
+            // past the end of the file.
+            guard let location = locations[entry.id], location.length == entry.length,
+                offset + Int64(entry.length) <= size
+            else { break }
+            try checkCancelled()
+            let bytes: [UInt8]
+            do {
+                bytes = try reader.read(entry.id, at: location, verify: true)
+            } catch let error as ReplicationError where error.code == .corruptPack {
+                logger.warning(
+                    "A stored chunk of the interrupted run is damaged; reading the file from there",
+                    metadata: ["set": "\(set)", "file": "\(source.name)", "reason": "\(error.message)"])
+                break
+            }
+            bytes.withUnsafeBytes { sha.update($0) }
+            try appendRecipe(db, entry)
+            offset += Int64(entry.length)
+            processed += Int64(entry.length)
+            reportProgress()
+        }
+        if offset > 0 {
+            logger.info(
+                "Resuming an interrupted copy",
+                metadata: [
+                    "set": "\(set)", "file": "\(source.name)", "offset": "\(offset)", "size": "\(size)",
+                ])
+        }
+        return offset
     }
 
     /// Stores the chunks of a block (their ids computed): which of them the store lacks (one
@@ -453,7 +540,12 @@ final class Replicator {
                 throw error
             }
         }
-        if !packs.isEmpty { try FileIO.syncDirectory(store.packDirectory) }
+        if !packs.isEmpty {
+            try FileIO.syncDirectory(store.packDirectory)
+            // The recipe so far goes with the packs: after a kill the next run resumes the file
+            // where this checkpoint leaves it (a chunk the catalog then lacks stops it early).
+            segmentRecipe()
+        }
         let segments = pendingSegments
         guard !packs.isEmpty || !segments.isEmpty else { return }
         try db.inTransaction {
@@ -480,6 +572,14 @@ final class Replicator {
         recipeFile = file
         recipeSeq = 0
         recipeCount = 0
+        recipeBuffer.removeAll(keepingCapacity: true)
+    }
+
+    /// The buffered entries become a segment, whatever their number.
+    private func segmentRecipe() {
+        guard !recipeBuffer.isEmpty else { return }
+        pendingSegments.append((recipeFile, recipeSeq, recipeBuffer.encoded()))
+        recipeSeq += 1
         recipeBuffer.removeAll(keepingCapacity: true)
     }
 
@@ -862,8 +962,10 @@ final class Replicator {
 private struct UncheckedTransfer: @unchecked Sendable {
     let session: TransferSession
     let url: URL
+    var range: ByteRange?
 
     func run(_ sink: (UnsafeRawBufferPointer) throws -> Void) throws {
-        try session.get(url, sink: sink)
+        if let range, range.length == 0 { return }
+        try session.get(url, range: range, sink: sink)
     }
 }

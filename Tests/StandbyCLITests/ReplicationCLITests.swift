@@ -132,6 +132,43 @@ import Testing
         #expect(verify.stdout.contains("clean"))
     }
 
+    /// kill -9 after the first pack is sealed, with no index published: the rerun resumes the
+    /// file after the stored bytes (a ranged GET from the last checkpoint) instead of reading it
+    /// from byte 0, and the version is the file byte for byte.
+    @Test func killNineWithoutAnIndexResumesWhereItStopped() async throws {
+        let site = try ReplicationSite(megabytes: 48)
+        defer { site.stop() }
+        let standby = try StandbyRunner.locate()
+        let running = try standby.start(
+            ["replicate", site.site, "--state", site.state, ReplicationSite.noon], in: site.lab)
+        // A little after the first pack is sealed, so the checkpoint that registers it (and the
+        // recipe so far) is committed too.
+        final class FirstSeen: @unchecked Sendable { var at: ContinuousClock.Instant? }
+        let seen = FirstSeen()
+        let packs = site
+        try await site.kill(running.pid, when: "the first sealed pack") {
+            guard packs.largestPack(suffix: ".pack") >= 1 << 20 else { return false }
+            if seen.at == nil { seen.at = .now }
+            return ContinuousClock.now - (seen.at ?? .now) >= .milliseconds(300)
+        }
+        let killed = await running.wait()
+        #expect(killed.signal == SIGKILL, "\(killed)")
+        let stored = site.largestPack(suffix: ".pack")
+
+        let again = try await standby.run(
+            ["replicate", site.site, "--state", site.state, "--json", ReplicationSite.midnight], in: site.lab)
+        #expect(again.status == 0, "\(again)")
+        let received = try #require(bytesReceived(again.stdout), "\(again)")
+        #expect(received < Int64(48 << 20) - stored + (2 << 20), "received \(received) with \(stored) stored")
+
+        let restore = try await standby.run(
+            ["restore", site.site, "sql", "--to", site.lab.file("out"), "--state", site.state], in: site.lab)
+        #expect(restore.status == 0, "\(restore)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: site.lab.file("out/db.bak"))) == site.content)
+        let verify = try await standby.run(["verify", site.site, "--state", site.state, "--read-data"], in: site.lab)
+        #expect(verify.status == 0, "\(verify)")
+    }
+
     @Test func verifyExitsOneAndNamesTheBrokenVersion() async throws {
         let site = try ReplicationSite(megabytes: 2)
         defer { site.stop() }
