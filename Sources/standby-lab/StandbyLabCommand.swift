@@ -116,13 +116,13 @@ struct StandbyLabCommand: ParsableCommand {
             }
             let shaper = try LinkShaper.start(link: shape, to: String(parts[0]), port: port)
             print("127.0.0.1:\(shaper.port) -> \(to) over \(shape); Ctrl-C stops it")
-            fflush(stdout)
+            fflush(nil)
             while true {
                 sleep(10)
                 let counted = shaper.counters
                 print(
                     "\(counted.connections) connections, \(counted.bytesUp) bytes up, \(counted.bytesDown) bytes down")
-                fflush(stdout)
+                fflush(nil)
             }
         }
     }
