@@ -15,6 +15,10 @@ import StandbyTransport
 /// replicated with a published chunk index against `rsync --no-whole-file` (its day-1 copy in
 /// the page cache, and evicted; Standby's store evicted). Each contender runs as a child
 /// process, so its peak memory is its own (getrusage of the child).
+///
+/// `--link 40ms,100Mbit` puts a `LinkShaper` (RTT, rate per direction) in front of nginx and of
+/// the rsync daemon, so every contender that crosses the network crosses the same link; bytes on
+/// the wire are then the shaper's count of both directions. `cp` and the SHA-256 floor are local.
 struct ReplicationBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "replication",
@@ -32,9 +36,22 @@ struct ReplicationBench: AsyncParsableCommand {
     @Flag(help: "Keep the generated data.")
     var keep = false
 
+    @Option(
+        help: """
+            A shaped link between the secondary and the primary's servers: RTT[,RATE], e.g. 40ms,100Mbit \
+            or 80ms,1Gbit (0ms: through the shaper with no delay and no cap, to count its bytes).
+            """)
+    var link: String?
+
     func run() async throws {
         guard let bytes = parseSize(size), bytes >= 8192 else {
             throw ValidationError("cannot read the size \(size) (try 1GiB, 512MiB)")
+        }
+        let shaping = try link.map { text in
+            guard let parsed = LinkShaper.Link(parsing: text) else {
+                throw ValidationError("cannot read the link \(text) (try 40ms,100Mbit or 80ms,1Gbit)")
+            }
+            return parsed
         }
         let pages = Int(bytes / 8192)
         let lab: LabDirectory
@@ -53,18 +70,54 @@ struct ReplicationBench: AsyncParsableCommand {
         defer { nginx.stop() }
         let rsyncd = try RsyncDaemon.start(in: lab, serving: www)
         defer { rsyncd.stop() }
-        let url = nginx.url("db.bak")
-        let rsyncURL = "rsync://127.0.0.1:\(rsyncd.port)/backups/db.bak"
+        let httpLink = try shaping.map { try LinkShaper.start(link: $0, port: nginx.port) }
+        defer { httpLink?.stop() }
+        let rsyncLink = try shaping.map { try LinkShaper.start(link: $0, port: rsyncd.port) }
+        defer { rsyncLink?.stop() }
+        let url = httpLink.flatMap { URL(string: "http://127.0.0.1:\($0.port)/db.bak") } ?? nginx.url("db.bak")
+        let rsyncURL = "rsync://127.0.0.1:\(rsyncLink?.port ?? rsyncd.port)/backups/db.bak"
+        if let shaping, let httpLink, let rsyncLink {
+            print("Link: \(shaping), nginx and rsyncd each behind a shaper (ports \(httpLink.port), \(rsyncLink.port))")
+        } else {
+            print("Link: none (loopback, straight to the servers)")
+        }
+
+        /// Runs a contender; on a shaped link its wire bytes are the shaper's (both directions),
+        /// and an HTTP contender's requests are the lines it added to nginx's access log.
+        func networked(http: Bool, _ body: () throws -> Measurement) throws -> Measurement {
+            let shaper = http ? httpLink : rsyncLink
+            let before = shaper?.counters
+            let linesBefore = accessLogLines(nginx)
+            var m = try body()
+            if let shaper, let before {
+                let used = shaper.counters - before
+                m.wireBytes = used.total
+                m.wireUp = used.bytesUp
+                m.connections = used.connections
+            }
+            if http {
+                // nginx logs a request once its response has gone out: give the last one time.
+                usleep(100_000)
+                m.requests = accessLogLines(nginx) - linesBefore
+            }
+            return m
+        }
 
         var rows: [(String, Measurement)] = []
         func record(_ name: String, _ m: Measurement) {
             rows.append((name, m))
             let wire = m.wireBytes.map(formatBytes) ?? "-"
+            var extra = ""
+            if let up = m.wireUp { extra += "   of it up " + formatBytes(up) }
+            if let requests = m.requests { extra += "   requests \(requests)" }
+            if let connections = m.connections { extra += "   connections \(connections)" }
             print(
                 "  " + name.padding(toLength: 40, withPad: " ", startingAt: 0)
                     + String(format: "%8.2f s", m.seconds) + "   wire "
                     + wire.padding(toLength: 12, withPad: " ", startingAt: 0)
-                    + "   peak memory " + (m.peakRSS > 0 ? formatBytes(m.peakRSS) : "-"))
+                    + "   peak memory "
+                    + (m.peakRSS > 0 ? formatBytes(m.peakRSS) : "-").padding(
+                        toLength: 9, withPad: " ", startingAt: 0) + extra)
         }
 
         print("Day 1: full copy")
@@ -72,33 +125,41 @@ struct ReplicationBench: AsyncParsableCommand {
         record(
             "cp + sync", try measure(["/bin/sh", "-c", "cp \"$0\" \"$1\" && sync", source, cpTarget + "/db.bak"]))
         let rsyncTarget = try lab.directory("rsync")
-        let rsyncFull = try measure(
-            [try Programs.locate("rsync", package: "rsync"), "--stats", rsyncURL, rsyncTarget + "/db.bak"],
-            statsOut: lab.file("rsync-full.txt"))
+        let rsyncFull = try networked(http: false) {
+            try measure(
+                [try Programs.locate("rsync", package: "rsync"), "--stats", rsyncURL, rsyncTarget + "/db.bak"],
+                statsOut: lab.file("rsync-full.txt"))
+        }
         record("rsync (daemon, loopback)", rsyncFull)
         // rsync leaves its copy in the page cache; with a sync after it, it is as durable as
         // Standby's fsynced packs and cp + sync.
         let rsyncSyncTarget = try lab.directory("rsync-sync")
-        let rsyncDurable = try measure(
-            [
-                "/bin/sh", "-c", "\"$0\" --stats \"$1\" \"$2\" && sync", try Programs.locate("rsync", package: "rsync"),
-                rsyncURL, rsyncSyncTarget + "/db.bak",
-            ], statsOut: lab.file("rsync-full-sync.txt"))
+        let rsyncDurable = try networked(http: false) {
+            try measure(
+                [
+                    "/bin/sh", "-c", "\"$0\" --stats \"$1\" \"$2\" && sync",
+                    try Programs.locate("rsync", package: "rsync"), rsyncURL, rsyncSyncTarget + "/db.bak",
+                ], statsOut: lab.file("rsync-full-sync.txt"))
+        }
         record("rsync + sync", rsyncDurable)
         // The extra copies are not needed again: give their disk space back (a 10 GiB run).
         try? FileManager.default.removeItem(atPath: cpTarget)
         try? FileManager.default.removeItem(atPath: rsyncSyncTarget)
         let store = lab.file("store")
-        let full = try measureStandby(store: store, url: url, useIndex: false, result: lab.file("full.json"))
+        let full = try networked(http: true) {
+            try measureStandby(store: store, url: url, useIndex: false, result: lab.file("full.json"))
+        }
         record("standby replicate (no index)", full)
         // Not contenders: what any replication over HTTP that names its chunks by SHA-256 pays
         // at least, on this machine. The transfer alone, and one SHA-256 pass with Standby's own
         // kernel on one thread, the file read from the page cache.
         print("Floors of a full replication (not contenders)")
-        let curlAlone = try measure([
-            try Programs.locate("curl", package: "curl"), "--silent", "--fail", "--output", "/dev/null",
-            url.absoluteString,
-        ])
+        let curlAlone = try networked(http: true) {
+            try measure([
+                try Programs.locate("curl", package: "curl"), "--silent", "--fail", "--output", "/dev/null",
+                url.absoluteString,
+            ])
+        }
         record("curl to /dev/null (the transfer alone)", curlAlone)
         let sha = try measureSHA256(source)
         record("one SHA-256 pass, one thread", sha)
@@ -121,22 +182,30 @@ struct ReplicationBench: AsyncParsableCommand {
         let rsyncWarmTarget = try lab.directory("rsync-warm")
         try FileManager.default.copyItem(atPath: rsyncTarget + "/db.bak", toPath: rsyncWarmTarget + "/db.bak")
         let rsync = try Programs.locate("rsync", package: "rsync")
-        let rsyncWarm = try measure(
-            [rsync, "--no-whole-file", "--stats", rsyncURL, rsyncWarmTarget + "/db.bak"],
-            statsOut: lab.file("rsync-delta-warm.txt"))
+        let rsyncWarm = try networked(http: false) {
+            try measure(
+                [rsync, "--no-whole-file", "--stats", rsyncURL, rsyncWarmTarget + "/db.bak"],
+                statsOut: lab.file("rsync-delta-warm.txt"))
+        }
         record("rsync --no-whole-file (basis cached)", rsyncWarm)
         try? FileManager.default.removeItem(atPath: rsyncWarmTarget)
         try evict(rsyncTarget + "/db.bak")
-        let rsyncDelta = try measure(
-            [rsync, "--no-whole-file", "--stats", rsyncURL, rsyncTarget + "/db.bak"],
-            statsOut: lab.file("rsync-delta.txt"))
+        let rsyncDelta = try networked(http: false) {
+            try measure(
+                [rsync, "--no-whole-file", "--stats", rsyncURL, rsyncTarget + "/db.bak"],
+                statsOut: lab.file("rsync-delta.txt"))
+        }
         record("rsync --no-whole-file (basis evicted)", rsyncDelta)
         try evictTree(store)
-        let delta = try measureStandby(store: store, url: url, useIndex: true, result: lab.file("delta.json"))
+        let delta = try networked(http: true) {
+            try measureStandby(store: store, url: url, useIndex: true, result: lab.file("delta.json"))
+        }
         record("standby replicate (published index)", delta)
 
         print("")
-        print("Summary (\(formatBytes(Int64(pages) * 8192)), \(changedPercent)% of pages rewritten):")
+        print(
+            "Summary (\(formatBytes(Int64(pages) * 8192)), \(changedPercent)% of pages rewritten, link: "
+                + "\(shaping?.description ?? "none")):")
         let cp = rows[0].1
         print(
             String(
@@ -283,6 +352,18 @@ struct ReplicationBench: AsyncParsableCommand {
         var wireBytes: Int64?
         /// 0 where not measured (a pass in this process).
         var peakRSS: Int64
+        /// Of `wireBytes`, what went from the secondary to the primary (on a shaped link).
+        var wireUp: Int64? = nil
+        /// HTTP requests nginx logged during the run.
+        var requests: Int? = nil
+        /// Connections through the link shaper.
+        var connections: Int? = nil
+    }
+
+    /// Lines in nginx's access log: one per request served.
+    func accessLogLines(_ nginx: NginxServer) -> Int {
+        guard let data = FileManager.default.contents(atPath: nginx.accessLogPath) else { return 0 }
+        return data.reduce(0) { $0 + ($1 == 10 ? 1 : 0) }
     }
 
     /// Runs a command as a child; wall time, its peak RSS, and rsync's "Total bytes received".

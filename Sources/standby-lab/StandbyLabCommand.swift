@@ -11,6 +11,7 @@ struct StandbyLabCommand: ParsableCommand {
         abstract: "Start and stop the loopback servers of the Standby lab (sites/lab).",
         subcommands: [
             Up.self, Down.self, FrontEnd.self, LosePrimary.self, RecoverPrimary.self, Backups.self, VerifyBackup.self,
+            Link.self,
         ])
 
     struct Common: ParsableArguments {
@@ -95,6 +96,33 @@ struct StandbyLabCommand: ParsableCommand {
             } catch let error as LabError {
                 FileHandle.standardError.write(Data("standby-lab: \(error)\n".utf8))
                 throw ExitCode.failure
+            }
+        }
+    }
+
+    struct Link: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "A shaped link in the foreground: a loopback TCP proxy with a delay and a rate cap to HOST:PORT.")
+        @Option(help: "The server behind the link, HOST:PORT (an IPv4 address).") var to: String
+        @Option(help: "RTT[,RATE], e.g. 40ms,100Mbit or 80ms,1Gbit.") var link: String
+
+        func run() throws {
+            guard let shape = LinkShaper.Link(parsing: link) else {
+                throw ValidationError("cannot read the link \(link) (try 40ms,100Mbit)")
+            }
+            let parts = to.split(separator: ":")
+            guard parts.count == 2, let port = UInt16(parts[1]) else {
+                throw ValidationError("--to is HOST:PORT, not \(to)")
+            }
+            let shaper = try LinkShaper.start(link: shape, to: String(parts[0]), port: port)
+            print("127.0.0.1:\(shaper.port) -> \(to) over \(shape); Ctrl-C stops it")
+            fflush(nil)
+            while true {
+                sleep(10)
+                let counted = shaper.counters
+                print(
+                    "\(counted.connections) connections, \(counted.bytesUp) bytes up, \(counted.bytesDown) bytes down")
+                fflush(nil)
             }
         }
     }
