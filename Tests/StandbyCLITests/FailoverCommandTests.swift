@@ -466,11 +466,10 @@ struct FailoverCommandTests {
                   - { name: a, exec: [sh, -c, "echo core-a >> EFFECTS"] }
             """
         // The same service needing a backup set that has no verified copy: preflight refuses.
-        let needsACopy =
-            oneStep.replacingOccurrences(
-                of: "roles: [front-end]", with: "roles: [front-end]\n    backup_sets: [rtc-db]")
-            + "\nbackup_sets:\n  - { name: rtc-db, kind: database, source: \"file://\(lab.path)/rtc.bak\", rpo: 1h }"
-        let site = try EngineSite(lab: lab, services: needsACopy)
+        let needsACopy = oneStep.replacingOccurrences(
+            of: "roles: [front-end]", with: "roles: [front-end]\n    backup_sets: [rtc-db]")
+        let rtcDB = "{ name: rtc-db, kind: database, source: \"file://\(lab.path)/rtc.bak\", rpo: 1h }"
+        let site = try EngineSite(lab: lab, services: needsACopy, backupSets: [rtcDB])
         let answer = "no run: the declaration did not complete; declare again"
 
         // Nothing was ever declared.
@@ -496,7 +495,7 @@ struct FailoverCommandTests {
         #expect(afterDone.stdout.contains("Nothing to resume: the last run") && afterDone.stdout.contains("is done"))
 
         // A newer declaration refused in preflight: not "done" any more; the older run is named.
-        _ = try EngineSite(lab: lab, services: needsACopy)
+        _ = try EngineSite(lab: lab, services: needsACopy, backupSets: [rtcDB])
         #expect(try await failover(site).status == 3)
         let afterNewerRefusal = try await command(site, "resume")
         #expect(afterNewerRefusal.status == 3, "\(afterNewerRefusal)")

@@ -77,31 +77,20 @@ struct EngineSite {
     let state: String
     let effects: String
 
-    init(lab: LabDirectory, services: String, offPeak: String = "22:00-05:00") throws {
+    init(lab: LabDirectory, services: String, backupSets: [String] = [], offPeak: String = "22:00-05:00") throws {
         self.lab = lab
         directory = try lab.directory("site")
         state = lab.file("state")
         effects = lab.file("effects")
-        let yaml = """
-            deployment: enginetest
-            domain: example.test
-            sites:
-              primary: { name: red, timezone: UTC, pool: pool01.example.test }
-              secondary:
-                name: dub
-                timezone: UTC
-                pool: pool02.example.test
-                off_peak: ["\(offPeak)"]
-                standby_servers:
-                  - { host: fe.example.test, roles: [front-end] }
-            services:
-            \(services.replacingOccurrences(of: "EFFECTS", with: effects).replacingOccurrences(of: "LAB", with: lab.path))
-            health:
-              probes: []
-            policy:
-              incident_leads: [alice, bob]
-            """
-        try lab.write("site/site.yaml", yaml)
+        var site = SiteYAML(deployment: "enginetest", domain: "example.test")
+        site.secondary.pool = "pool02.example.test"
+        site.secondary.offPeak = [offPeak]
+        site.services = SiteYAML.services(
+            yaml: services.replacingOccurrences(of: "EFFECTS", with: effects).replacingOccurrences(
+                of: "LAB", with: lab.path))
+        site.backupSets = backupSets
+        site.incidentLeads = ["alice", "bob"]
+        try site.write(in: lab)
     }
 
     /// The lines steps appended, in order.
