@@ -60,6 +60,18 @@ import Testing
             }.max() ?? 0
         }
 
+        /// Restores the set into `out` (it must be the source byte for byte) and re-reads every
+        /// stored chunk (`verify --read-data`, exit 0); returns the verify's result.
+        func restoreAndVerify(_ standby: StandbyRunner) async throws -> StandbyRunner.Result {
+            let restore = try await standby.run(
+                ["restore", site, "sql", "--to", lab.file("out"), "--state", state], in: lab)
+            #expect(restore.status == 0, "\(restore)")
+            #expect(try Data(contentsOf: URL(fileURLWithPath: lab.file("out/db.bak"))) == content)
+            let verify = try await standby.run(["verify", site, "--state", state, "--read-data"], in: lab)
+            #expect(verify.status == 0, "\(verify)")
+            return verify
+        }
+
         /// Polls `condition` on a thread of its own (every 5 ms, never waiting for a free thread of
         /// the cooperative pool, which a loaded test run keeps busy for seconds) and sends `signal`
         /// to `pid` the moment it holds: a kill in the middle of a transfer lands in the middle.
@@ -123,12 +135,7 @@ import Testing
         let received = try #require(bytesReceived(again.stdout), "\(again)")
         #expect(received < Int64(48 << 20) - threshold + (2 << 20), "received \(received) after the kill")
 
-        let restore = try await standby.run(
-            ["restore", site.site, "sql", "--to", site.lab.file("out"), "--state", site.state], in: site.lab)
-        #expect(restore.status == 0, "\(restore)")
-        #expect(try Data(contentsOf: URL(fileURLWithPath: site.lab.file("out/db.bak"))) == site.content)
-        let verify = try await standby.run(["verify", site.site, "--state", site.state, "--read-data"], in: site.lab)
-        #expect(verify.status == 0, "\(verify)")
+        let verify = try await site.restoreAndVerify(standby)
         #expect(verify.stdout.contains("clean"))
     }
 
@@ -161,12 +168,7 @@ import Testing
         let received = try #require(bytesReceived(again.stdout), "\(again)")
         #expect(received < Int64(48 << 20) - stored + (2 << 20), "received \(received) with \(stored) stored")
 
-        let restore = try await standby.run(
-            ["restore", site.site, "sql", "--to", site.lab.file("out"), "--state", site.state], in: site.lab)
-        #expect(restore.status == 0, "\(restore)")
-        #expect(try Data(contentsOf: URL(fileURLWithPath: site.lab.file("out/db.bak"))) == site.content)
-        let verify = try await standby.run(["verify", site.site, "--state", site.state, "--read-data"], in: site.lab)
-        #expect(verify.status == 0, "\(verify)")
+        _ = try await site.restoreAndVerify(standby)
     }
 
     @Test func verifyExitsOneAndNamesTheBrokenVersion() async throws {
