@@ -33,6 +33,24 @@ public final class NginxServer: Sendable {
 
     public func stop() { process.stop() }
 
+    /// The access log's lines, one a request, once no line has come for `settle` (nginx writes
+    /// a line after the response has gone out, or once it sees the client went away).
+    public func requestLines(settle: Duration = .milliseconds(300)) -> [String] {
+        var lines: [String] = []
+        var stableSince = ContinuousClock.now
+        while true {
+            let now = (try? String(contentsOfFile: accessLogPath, encoding: .utf8)) ?? ""
+            let read = now.split(separator: "\n").map(String.init)
+            if read.count != lines.count {
+                lines = read
+                stableSince = .now
+            } else if ContinuousClock.now - stableSince >= settle {
+                return lines
+            }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+    }
+
     /// The access log once `condition` holds of it, or as it is after `timeout`: nginx writes a
     /// request's line after the response has gone out, so a client can be done before it.
     public func accessLog(until condition: (String) -> Bool, timeout: Duration = .seconds(10)) -> String {

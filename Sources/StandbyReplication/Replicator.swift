@@ -74,42 +74,25 @@ final class Replicator {
     let parameters = ChunkerParameters.standard
     let started = ContinuousClock.now
 
-    /// Writes the packs on a thread of its own.
-    private let io = PackIO()
-    private var writer: PackWriter?
-    /// Full packs not yet in the catalog: still `.pack.tmp`, their chunks known here. They are
-    /// sealed and registered together at a checkpoint, so a run pays one fsync of the directory
-    /// and one catalog commit for several packs, not for each.
-    private var finished: [PackWriter] = []
-    private var finishedBytes: Int64 = 0
-    private var oldestFinished: ContinuousClock.Instant?
-    /// Recipe segments waiting for the next checkpoint's transaction.
-    private var pendingSegments: [(file: Int64, seq: Int, entries: Data)] = []
-    static let checkpointBytes: Int64 = 128 << 20
-    static let checkpointAge: Duration = .seconds(1)
-    static let pendingSegmentLimit = 16
-    private let reader: PackReader
+    /// The pack being written and the full ones waiting for the next checkpoint.
+    let sink: PackSink
+    /// The recipe of the file being read, written to the catalog in segments as it grows.
+    var recipe = RecipeWriter()
+    let reader: PackReader
     private var newBytes: Int64 = 0
-    private var processed: Int64 = 0
+    var processed: Int64 = 0
     private var total: Int64 = 0
     private var lastProgress = ContinuousClock.now - .seconds(1)
     /// The session's received bytes before the current pipelined transfer began.
     private var receivedBefore: Int64 = 0
     /// What the sessions of range fetchers received, and their requests.
-    private var otherSessionBytes: Int64 = 0
-    private var otherSessionRequests = 0
+    var otherSessionBytes: Int64 = 0
+    var otherSessionRequests = 0
     private var receivedBytes: Int64 { session.stats.totalBytes + otherSessionBytes }
     private var currentFile = ""
     private var phase = ReplicationProgress.Phase.checking
     private var filesByIndex = 0
     private var filesRead = 0
-    // The recipe of the file being read, written to the catalog in segments as it grows.
-    private var recipeFile: Int64 = 0
-    private var recipeSeq = 0
-    private var recipeBuffer: [RecipeEntry] = []
-    private var recipeCount = 0
-    static let recipeSegment = 4096
-
     init(store: ReplicationStore, spec: SetSpec, options: ReplicateOptions, session: TransferSession) {
         self.store = store
         self.spec = spec
@@ -117,6 +100,7 @@ final class Replicator {
         self.session = session
         self.logger = store.logger
         self.reader = PackReader(directory: store.packDirectory)
+        self.sink = PackSink(directory: store.packDirectory)
     }
 
     var set: String { spec.name }
@@ -142,7 +126,7 @@ final class Replicator {
             }
             phase = .committing
             reportProgress(force: true)
-            try finishPack(db)
+            sink.finishPack()
             try checkpoint(db)
             let captured = before.compactMap(\.modificationTime).max()
             let now = Date().timeIntervalSince1970
@@ -162,8 +146,8 @@ final class Replicator {
         } catch {
             // Keep what was fetched (the next run skips it, and resumes the file being read
             // after it); the version never becomes visible.
-            segmentRecipe()
-            try? finishPack(db)
+            recipe.flush()
+            sink.finishPack()
             try? checkpoint(db)
             try? db.inTransaction {
                 try store.keepResumePoints(db, version: versionID)
@@ -283,10 +267,10 @@ final class Replicator {
         let base = processed
         var outcome: (sha: [UInt8], chunks: Int)?
         if options.useIndex {
-            startRecipe(fileID)
+            recipe.start(fileID)
             outcome = try replicateByIndex(db, source: source, info: info)
             if outcome == nil {
-                pendingSegments.removeAll { $0.file == fileID }
+                recipe.discardPending(of: fileID)
                 try db.execute(sql: "DELETE FROM recipes WHERE file_id = ?", arguments: [fileID])
                 processed = base
             } else {
@@ -294,7 +278,7 @@ final class Replicator {
             }
         }
         if outcome == nil {
-            startRecipe(fileID)
+            recipe.start(fileID)
             outcome = try replicateWhole(db, source: source, info: info)
             filesRead += 1
         }
@@ -355,7 +339,7 @@ final class Replicator {
                 host: source.url.host)
         }
         try flushRecipe(db)
-        return (outcome.sha256, recipeCount)
+        return (outcome.sha256, recipe.count)
     }
 
     /// Schemes whose transports serve byte ranges of a file (HTTP Range, SFTP and SMB reads at
@@ -436,7 +420,7 @@ final class Replicator {
     /// catalog query per 64 chunks), those copied into the open pack, and every chunk appended
     /// to the file's recipe.
     private func store(_ db: Database, _ block: StreamBlock) throws {
-        let flying = block.ids.map(inFlight)
+        let flying = block.ids.map(sink.holds)
         let existing = try store.existingChunks(db, block.ids.indices.filter { !flying[$0] }.map { block.ids[$0] })
         var fresh: [Int] = []
         var taken = Set<ChunkID>()
@@ -445,7 +429,7 @@ final class Replicator {
             fresh.append(index)
             newBytes += Int64(block.ends[index] - block.start(of: index))
         }
-        if !fresh.isEmpty { try openWriter().append(block, chunks: fresh) }
+        if !fresh.isEmpty { try sink.openWriter().append(block, chunks: fresh) }
         for (index, id) in block.ids.enumerated() {
             try appendRecipe(db, RecipeEntry(id: id, length: block.ends[index] - block.start(of: index)))
         }
@@ -458,9 +442,9 @@ final class Replicator {
         try keep(db, id, chunk)
     }
 
-    private func keep(_ db: Database, _ id: ChunkID, _ chunk: UnsafeRawBufferPointer) throws {
+    func keep(_ db: Database, _ id: ChunkID, _ chunk: UnsafeRawBufferPointer) throws {
         if !(try has(db, id)) {
-            let pack = try openWriter()
+            let pack = try sink.openWriter()
             try pack.append(id, chunk)
             newBytes += Int64(chunk.count)
             try packWritten(db)
@@ -469,84 +453,26 @@ final class Replicator {
     }
 
     private func has(_ db: Database, _ id: ChunkID) throws -> Bool {
-        if inFlight(id) { return true }
+        if sink.holds(id) { return true }
         return try store.chunkExists(db, id)
     }
 
-    /// Whether the chunk is in a pack of this run that the catalog does not know yet.
-    private func inFlight(_ id: ChunkID) -> Bool {
-        if writer?.chunks[id] != nil { return true }
-        return finished.contains { $0.chunks[id] != nil }
-    }
-
-    /// The pack of this run (open or finished, not yet in the catalog) that holds the chunk.
-    private func inFlightPack(_ id: ChunkID) -> PackWriter? {
-        if let writer, writer.chunks[id] != nil { return writer }
-        return finished.first { $0.chunks[id] != nil }
-    }
-
-    private func openWriter() throws -> PackWriter {
-        if let writer { return writer }
-        let fresh = try PackWriter(directory: store.packDirectory, io: io)
-        writer = fresh
-        return fresh
-    }
-
-    /// After writes to the open pack: a full one is finished, and a checkpoint is due once the
-    /// finished packs hold `checkpointBytes` or the oldest waited `checkpointAge` (so a slow,
-    /// rate-capped transfer still makes its chunks durable as it goes).
+    /// After writes to the open pack: a checkpoint when one is due.
     private func packWritten(_ db: Database) throws {
-        if let pack = writer, pack.size >= PackFormat.targetSize { try finishPack(db) }
-        if finishedBytes >= Self.checkpointBytes
-            || oldestFinished.map({ ContinuousClock.now - $0 >= Self.checkpointAge }) == true
-        {
-            try checkpoint(db)
-        }
+        if sink.written() { try checkpoint(db) }
     }
 
-    /// Closes the open pack for appends; it waits for the next checkpoint.
-    private func finishPack(_ db: Database) throws {
-        guard let pack = writer else { return }
-        writer = nil
-        // A pack whose write failed (a full disk, mostly) is deleted: the space it holds is
-        // what the store needs now, for the catalog and the next run. Packs of this run that
-        // were finished before stay, and are registered by the checkpoint.
-        guard !pack.order.isEmpty, !pack.failed else {
-            pack.discard()
-            return
-        }
-        // Its last bytes are queued; the checkpoint waits for them.
-        pack.finish()
-        finished.append(pack)
-        finishedBytes += pack.size
-        if oldestFinished == nil { oldestFinished = .now }
-    }
-
-    /// Makes the finished packs durable and known: each fsynced and renamed, the directory
-    /// fsynced once, then one catalog transaction registers them all with the recipe segments
-    /// waiting. From here on their chunks are stored for good.
+    /// Makes the finished packs durable and known: sealed (`PackSink.seal`), then one catalog
+    /// transaction registers them all with the recipe segments waiting. From here on their
+    /// chunks are stored for good.
     private func checkpoint(_ db: Database) throws {
-        let packs = finished
-        for pack in packs {
-            do {
-                try pack.sealFile()
-            } catch {
-                // Its last writes failed (a full disk): it is deleted, as the open pack would
-                // be, and the others are registered when the checkpoint is retried.
-                guard pack.failed else { throw error }
-                pack.discard()
-                finished.removeAll { $0 === pack }
-                finishedBytes -= pack.size
-                throw error
-            }
-        }
+        let packs = try sink.seal()
         if !packs.isEmpty {
-            try FileIO.syncDirectory(store.packDirectory)
             // The recipe so far goes with the packs: after a kill the next run resumes the file
             // where this checkpoint leaves it (a chunk the catalog then lacks stops it early).
-            segmentRecipe()
+            recipe.flush()
         }
-        let segments = pendingSegments
+        let segments = recipe.pending
         guard !packs.isEmpty || !segments.isEmpty else { return }
         try db.inTransaction {
             for pack in packs {
@@ -560,50 +486,28 @@ final class Replicator {
             }
             return .commit
         }
-        finished.removeAll()
-        finishedBytes = 0
-        oldestFinished = nil
-        pendingSegments.removeAll()
+        sink.registered()
+        recipe.committed()
     }
 
     // MARK: - Recipes
 
-    private func startRecipe(_ file: Int64) {
-        recipeFile = file
-        recipeSeq = 0
-        recipeCount = 0
-        recipeBuffer.removeAll(keepingCapacity: true)
-    }
-
-    /// The buffered entries become a segment, whatever their number.
-    private func segmentRecipe() {
-        guard !recipeBuffer.isEmpty else { return }
-        pendingSegments.append((recipeFile, recipeSeq, recipeBuffer.encoded()))
-        recipeSeq += 1
-        recipeBuffer.removeAll(keepingCapacity: true)
-    }
-
-    private func appendRecipe(_ db: Database, _ entry: RecipeEntry) throws {
-        recipeBuffer.append(entry)
-        recipeCount += 1
-        if recipeBuffer.count >= Self.recipeSegment { try flushRecipe(db) }
+    func appendRecipe(_ db: Database, _ entry: RecipeEntry) throws {
+        if recipe.append(entry) { try checkpoint(db) }
     }
 
     /// The buffered entries become a segment for the next checkpoint (brought forward when
-    /// `pendingSegmentLimit` segments wait, so memory stays bounded when nothing new is stored).
-    private func flushRecipe(_ db: Database) throws {
-        guard !recipeBuffer.isEmpty else { return }
-        pendingSegments.append((recipeFile, recipeSeq, recipeBuffer.encoded()))
-        recipeSeq += 1
-        recipeBuffer.removeAll(keepingCapacity: true)
-        if pendingSegments.count >= Self.pendingSegmentLimit { try checkpoint(db) }
+    /// enough segments wait, so memory stays bounded when nothing new is stored).
+    func flushRecipe(_ db: Database) throws {
+        if recipe.flush() { try checkpoint(db) }
     }
 
     // MARK: - Delta transfer with a published index
 
-    /// Fetches the index and then only the chunks the store lacks. Returns nil (read the whole
-    /// file instead) when there is no usable index: none published, stale (size or mtime differ),
-    /// corrupt, made with other chunk sizes, or when the fetched bytes do not match it.
+    /// Fetches the index and then only the chunks the store lacks (`DeltaTransfer`). Returns
+    /// nil (read the whole file instead) when there is no usable index: none published, stale
+    /// (size or mtime differ), corrupt, made with other chunk sizes, or when the fetched bytes
+    /// do not match it.
     private func replicateByIndex(_ db: Database, source: Source, info: RemoteFileInfo) throws -> ([UInt8], Int)? {
         guard let size = info.size, let mtime = info.modificationTime else { return nil }
         // Without a previous version every group is fetched, but only missing chunks are: a run
@@ -612,8 +516,13 @@ final class Replicator {
         let indexURL = ChunkIndexLocation.index(of: source.url)
         phase = .readingIndex
         do {
-            return try deltaTransfer(
-                db, source: source, indexURL: indexURL, size: size, mtime: mtime, previous: previous)
+            let top = try DeltaTransfer.topLevel(
+                of: indexURL, size: size, mtime: mtime, parameters: parameters, session: session)
+            phase = .fetching
+            let delta = DeltaTransfer(
+                self, db: db, url: source.url, indexURL: indexURL, size: size, top: top, previous: previous)
+            let outcome = try delta.run()
+            return (outcome.sha256, outcome.chunks)
         } catch let error as TransportError where error.code == .notFound {
             logger.debug("No chunk index published", metadata: ["set": "\(set)", "index": "\(error.url)"])
             return nil
@@ -622,16 +531,12 @@ final class Replicator {
                 "Chunk index unusable, reading the whole file",
                 metadata: ["set": "\(set)", "index": "\(error.url)", "reason": "\(error.message)"])
             return nil
-        } catch let problem as IndexProblem {
+        } catch let problem as DeltaTransfer.IndexProblem {
             logger.warning(
                 "Chunk index unusable, reading the whole file",
                 metadata: ["set": "\(set)", "index": "\(redacted(indexURL))", "reason": "\(problem.reason)"])
             return nil
         }
-    }
-
-    struct IndexProblem: Error {
-        var reason: String
     }
 
     private func previousRecipe(_ db: Database, name: String) throws -> PreviousRecipe? {
@@ -646,295 +551,9 @@ final class Replicator {
         return try PreviousRecipe(db, file: file)
     }
 
-    private func deltaTransfer(
-        _ db: Database, source: Source, indexURL: URL, size: Int64, mtime: Int64, previous: PreviousRecipe?
-    ) throws -> ([UInt8], Int)? {
-        let top = try fetchTopLevel(indexURL, size: size, mtime: mtime)
-        let header = top.header
-        // The groups of the previous version: their entries need not be fetched.
-        let known = previous?.groups ?? [:]
-        return try deltaTransfer(
-            db, source: source, indexURL: indexURL, size: size, top: top, header: header,
-            previous: previous, known: known)
-    }
-
-    /// The index's header and top level, checked; what was fetched for them is freed on return.
-    private func fetchTopLevel(_ indexURL: URL, size: Int64, mtime: Int64) throws -> ChunkIndexTop {
-        let indexSize = try session.stat(indexURL).size ?? 0
-        guard indexSize >= Int64(ChunkIndexHeader.size) else { throw IndexProblem(reason: "index too short") }
-        // The header and the top level in one request: the top level is about 1/15 of an index.
-        let first = min(indexSize, max(4096, Int64(ChunkIndexHeader.size) + indexSize / 12))
-        let head = try session.fetch(indexURL, range: ByteRange(offset: 0, length: first), maxBytes: Int(first))
-        guard let header = ChunkIndexHeader.decode(Array(head)) else {
-            throw IndexProblem(reason: "index header corrupt")
-        }
-        guard header.fileSize == size, header.modificationTime == mtime else {
-            throw IndexProblem(
-                reason: "index is stale (it describes size \(header.fileSize), mtime \(header.modificationTime))")
-        }
-        guard header.parameters == parameters else {
-            throw IndexProblem(reason: "index made with chunk sizes \(header.parameters), the store uses \(parameters)")
-        }
-        let expectedSize =
-            Int64(ChunkIndexHeader.size + header.topLevelLength) + Int64(header.chunkCount)
-            * Int64(RecipeEntry.size)
-        guard indexSize == expectedSize else { throw IndexProblem(reason: "index length does not match its header") }
-        var topBytes = Array(head.dropFirst(ChunkIndexHeader.size).prefix(header.topLevelLength))
-        if topBytes.count < header.topLevelLength {
-            let rest = try session.fetch(
-                indexURL,
-                range: ByteRange(
-                    offset: Int64(ChunkIndexHeader.size + topBytes.count),
-                    length: Int64(header.topLevelLength - topBytes.count)), maxBytes: header.topLevelLength)
-            topBytes.append(contentsOf: rest)
-        }
-        guard let top = ChunkIndexTop.parse(header: header, top: topBytes) else {
-            throw IndexProblem(reason: "index top level corrupt")
-        }
-        return top
-    }
-
-    /// What the walk of a window does with its chunks, in file order.
-    private enum Step {
-        /// Chunks the catalog has, read back from their packs.
-        case stored(Range<Int>)
-        /// A chunk in a pack of this run, not yet in the catalog.
-        case inFlight(Int)
-        /// Chunks the store lacks: one byte range of the source, fetched ahead.
-        case fetch(Range<Int>, offset: Int64, length: Int)
-    }
-
-    private func deltaTransfer(
-        _ db: Database, source: Source, indexURL: URL, size: Int64, top: ChunkIndexTop, header: ChunkIndexHeader,
-        previous: PreviousRecipe?, known: [UInt64: UInt64]
-    ) throws -> ([UInt8], Int)? {
-        phase = .fetching
-        let hasher = FileHasher(packDirectory: store.packDirectory)
-        defer { hasher.abort() }
-        let fetcher = try RangeFetcher(
-            options: session.options, cancellation: session.cancellation, logger: logger)
-        defer {
-            fetcher.stop()
-            otherSessionBytes += fetcher.receivedBytes
-            otherSessionRequests += fetcher.requests
-        }
-        let base = processed
-        let window = 1024
-        let windows = stride(from: 0, to: top.groups.count, by: window).map { $0..<min($0 + window, top.groups.count) }
-
-        // The index entries of a window's groups that the previous version does not have, in
-        // runs of adjacent groups: one range each, asked for a window ahead of the walk.
-        func indexRuns(_ groups: Range<Int>) -> [Range<Int>] {
-            var runs: [Range<Int>] = []
-            var i = groups.lowerBound
-            while i < groups.upperBound {
-                guard known[top.groups[i].key.high] == nil else {
-                    i += 1
-                    continue
-                }
-                var j = i
-                while j < groups.upperBound && known[top.groups[j].key.high] == nil && j - i < 256 { j += 1 }
-                runs.append(i..<j)
-                i = j
-            }
-            return runs
-        }
-        func requestIndex(_ runs: [Range<Int>]) {
-            for run in runs {
-                let count = run.reduce(0) { $0 + top.groups[$1].chunkCount }
-                fetcher.request(
-                    indexURL,
-                    ByteRange(offset: top.secondLevelOffsets[run.lowerBound], length: Int64(count * RecipeEntry.size)))
-            }
-        }
-
-        var offset: Int64 = 0
-        var packNames: [Int64: String] = [:]
-        var nextRuns = windows.first.map(indexRuns) ?? []
-        requestIndex(nextRuns)
-        for (w, groups) in windows.enumerated() {
-            let runs = nextRuns
-            var fetched: [Int: [RecipeEntry]] = [:]
-            for run in runs {
-                let count = run.reduce(0) { $0 + top.groups[$1].chunkCount }
-                let data = try fetcher.next()
-                guard data.count == count * RecipeEntry.size else {
-                    throw IndexProblem(reason: "index entries of groups \(run) are short")
-                }
-                let decoded = [RecipeEntry].decode(Data(data))
-                var at = 0
-                for k in run {
-                    let slice = decoded[at..<(at + top.groups[k].chunkCount)]
-                    guard GroupKey.of(slice) == top.groups[k].key else {
-                        throw IndexProblem(reason: "index entries of group \(k) corrupt")
-                    }
-                    fetched[k] = Array(slice)
-                    at += top.groups[k].chunkCount
-                }
-            }
-            var entries: [RecipeEntry] = []
-            for k in groups {
-                if let previous, let packed = known[top.groups[k].key.high] {
-                    let (start, count) = PreviousRecipe.unpack(packed)
-                    entries.append(contentsOf: try previous.entries(db, start: start, count: count))
-                } else if let list = fetched[k] {
-                    entries.append(contentsOf: list)
-                }
-            }
-            // Where the store has each chunk: one catalog query per 64 chunks.
-            let locations = try store.chunkLocations(
-                db, entries.lazy.map(\.id).filter { !self.inFlight($0) }, packNames: &packNames)
-            let steps = plan(entries, locations: locations, at: offset)
-            for case .fetch(_, let at, let length) in steps {
-                fetcher.request(source.url, ByteRange(offset: at, length: Int64(length)))
-            }
-            // The next window's index entries come while this one is walked.
-            nextRuns = w + 1 < windows.count ? indexRuns(windows[w + 1]) : []
-            requestIndex(nextRuns)
-
-            // Walk the chunks in file order: stored ones are read back for the whole-file
-            // hash, missing ones taken from the fetcher as they come.
-            for step in steps {
-                try checkCancelled()
-                switch step {
-                case .stored(let run):
-                    try readStored(entries[run], locations, into: hasher)
-                    for entry in entries[run] { try appendRecipe(db, entry) }
-                case .inFlight(let c):
-                    guard let pack = inFlightPack(entries[c].id) else {
-                        throw ReplicationError(.corruptPack, "chunk \(entries[c].id) left the open pack", set: set)
-                    }
-                    try readInFlight(entries[c], from: pack, into: hasher)
-                    try appendRecipe(db, entries[c])
-                case .fetch(let run, let at, _):
-                    let bytes: [UInt8]
-                    do {
-                        bytes = try fetcher.next()
-                    } catch let error as TransportError {
-                        throw ReplicationError.source(error, set: set)
-                    }
-                    try storeFetched(db, entries[run], bytes, at: at, into: hasher)
-                }
-                switch step {
-                case .stored(let run), .fetch(let run, _, _): offset += run.reduce(0) { $0 + Int64(entries[$1].length) }
-                case .inFlight(let c): offset += Int64(entries[c].length)
-                }
-                processed = base + offset
-                reportProgress()
-            }
-        }
-        guard offset == size, try hasher.finalize() == header.fileSHA256 else {
-            throw IndexProblem(reason: "the file rebuilt from the index does not match its SHA-256")
-        }
-        try flushRecipe(db)
-        return (header.fileSHA256, recipeCount)
-    }
-
-    /// Splits a window's chunks into steps: runs that follow each other in one pack (as a
-    /// previous copy of the file left them, one pread each), chunks of this run's packs, and
-    /// runs of missing chunks (one byte range each, at most 4 MiB).
-    private func plan(_ entries: [RecipeEntry], locations: [ChunkID: ChunkLocation], at start: Int64) -> [Step] {
-        var steps: [Step] = []
-        var offset = start
-        var c = 0
-        while c < entries.count {
-            let entry = entries[c]
-            if let location = locations[entry.id] {
-                var stop = c + 1
-                var spanEnd = location.offset + Int64(location.length)
-                while stop < entries.count, let next = locations[entries[stop].id], next.pack == location.pack,
-                    next.offset == spanEnd + Int64(PackFormat.recordHeader),
-                    next.offset + Int64(next.length) - location.offset <= Int64(FileHasher.blockSize)
-                {
-                    spanEnd = next.offset + Int64(next.length)
-                    stop += 1
-                }
-                steps.append(.stored(c..<stop))
-                offset += entries[c..<stop].reduce(0) { $0 + Int64($1.length) }
-                c = stop
-            } else if inFlight(entry.id) {
-                steps.append(.inFlight(c))
-                offset += Int64(entry.length)
-                c += 1
-            } else {
-                var stop = c
-                var length = 0
-                while stop < entries.count, length < 4 << 20, locations[entries[stop].id] == nil,
-                    !inFlight(entries[stop].id)
-                {
-                    length += entries[stop].length
-                    stop += 1
-                }
-                steps.append(.fetch(c..<stop, offset: offset, length: length))
-                offset += Int64(length)
-                c = stop
-            }
-        }
-        return steps
-    }
-
-    /// Checks each chunk of a fetched run against its id, stores it and feeds it to the file
-    /// hasher.
-    private func storeFetched(
-        _ db: Database, _ run: ArraySlice<RecipeEntry>, _ buffer: [UInt8], at offset: Int64, into hasher: FileHasher
-    ) throws {
-        var at = 0
-        try buffer.withUnsafeBytes { raw in
-            for entry in run {
-                guard at + entry.length <= raw.count else {
-                    throw IndexProblem(reason: "the range at offset \(offset) is shorter than the index says")
-                }
-                let chunk = UnsafeRawBufferPointer(rebasing: raw[at..<(at + entry.length)])
-                guard ChunkID.of(chunk) == entry.id else {
-                    throw IndexProblem(reason: "bytes at offset \(offset + Int64(at)) do not match the index")
-                }
-                try hasher.update(chunk)
-                try keep(db, entry.id, chunk)
-                at += entry.length
-            }
-        }
-    }
-
-    /// Reads stored chunks that lie one after another in a pack straight into the file hasher,
-    /// with one pread (the record headers between them are skipped by the hasher). Not
-    /// re-hashed one by one: the whole-file hash covers them. A length other than the index's
-    /// means the index lies.
-    private func readStored(
-        _ run: ArraySlice<RecipeEntry>, _ locations: [ChunkID: ChunkLocation], into hasher: FileHasher
-    ) throws {
-        var segments: [(start: Int, length: Int)] = []
-        segments.reserveCapacity(run.count)
-        var first: ChunkLocation?
-        for entry in run {
-            guard let location = locations[entry.id] else { continue }
-            guard location.length == entry.length else {
-                throw IndexProblem(
-                    reason: "the index gives chunk \(entry.id) \(entry.length) bytes, the store has \(location.length)")
-            }
-            let start = first.map { location.offset - $0.offset } ?? 0
-            if first == nil { first = location }
-            segments.append((Int(start), location.length))
-        }
-        guard let first, let last = segments.last else { return }
-        try hasher.stored(pack: first.pack, offset: first.offset, span: last.start + last.length, segments: segments)
-    }
-
-    /// A chunk of a pack of this run, read back into the file hasher.
-    private func readInFlight(_ entry: RecipeEntry, from pack: PackWriter, into hasher: FileHasher) throws {
-        var bytes: [UInt8] = []
-        guard try pack.read(entry.id, into: &bytes) else {
-            throw ReplicationError(.corruptPack, "chunk \(entry.id) is not in the open pack", set: set)
-        }
-        guard bytes.count == entry.length else {
-            throw IndexProblem(
-                reason: "the index gives chunk \(entry.id) \(entry.length) bytes, the store has \(bytes.count)")
-        }
-        try bytes.withUnsafeBytes { try hasher.update($0) }
-    }
-
     /// Transfers on other threads may be ahead of what is stored: a cancelled run stops at
     /// the next piece it stores, not when those transfers end.
-    private func checkCancelled() throws {
+    func checkCancelled() throws {
         if session.cancellation?.isCancelled == true {
             throw ReplicationError(.cancelled, "the replicate was cancelled; nothing of this run is visible", set: set)
         }
@@ -944,7 +563,7 @@ final class Replicator {
 
     /// `received`: what the current transfer has delivered, when another thread runs it (the
     /// session's own figures are then not to be read here).
-    private func reportProgress(force: Bool = false, received: Int64? = nil) {
+    func reportProgress(force: Bool = false, received: Int64? = nil) {
         guard let progress = options.progress else { return }
         let now = ContinuousClock.now
         guard force || now - lastProgress >= .milliseconds(200) else { return }

@@ -155,6 +155,84 @@ public final class TransferSession {
         }
     }
 
+    /// Origins that answered a request for several ranges with the whole file or an error:
+    /// asked one range a request from then on, by every session of the process (each such
+    /// answer costs a connection and a buffer of the unwanted body).
+    private static let singleRangeOrigins = Mutex<Set<String>>([])
+
+    /// Streams several byte ranges of `url` to `sink` (the index of the range in `ranges`, its
+    /// next bytes), each range's bytes in order and the ranges one after another. Over HTTP
+    /// they travel in one request (`Range: a-b,c-d,...`) where the server serves that; a server
+    /// that answers with the whole file, refuses, or leaves ranges out is asked for what is
+    /// missing one range a request, and for that origin from then on. Other schemes read the
+    /// ranges one after another on the session's connection. `ranges` must be sorted, apart and
+    /// not empty.
+    public func get(
+        _ url: URL, ranges: [ByteRange], sink: (Int, UnsafeRawBufferPointer) throws -> Void
+    ) throws {
+        let scheme = url.scheme?.lowercased() ?? ""
+        var rest = Array(ranges.enumerated())
+        let origin = Self.origin(url)
+        if ranges.count > 1, scheme == "http" || scheme == "https",
+            !Self.singleRangeOrigins.withLock({ $0.contains(origin) })
+        {
+            let left = try withoutActuallyEscaping(sink) { sink in try getMultiple(url, ranges, sink: sink) }
+            rest = rest.compactMap { item in left[item.offset].map { (item.offset, $0) } }
+        }
+        for (index, range) in rest where range.length > 0 {
+            try get(url, range: range) { try sink(index, $0) }
+        }
+    }
+
+    /// One request for several ranges. Returns what it did not deliver, by index (the rest of
+    /// a range cut short, ranges left out): all of them when the server would not serve several.
+    private func getMultiple(
+        _ url: URL, _ ranges: [ByteRange], sink: @escaping (Int, UnsafeRawBufferPointer) throws -> Void
+    ) throws -> [Int: ByteRange] {
+        let state = CallbackState(url: url)
+        state.multiRanges = ranges
+        state.rangesSink = sink
+        state.collectHeaders = true
+        try prepare(url, state: state)
+        set(CURLOPT_FAILONERROR, 1)
+        if options.maxReceiveRate == nil { set(CURLOPT_BUFFERSIZE, 512 << 10) }
+        set(CURLOPT_RANGE, ranges.map(\.description).joined(separator: ","))
+        var all: [Int: ByteRange] = [:]
+        for (index, range) in ranges.enumerated() { all[index] = range }
+        do {
+            try perform(url, state: state)
+        } catch let error as TransportError
+            where state.delivered == 0 && [400, 413, 416, 431, 501].contains(error.httpStatus ?? 0)
+        {
+            // A server that refuses several ranges (or a Range header this long) may still
+            // serve them one by one.
+            logger.info(
+                "The server refused a request for several ranges; asking one range a request",
+                metadata: ["url": "\(Redaction.redacted(url))", "status": "\(error.httpStatus ?? 0)"])
+            Self.singleRangeOrigins.withLock { _ = $0.insert(Self.origin(url)) }
+            return all
+        } catch let error as ByteRangesBody.Malformed {
+            throw self.error(.failed, url, "the answer to a request for several ranges is malformed: \(error)")
+        }
+        if state.rangesIgnored {
+            logger.info(
+                "The server answered a request for several ranges with the whole file; asking one range a request",
+                metadata: ["url": "\(Redaction.redacted(url))"])
+            Self.singleRangeOrigins.withLock { _ = $0.insert(Self.origin(url)) }
+            return all
+        }
+        guard let body = state.rangesBody else { return all }
+        let first = body.current
+        var left: [Int: ByteRange] = [:]
+        for (k, range) in body.remaining.enumerated() { left[first + k] = range }
+        if !left.isEmpty {
+            logger.debug(
+                "The server left ranges out of a multi-range answer; asking for them one by one",
+                metadata: ["url": "\(Redaction.redacted(url))", "missing": "\(left.count)"])
+        }
+        return left
+    }
+
     /// Reads a small body (an index, a manifest) into memory; more than `maxBytes` is `tooLarge`.
     public func fetch(_ url: URL, range: ByteRange? = nil, maxBytes: Int) throws -> Data {
         var data = Data()
@@ -340,7 +418,7 @@ public final class TransferSession {
             ])
         if result == CURLE_OK { return }
         if let sinkError = state.sinkError { throw sinkError }
-        if result == CURLE_WRITE_ERROR && state.finishedEarly { return }
+        if result == CURLE_WRITE_ERROR && (state.finishedEarly || state.rangesIgnored) { return }
         throw mapError(result, url: url, state: state)
     }
 
@@ -500,10 +578,44 @@ final class CallbackState {
     var maxBody = Int.max
     var cancellation: CancellationFlag?
     var progress: ((TransferProgress) -> Void)?
+    /// A request for several ranges: the ranges, where their bytes go, and the body being
+    /// taken apart (made at the first body bytes, from the response's headers).
+    var multiRanges: [ByteRange]?
+    var rangesSink: ((Int, UnsafeRawBufferPointer) throws -> Void)?
+    var rangesBody: ByteRangesBody?
+    /// The server answered the multi-range request with the whole file (200): stopped at once.
+    var rangesIgnored = false
 
     init(url: URL) { self.url = url }
 
+    func header(named name: String) -> String? {
+        headers.last { $0.name.caseInsensitiveCompare(name) == .orderedSame }?.value
+    }
+
+    private func writeRanges(_ bytes: UnsafeRawBufferPointer, _ ranges: [ByteRange]) -> Int {
+        do {
+            if rangesBody == nil {
+                guard status == 206 else {
+                    rangesIgnored = true
+                    return 0
+                }
+                rangesBody = try ByteRangesBody(
+                    ranges: ranges, contentType: header(named: "Content-Type"),
+                    contentRange: header(named: "Content-Range"))
+            }
+            try rangesBody?.feed(bytes) { index, part in
+                try rangesSink?(index, part)
+                delivered += Int64(part.count)
+            }
+            return bytes.count
+        } catch {
+            sinkError = error
+            return 0
+        }
+    }
+
     func write(_ bytes: UnsafeRawBufferPointer) -> Int {
+        if let multiRanges { return writeRanges(bytes, multiRanges) }
         var slice = bytes[...]
         if skip > 0 {
             let dropped = Int(min(skip, Int64(slice.count)))

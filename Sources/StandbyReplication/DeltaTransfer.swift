@@ -1,0 +1,393 @@
+import Foundation
+import GRDB
+import StandbyTransport
+
+/// The delta path of one file: with the index `standby publish` wrote next to it, fetch only the
+/// chunks the store lacks, and rebuild the file's recipe and whole-file hash from them and the
+/// stored ones.
+///
+/// It works in three parts. The index's top level (one request) names every group of chunks;
+/// the groups the previous version had are known, and the second-level entries of the others
+/// are all asked for at once. Then, window by window, a plan: where each chunk is (stored in a
+/// pack, in a pack of this run, or missing) and the byte ranges of the missing ones, asked for
+/// a window ahead of the walk. Last, the walk in file order: stored runs are read back for the
+/// hash, missing chunks checked against their ids and stored as they arrive.
+///
+/// Across a WAN the cost is round trips, so ranges travel together (`RangeFetcher`: several a
+/// request, several requests in flight): a day's changes cost a few round trips, not one each.
+final class DeltaTransfer {
+    /// The index is unusable or the file does not match it: the replicator reads it whole.
+    struct IndexProblem: Error {
+        var reason: String
+    }
+
+    /// What the walk does with a window's chunks, in file order.
+    enum Step: Equatable {
+        /// Chunks the catalog has, read back from their packs.
+        case stored(Range<Int>)
+        /// A chunk in a pack of this run: there already, or fetched earlier in the walk.
+        case inFlight(Int)
+        /// Chunks the store lacks: one byte range of the source.
+        case fetch(Range<Int>, offset: Int64, length: Int)
+    }
+
+    /// One window of groups, planned: its chunks, where they are, what to do with each.
+    private struct Plan {
+        var entries: [RecipeEntry]
+        var locations: [ChunkID: ChunkLocation]
+        var steps: [Step]
+        /// The chunks this window fetches, so a later copy of one (zero pages, say) is read
+        /// back from this run's pack instead of fetched again.
+        var fetching: Set<ChunkID>
+    }
+
+    /// Groups per window: some 256 MiB of the file, 32,768 entries.
+    static let window = 4096
+    /// A run of missing chunks is one range of at most this.
+    static let maxRun = 4 << 20
+
+    private let replicator: Replicator
+    private let db: Database
+    private let url: URL
+    private let indexURL: URL
+    private let size: Int64
+    private let top: ChunkIndexTop
+    private let previous: PreviousRecipe?
+    /// The previous version's groups: their entries need not be fetched.
+    private let known: [UInt64: UInt64]
+    private var packNames: [Int64: String] = [:]
+    private var store: ReplicationStore { replicator.store }
+
+    init(
+        _ replicator: Replicator, db: Database, url: URL, indexURL: URL, size: Int64, top: ChunkIndexTop,
+        previous: PreviousRecipe?
+    ) {
+        self.replicator = replicator
+        self.db = db
+        self.url = url
+        self.indexURL = indexURL
+        self.size = size
+        self.top = top
+        self.previous = previous
+        self.known = previous?.groups ?? [:]
+    }
+
+    /// The index's header and top level, checked, in one request (two if the top level is
+    /// larger than a guess of it); what was fetched for them is freed on return.
+    static func topLevel(
+        of indexURL: URL, size: Int64, mtime: Int64, parameters: ChunkerParameters, session: TransferSession
+    ) throws -> ChunkIndexTop {
+        let indexSize = try session.stat(indexURL).size ?? 0
+        guard indexSize >= Int64(ChunkIndexHeader.size) else { throw IndexProblem(reason: "index too short") }
+        // The top level is about 1/15 of an index.
+        let first = min(indexSize, max(4096, Int64(ChunkIndexHeader.size) + indexSize / 12))
+        let head = try session.fetch(indexURL, range: ByteRange(offset: 0, length: first), maxBytes: Int(first))
+        guard let header = ChunkIndexHeader.decode(Array(head)) else {
+            throw IndexProblem(reason: "index header corrupt")
+        }
+        guard header.fileSize == size, header.modificationTime == mtime else {
+            throw IndexProblem(
+                reason: "index is stale (it describes size \(header.fileSize), mtime \(header.modificationTime))")
+        }
+        guard header.parameters == parameters else {
+            throw IndexProblem(reason: "index made with chunk sizes \(header.parameters), the store uses \(parameters)")
+        }
+        let expectedSize =
+            Int64(ChunkIndexHeader.size + header.topLevelLength) + Int64(header.chunkCount)
+            * Int64(RecipeEntry.size)
+        guard indexSize == expectedSize else { throw IndexProblem(reason: "index length does not match its header") }
+        var topBytes = Array(head.dropFirst(ChunkIndexHeader.size).prefix(header.topLevelLength))
+        if topBytes.count < header.topLevelLength {
+            let rest = try session.fetch(
+                indexURL,
+                range: ByteRange(
+                    offset: Int64(ChunkIndexHeader.size + topBytes.count),
+                    length: Int64(header.topLevelLength - topBytes.count)), maxBytes: header.topLevelLength)
+            topBytes.append(contentsOf: rest)
+        }
+        guard let top = ChunkIndexTop.parse(header: header, top: topBytes) else {
+            throw IndexProblem(reason: "index top level corrupt")
+        }
+        return top
+    }
+
+    /// Fetches what is missing and returns the file's SHA-256 (the index's, checked against the
+    /// bytes) and its number of chunks.
+    func run() throws -> (sha256: [UInt8], chunks: Int) {
+        let session = replicator.session
+        let hasher = FileHasher(packDirectory: store.packDirectory)
+        defer { hasher.abort() }
+        let index = try RangeFetcher(
+            options: session.options, cancellation: session.cancellation, logger: replicator.logger,
+            limits: .suited(to: indexURL))
+        let data = try RangeFetcher(
+            options: session.options, cancellation: session.cancellation, logger: replicator.logger,
+            limits: .suited(to: url))
+        defer {
+            for fetcher in [index, data] {
+                fetcher.stop()
+                replicator.otherSessionBytes += fetcher.receivedBytes
+                replicator.otherSessionRequests += fetcher.requests
+            }
+        }
+        let base = replicator.processed
+        let windows = stride(from: 0, to: top.groups.count, by: Self.window).map {
+            $0..<min($0 + Self.window, top.groups.count)
+        }
+        // Every unknown group's entries, asked for at once: the fetcher batches them and keeps
+        // a bounded number of answers ahead of the planning.
+        let runs = windows.map(indexRuns)
+        for run in runs.joined() {
+            let count = run.reduce(0) { $0 + top.groups[$1].chunkCount }
+            index.request(
+                indexURL,
+                ByteRange(offset: top.secondLevelOffsets[run.lowerBound], length: Int64(count * RecipeEntry.size)))
+        }
+        index.flush()
+
+        var offset: Int64 = 0
+        var fileOffset: Int64 = 0
+        var upcoming: Plan?
+        for w in windows.indices {
+            let current: Plan
+            if let planned = upcoming {
+                current = planned
+            } else {
+                current = try plan(windows[w], runs: runs[w], at: fileOffset, index: index, data: data, earlier: [])
+                fileOffset += current.entries.reduce(0) { $0 + Int64($1.length) }
+            }
+            // The next window is planned, and its ranges asked for, before this one is walked,
+            // so its round trip overlaps the walk.
+            upcoming = nil
+            if w + 1 < windows.count {
+                let next = try plan(
+                    windows[w + 1], runs: runs[w + 1], at: fileOffset, index: index, data: data,
+                    earlier: current.fetching)
+                fileOffset += next.entries.reduce(0) { $0 + Int64($1.length) }
+                upcoming = next
+            }
+            try walk(current, data: data, hasher: hasher, offset: &offset, base: base)
+        }
+        guard offset == size, try hasher.finalize() == top.header.fileSHA256 else {
+            throw IndexProblem(reason: "the file rebuilt from the index does not match its SHA-256")
+        }
+        try replicator.flushRecipe(db)
+        return (top.header.fileSHA256, replicator.recipe.count)
+    }
+
+    /// The groups of a window whose entries the previous version lacks, in runs of adjacent
+    /// groups: one range of the index each.
+    private func indexRuns(_ groups: Range<Int>) -> [Range<Int>] {
+        var runs: [Range<Int>] = []
+        var i = groups.lowerBound
+        while i < groups.upperBound {
+            guard known[top.groups[i].key.high] == nil else {
+                i += 1
+                continue
+            }
+            var j = i
+            while j < groups.upperBound && known[top.groups[j].key.high] == nil && j - i < 256 { j += 1 }
+            runs.append(i..<j)
+            i = j
+        }
+        return runs
+    }
+
+    /// A window's entries (the previous version's for known groups, the fetched ones for the
+    /// others, each checked against its group key), where the store has each chunk, the steps,
+    /// and the missing ranges asked for.
+    private func plan(
+        _ groups: Range<Int>, runs: [Range<Int>], at start: Int64, index: RangeFetcher, data: RangeFetcher,
+        earlier: Set<ChunkID>
+    ) throws -> Plan {
+        var fetched: [Int: [RecipeEntry]] = [:]
+        for run in runs {
+            let count = run.reduce(0) { $0 + top.groups[$1].chunkCount }
+            let bytes = try index.next()
+            guard bytes.count == count * RecipeEntry.size else {
+                throw IndexProblem(reason: "index entries of groups \(run) are short")
+            }
+            let decoded = [RecipeEntry].decode(Data(bytes))
+            var at = 0
+            for k in run {
+                let slice = decoded[at..<(at + top.groups[k].chunkCount)]
+                guard GroupKey.of(slice) == top.groups[k].key else {
+                    throw IndexProblem(reason: "index entries of group \(k) corrupt")
+                }
+                fetched[k] = Array(slice)
+                at += top.groups[k].chunkCount
+            }
+        }
+        var entries: [RecipeEntry] = []
+        for k in groups {
+            if let previous, let packed = known[top.groups[k].key.high] {
+                let (first, count) = PreviousRecipe.unpack(packed)
+                entries.append(contentsOf: try previous.entries(db, start: first, count: count))
+            } else if let list = fetched[k] {
+                entries.append(contentsOf: list)
+            }
+        }
+        // Where the store has each chunk: one catalog query per 128 chunks.
+        let sink = replicator.sink
+        let locations = try store.chunkLocations(
+            db, entries.lazy.map(\.id).filter { !sink.holds($0) }, packNames: &packNames)
+        var fetching = Set<ChunkID>()
+        let steps = Self.steps(
+            entries, at: start, stored: { locations[$0] },
+            inFlight: { sink.holds($0) || earlier.contains($0) || fetching.contains($0) },
+            fetching: { fetching.insert($0) })
+        for case .fetch(_, let at, let length) in steps {
+            data.request(url, ByteRange(offset: at, length: Int64(length)))
+        }
+        data.flush()
+        return Plan(entries: entries, locations: locations, steps: steps, fetching: fetching)
+    }
+
+    /// Splits a window's chunks into steps: runs that follow each other in one pack (as a
+    /// previous copy of the file left them, one read each, at most a hasher block), chunks of
+    /// this run's packs or fetched before in it, and runs of missing chunks (one byte range
+    /// each, at most `maxRun`). `fetching` hears of each chunk a range brings.
+    static func steps(
+        _ entries: [RecipeEntry], at start: Int64, stored: (ChunkID) -> ChunkLocation?,
+        inFlight: (ChunkID) -> Bool, fetching: (ChunkID) -> Void
+    ) -> [Step] {
+        var steps: [Step] = []
+        var offset = start
+        var c = 0
+        while c < entries.count {
+            let entry = entries[c]
+            if let location = stored(entry.id) {
+                var stop = c + 1
+                var spanEnd = location.offset + Int64(location.length)
+                while stop < entries.count, let next = stored(entries[stop].id), next.pack == location.pack,
+                    next.offset == spanEnd + Int64(PackFormat.recordHeader),
+                    next.offset + Int64(next.length) - location.offset <= Int64(FileHasher.blockSize)
+                {
+                    spanEnd = next.offset + Int64(next.length)
+                    stop += 1
+                }
+                steps.append(.stored(c..<stop))
+                offset += entries[c..<stop].reduce(0) { $0 + Int64($1.length) }
+                c = stop
+            } else if inFlight(entry.id) {
+                steps.append(.inFlight(c))
+                offset += Int64(entry.length)
+                c += 1
+            } else {
+                var stop = c
+                var length = 0
+                var ids = Set<ChunkID>()
+                while stop < entries.count, length < maxRun, stored(entries[stop].id) == nil,
+                    !inFlight(entries[stop].id), !ids.contains(entries[stop].id)
+                {
+                    ids.insert(entries[stop].id)
+                    length += entries[stop].length
+                    stop += 1
+                }
+                for id in ids { fetching(id) }
+                steps.append(.fetch(c..<stop, offset: offset, length: length))
+                offset += Int64(length)
+                c = stop
+            }
+        }
+        return steps
+    }
+
+    /// Walks a window's chunks in file order: stored ones read back for the whole-file hash,
+    /// missing ones taken from the fetcher as they come, checked and stored.
+    private func walk(_ plan: Plan, data: RangeFetcher, hasher: FileHasher, offset: inout Int64, base: Int64) throws {
+        let entries = plan.entries
+        for step in plan.steps {
+            try replicator.checkCancelled()
+            switch step {
+            case .stored(let run):
+                try readStored(entries[run], plan.locations, into: hasher)
+                for entry in entries[run] { try replicator.appendRecipe(db, entry) }
+                offset += entries[run].reduce(0) { $0 + Int64($1.length) }
+            case .inFlight(let c):
+                try readInFlight(entries[c], into: hasher)
+                try replicator.appendRecipe(db, entries[c])
+                offset += Int64(entries[c].length)
+            case .fetch(let run, let at, let length):
+                let bytes: [UInt8]
+                do {
+                    bytes = try data.next()
+                } catch let error as TransportError {
+                    throw ReplicationError.source(error, set: replicator.set)
+                }
+                try storeFetched(entries[run], bytes, at: at, into: hasher)
+                offset += Int64(length)
+            }
+            replicator.processed = base + offset
+            replicator.reportProgress()
+        }
+    }
+
+    /// Checks each chunk of a fetched run against its id, stores it and feeds it to the file
+    /// hasher.
+    private func storeFetched(
+        _ run: ArraySlice<RecipeEntry>, _ buffer: [UInt8], at offset: Int64, into hasher: FileHasher
+    ) throws {
+        var at = 0
+        try buffer.withUnsafeBytes { raw in
+            for entry in run {
+                guard at + entry.length <= raw.count else {
+                    throw IndexProblem(reason: "the range at offset \(offset) is shorter than the index says")
+                }
+                let chunk = UnsafeRawBufferPointer(rebasing: raw[at..<(at + entry.length)])
+                guard ChunkID.of(chunk) == entry.id else {
+                    throw IndexProblem(reason: "bytes at offset \(offset + Int64(at)) do not match the index")
+                }
+                try hasher.update(chunk)
+                try replicator.keep(db, entry.id, chunk)
+                at += entry.length
+            }
+        }
+    }
+
+    /// Reads stored chunks that lie one after another in a pack straight into the file hasher,
+    /// with one read (the record headers between them are skipped by the hasher). Not re-hashed
+    /// one by one: the whole-file hash covers them. A length other than the index's means the
+    /// index lies.
+    private func readStored(
+        _ run: ArraySlice<RecipeEntry>, _ locations: [ChunkID: ChunkLocation], into hasher: FileHasher
+    ) throws {
+        var segments: [(start: Int, length: Int)] = []
+        segments.reserveCapacity(run.count)
+        var first: ChunkLocation?
+        for entry in run {
+            guard let location = locations[entry.id] else { continue }
+            guard location.length == entry.length else {
+                throw IndexProblem(
+                    reason: "the index gives chunk \(entry.id) \(entry.length) bytes, the store has \(location.length)")
+            }
+            let start = first.map { location.offset - $0.offset } ?? 0
+            if first == nil { first = location }
+            segments.append((Int(start), location.length))
+        }
+        guard let first, let last = segments.last else { return }
+        try hasher.stored(pack: first.pack, offset: first.offset, span: last.start + last.length, segments: segments)
+    }
+
+    /// A chunk of this run, read back into the file hasher: from the pack it is in, or, once a
+    /// checkpoint registered that pack, from the store.
+    private func readInFlight(_ entry: RecipeEntry, into hasher: FileHasher) throws {
+        var bytes: [UInt8] = []
+        if let pack = replicator.sink.pack(holding: entry.id) {
+            guard try pack.read(entry.id, into: &bytes) else {
+                throw ReplicationError(.corruptPack, "chunk \(entry.id) is not in the open pack", set: replicator.set)
+            }
+        } else if let location = try store.chunkLocations(db, [entry.id], packNames: &packNames)[entry.id] {
+            bytes = try replicator.reader.read(entry.id, at: location, verify: true)
+        } else {
+            throw ReplicationError(
+                .corruptPack, "chunk \(entry.id) of this run is neither in its packs nor in the store",
+                set: replicator.set)
+        }
+        guard bytes.count == entry.length else {
+            throw IndexProblem(
+                reason: "the index gives chunk \(entry.id) \(entry.length) bytes, the store has \(bytes.count)")
+        }
+        try bytes.withUnsafeBytes { try hasher.update($0) }
+    }
+}

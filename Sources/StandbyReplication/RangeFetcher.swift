@@ -1,0 +1,256 @@
+import Foundation
+import Logging
+import StandbyBase
+import StandbyTransport
+import Synchronization
+
+/// Fetches byte ranges ahead of the walk that uses them, so that a delta transfer across a WAN
+/// costs about one round trip per batch of changes, not one per change.
+///
+/// The caller asks for ranges in the order it will take them (`request`, then `next` for each,
+/// in the same order). Ranges asked for one after another of the same URL join one request,
+/// several ranges a request (`Range: a-b,c-d,...`, up to `Limits`), with neighbours closer than
+/// `coalesceGap` merged into one. Requests run on `connections` threads, each with a transfer
+/// session (a connection) of its own, so several are in flight. At most `ahead` answers wait,
+/// each at most `bytesPerRequest`, so memory stays bounded whatever the file.
+final class RangeFetcher: @unchecked Sendable {
+    struct Limits: Sendable {
+        /// Requests in flight at once (one connection each).
+        var connections = 4
+        var rangesPerRequest = 200
+        var bytesPerRequest: Int64 = 4 << 20
+        /// The Range header's length: servers cap a header line (nginx at 8 KiB by default,
+        /// IIS at 16 KiB).
+        var headerCharacters = 6000
+        /// Ranges this close are asked for as one: a part's headers cost about 100 bytes.
+        var coalesceGap: Int64 = 128
+
+        /// What suits a source: several connections where a round trip is dear (HTTP, SFTP,
+        /// FTP); one for smb:// (libsmbclient serialises its calls) and file://.
+        static func suited(to url: URL) -> Limits {
+            var limits = Limits()
+            switch url.scheme?.lowercased() {
+            case "http", "https", "sftp": limits.connections = 4
+            case "ftp", "ftps": limits.connections = 2
+            default: limits.connections = 1
+            }
+            return limits
+        }
+    }
+
+    /// One request: ranges of one URL, sorted and apart (`wire`), whose bytes are laid end to
+    /// end in the answer's buffer.
+    private struct Job: Sendable {
+        var id: Int
+        var url: URL
+        var wire: [ByteRange]
+        var bytes: Int64
+        var headerCharacters: Int
+    }
+
+    /// Where a range the caller asked for lies in a job's answer.
+    private struct Slice {
+        var job: Int
+        var start: Int
+        var length: Int
+    }
+
+    private let limits: Limits
+    private let ahead: Int
+    // The caller's side (one thread).
+    private var open: Job?
+    private var nextJob = 0
+    private var slices: [Slice] = []
+    private var sliceHead = 0
+    private var answer: (job: Int, bytes: [UInt8])?
+
+    // Shared with the workers, under `condition`.
+    private let condition = NSCondition()
+    private var queued: [Job] = []
+    private var answers: [Int: Result<[UInt8], any Error>] = [:]
+    /// The job the caller takes from now: workers start no job `ahead` or more past it.
+    private var taking = 0
+    private var stopped = false
+
+    private var workers: [Blocking.Worker] = []
+    private let counters = Counters()
+
+    private final class Counters: Sendable {
+        let bytes = Atomic<Int64>(0)
+        let requests = Atomic<Int>(0)
+    }
+
+    /// Bytes received and requests made so far (body and headers, as `TransferStats` counts).
+    var receivedBytes: Int64 { counters.bytes.load(ordering: .relaxed) }
+    var requests: Int { counters.requests.load(ordering: .relaxed) }
+
+    init(
+        options: TransportOptions, cancellation: CancellationFlag?, logger: Logger, limits: Limits,
+        ahead: Int? = nil
+    ) throws {
+        self.limits = limits
+        self.ahead = ahead ?? max(4, 2 * limits.connections)
+        var options = options
+        // A rate cap is the set's, not each connection's.
+        if let rate = options.maxReceiveRate {
+            options.maxReceiveRate = max(1, rate / Int64(max(1, limits.connections)))
+        }
+        for n in 0..<max(1, limits.connections) {
+            let session = try TransferSession(options: options, logger: logger)
+            session.cancellation = cancellation
+            let box = UncheckedSession(session: session)
+            workers.append(Blocking.Worker(name: "standby.fetch-\(n)") { [self] in work(box.session) })
+        }
+    }
+
+    deinit { stop() }
+
+    /// Asks for `range` of `url`; its bytes are `next` once those asked for before are taken.
+    func request(_ url: URL, _ range: ByteRange) {
+        precondition(range.length > 0)
+        let text = range.description.utf8.count + 1
+        if var job = open {
+            let last = job.wire[job.wire.count - 1]
+            let fits =
+                job.url == url && range.offset >= last.end && job.bytes + range.length <= limits.bytesPerRequest
+            if fits, range.offset - last.end <= limits.coalesceGap {
+                let start = Int(job.bytes + (range.offset - last.end))
+                job.wire[job.wire.count - 1].length = range.end - last.offset
+                job.bytes += range.end - last.end
+                open = job
+                slices.append(Slice(job: job.id, start: start, length: Int(range.length)))
+                return
+            }
+            if fits, job.wire.count < limits.rangesPerRequest,
+                job.headerCharacters + text <= limits.headerCharacters
+            {
+                slices.append(Slice(job: job.id, start: Int(job.bytes), length: Int(range.length)))
+                job.wire.append(range)
+                job.bytes += range.length
+                job.headerCharacters += text
+                open = job
+                return
+            }
+            send(job)
+        }
+        let job = Job(id: nextJob, url: url, wire: [range], bytes: range.length, headerCharacters: text)
+        nextJob += 1
+        slices.append(Slice(job: job.id, start: 0, length: Int(range.length)))
+        open = job
+    }
+
+    /// Sends the request being gathered: the caller will wait for its ranges before long.
+    func flush() {
+        if let job = open { send(job) }
+    }
+
+    /// The bytes of the oldest range not yet taken; throws the error its request ended with.
+    func next() throws -> [UInt8] {
+        guard sliceHead < slices.count else {
+            throw ReplicationError(.storeIO, "the range fetcher was asked for more ranges than requested")
+        }
+        let slice = slices[sliceHead]
+        sliceHead += 1
+        if sliceHead > 1024 && sliceHead * 2 > slices.count {
+            slices.removeFirst(sliceHead)
+            sliceHead = 0
+        }
+        if answer?.job != slice.job {
+            if open?.id == slice.job { flush() }
+            answer = (slice.job, try take(slice.job))
+        }
+        guard let answer, slice.start + slice.length <= answer.bytes.count else {
+            throw ReplicationError(.storeIO, "the range fetcher's answer is shorter than asked")
+        }
+        return Array(answer.bytes[slice.start..<(slice.start + slice.length)])
+    }
+
+    /// Drops what is queued and waits for the threads (transfers under way end first).
+    func stop() {
+        condition.lock()
+        stopped = true
+        queued.removeAll()
+        condition.broadcast()
+        condition.unlock()
+        for worker in workers { _ = worker.join() }
+        workers.removeAll()
+    }
+
+    private func send(_ job: Job) {
+        open = nil
+        condition.lock()
+        queued.append(job)
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    private func take(_ id: Int) throws -> [UInt8] {
+        condition.lock()
+        defer { condition.unlock() }
+        taking = id
+        condition.broadcast()
+        while answers[id] == nil && !stopped { condition.wait() }
+        guard let result = answers.removeValue(forKey: id) else {
+            throw ReplicationError(.storeIO, "the range fetcher stopped")
+        }
+        return try result.get()
+    }
+
+    private func work(_ session: TransferSession) {
+        while true {
+            condition.lock()
+            while !stopped && (queued.isEmpty || queued[0].id >= taking + ahead) { condition.wait() }
+            if stopped {
+                condition.unlock()
+                return
+            }
+            let job = queued.removeFirst()
+            condition.unlock()
+
+            let before = session.stats
+            let outcome = Result<[UInt8], any Error> { try fetch(job, session) }
+            counters.bytes.wrappingAdd(session.stats.totalBytes - before.totalBytes, ordering: .relaxed)
+            counters.requests.wrappingAdd(session.stats.requests - before.requests, ordering: .relaxed)
+
+            condition.lock()
+            answers[job.id] = outcome
+            condition.broadcast()
+            condition.unlock()
+        }
+    }
+
+    private func fetch(_ job: Job, _ session: TransferSession) throws -> [UInt8] {
+        var starts: [Int] = []
+        var total = 0
+        for range in job.wire {
+            starts.append(total)
+            total += Int(range.length)
+        }
+        var filled = [Int](repeating: 0, count: job.wire.count)
+        return try [UInt8](unsafeUninitializedCapacity: total) { buffer, count in
+            count = 0
+            try session.get(job.url, ranges: job.wire) { index, bytes in
+                let at = starts[index] + filled[index]
+                guard filled[index] + bytes.count <= Int(job.wire[index].length) else {
+                    throw ReplicationError(.storeIO, "the server sent more of a range than asked for")
+                }
+                UnsafeMutableRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(buffer)[at..<(at + bytes.count)])
+                    .copyMemory(from: bytes)
+                filled[index] += bytes.count
+            }
+            for (index, range) in job.wire.enumerated() where filled[index] != Int(range.length) {
+                throw TransportError(
+                    .truncated, url: Redaction.redacted(job.url), host: job.url.host ?? "localhost",
+                    message:
+                        "the source gave \(filled[index]) of the \(range.length) bytes asked for at offset \(range.offset)"
+                )
+            }
+            count = total
+        }
+    }
+
+    private struct UncheckedSession: @unchecked Sendable {
+        // Used by its worker thread alone.
+        let session: TransferSession
+    }
+}
