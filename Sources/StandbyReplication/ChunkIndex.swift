@@ -12,16 +12,30 @@ import Foundation
 /// fetches the second-level entries of the other groups only: for 1 GiB with 1% of pages
 /// rewritten, about 0.6 MB instead of 4 MB.
 ///
+/// Format 2 adds a third level: an 8-byte hash of every 4 KiB block of the file, at offsets
+/// that are multiples of 4 KiB. A chunk the store lacks is most often an old chunk with a page
+/// or two rewritten; the replicator compares the blocks' hashes with those of the previous
+/// version's bytes at the same offsets and fetches only the blocks that differ, so a rewritten
+/// 8 KiB page costs about 8 KiB on the wire, not the 20 KiB of the chunks around it. The
+/// chunk's id still checks the bytes put together. The top level then also gives each group's
+/// length in bytes, so the blocks of the groups to fetch are asked for with their entries.
+///
 /// Layout (little-endian): a 128-byte header (magic, format, chunker sizes, the file's size,
 /// mtime, SHA-256, chunk and group counts, the SHA-256 of the top level, and a checksum of the
-/// header), the top level (20 bytes per group), the second level (36 bytes per chunk).
-/// Any mismatch makes the index unusable and the replicator reads the whole file instead.
+/// header), the top level (per group: chunk count u32, in format 2 byte length u32, key 16
+/// bytes), the second level (36 bytes per chunk), in format 2 the block hashes (8 bytes per
+/// 4 KiB). Format 1 indexes are still read. Any mismatch makes the index unusable and the
+/// replicator reads the whole file instead.
 public struct ChunkIndexHeader: Sendable, Equatable {
     static let magic: [UInt8] = Array("SBYINDX1".utf8)
     static let size = 128
-    static let format: UInt32 = 1
-    static let groupEntrySize = 20
+    /// The format `standby publish` writes; 1 is still read.
+    static let currentFormat: UInt32 = 2
+    static let blockSize = 4096
+    static let blockHashSize = 8
 
+    /// 1: two levels; 2: group byte lengths in the top level and block hashes.
+    var format: UInt32 = currentFormat
     public var parameters: ChunkerParameters
     public var fileSize: Int64
     public var modificationTime: Int64
@@ -30,7 +44,14 @@ public struct ChunkIndexHeader: Sendable, Equatable {
     public var groupCount: Int
     var topLevelSHA256: [UInt8]
 
-    var topLevelLength: Int { groupCount * Self.groupEntrySize }
+    var groupEntrySize: Int { format >= 2 ? 24 : 20 }
+    var topLevelLength: Int { groupCount * groupEntrySize }
+    var hasBlocks: Bool { format >= 2 }
+    var blockCount: Int64 { hasBlocks ? (fileSize + Int64(Self.blockSize) - 1) / Int64(Self.blockSize) : 0 }
+    var secondLevelOffset: Int64 { Int64(Self.size + topLevelLength) }
+    var blocksOffset: Int64 { secondLevelOffset + Int64(chunkCount) * Int64(RecipeEntry.size) }
+    /// The size of the whole index file.
+    var indexSize: Int64 { blocksOffset + blockCount * Int64(Self.blockHashSize) }
 
     func encoded() -> [UInt8] {
         var out: [UInt8] = []
@@ -39,7 +60,7 @@ public struct ChunkIndexHeader: Sendable, Equatable {
             withUnsafeBytes(of: value.littleEndian) { out.append(contentsOf: $0) }
         }
         out.append(contentsOf: Self.magic)
-        put(Self.format)
+        put(format)
         put(UInt32(parameters.minSize))
         put(UInt32(parameters.averageSize))
         put(UInt32(parameters.maxSize))
@@ -64,11 +85,13 @@ public struct ChunkIndexHeader: Sendable, Equatable {
             func get<T: FixedWidthInteger>(_ offset: Int, _: T.Type) -> T {
                 T(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: T.self))
             }
-            guard get(8, UInt32.self) == format else { return nil }
+            let format = get(8, UInt32.self)
+            guard format == 1 || format == 2 else { return nil }
             let chunks = get(40, UInt64.self)
             let groups = get(48, UInt64.self)
             guard chunks < 1 << 40, groups <= chunks else { return nil }
             return ChunkIndexHeader(
+                format: format,
                 parameters: ChunkerParameters(
                     minSize: Int(get(12, UInt32.self)), averageSize: Int(get(16, UInt32.self)),
                     maxSize: Int(get(20, UInt32.self))),
@@ -83,6 +106,13 @@ public struct ChunkIndexHeader: Sendable, Equatable {
 struct IndexGroup: Hashable, Sendable {
     var key: GroupKey
     var chunkCount: Int
+    /// Format 2: the group's bytes of the file (0 in format 1, which does not say).
+    var byteLength: Int64 = 0
+}
+
+/// The hash of a 4 KiB block of a file in format 2 indexes: the first 8 bytes of its SHA-256.
+enum BlockHash {
+    static func of(_ bytes: UnsafeRawBufferPointer) -> UInt64 { ChunkID.of(bytes).a }
 }
 
 /// The first 16 bytes of the SHA-256 of a group's encoded entries.
@@ -123,12 +153,15 @@ enum Grouping {
 struct ChunkIndexBuilder {
     private var top: [UInt8] = []
     private var second: [UInt8] = []
+    private var blocks: [UInt8] = []
     private var group: [RecipeEntry] = []
+    private var groupBytes = 0
     private(set) var chunkCount = 0
     private(set) var groupCount = 0
 
     mutating func add(_ entry: RecipeEntry) {
         group.append(entry)
+        groupBytes += entry.length
         chunkCount += 1
         if Grouping.endsGroup(entry.id, count: group.count) { closeGroup() }
     }
@@ -138,6 +171,10 @@ struct ChunkIndexBuilder {
         let key = GroupKey.of(group[...])
         var count = UInt32(group.count).littleEndian
         withUnsafeBytes(of: &count) { top.append(contentsOf: $0) }
+        // A group holds at most 64 chunks of at most `maxSize` bytes: well within 32 bits.
+        var bytes = UInt32(groupBytes).littleEndian
+        withUnsafeBytes(of: &bytes) { top.append(contentsOf: $0) }
+        groupBytes = 0
         withUnsafeBytes(of: key.high) { top.append(contentsOf: $0) }
         withUnsafeBytes(of: key.low) { top.append(contentsOf: $0) }
         second.append(contentsOf: group.encoded())
@@ -145,14 +182,21 @@ struct ChunkIndexBuilder {
         group.removeAll(keepingCapacity: true)
     }
 
+    /// The next 4 KiB block of the file (the last may be shorter), in order.
+    mutating func addBlock(_ bytes: UnsafeRawBufferPointer) {
+        var hash = BlockHash.of(bytes).littleEndian
+        withUnsafeBytes(of: &hash) { blocks.append(contentsOf: $0) }
+    }
+
     mutating func finish(parameters: ChunkerParameters, size: Int64, mtime: Int64, sha256: [UInt8]) -> [UInt8] {
         closeGroup()
+        precondition(Int64(blocks.count / ChunkIndexHeader.blockHashSize) == (size + 4095) / 4096)
         var hasher = SHA256()
         hasher.update(data: top)
         let header = ChunkIndexHeader(
             parameters: parameters, fileSize: size, modificationTime: mtime, fileSHA256: sha256,
             chunkCount: chunkCount, groupCount: groupCount, topLevelSHA256: Array(hasher.finalize()))
-        return header.encoded() + top + second
+        return header.encoded() + top + second + blocks
     }
 }
 
@@ -162,6 +206,8 @@ struct ChunkIndexTop {
     var groups: [IndexGroup]
     /// Where each group's entries start in the index file.
     var secondLevelOffsets: [Int64]
+    /// Format 2: where each group starts in the file (empty in format 1).
+    var fileOffsets: [Int64] = []
 
     static func parse(header: ChunkIndexHeader, top: [UInt8]) -> ChunkIndexTop? {
         guard top.count == header.topLevelLength else { return nil }
@@ -170,27 +216,38 @@ struct ChunkIndexTop {
         guard Array(hasher.finalize()) == header.topLevelSHA256 else { return nil }
         var groups: [IndexGroup] = []
         var offsets: [Int64] = []
+        var fileOffsets: [Int64] = []
         groups.reserveCapacity(header.groupCount)
         offsets.reserveCapacity(header.groupCount)
-        var offset = Int64(ChunkIndexHeader.size + header.topLevelLength)
+        var offset = header.secondLevelOffset
         var total = 0
+        var fileOffset: Int64 = 0
+        let keyAt = header.hasBlocks ? 8 : 4
         top.withUnsafeBytes { raw in
             for g in 0..<header.groupCount {
-                let base = g * ChunkIndexHeader.groupEntrySize
+                let base = g * header.groupEntrySize
                 let count = Int(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: base, as: UInt32.self)))
                 let key = GroupKey(
-                    high: raw.loadUnaligned(fromByteOffset: base + 4, as: UInt64.self),
-                    low: raw.loadUnaligned(fromByteOffset: base + 12, as: UInt64.self))
-                groups.append(IndexGroup(key: key, chunkCount: count))
+                    high: raw.loadUnaligned(fromByteOffset: base + keyAt, as: UInt64.self),
+                    low: raw.loadUnaligned(fromByteOffset: base + keyAt + 8, as: UInt64.self))
+                var group = IndexGroup(key: key, chunkCount: count)
+                if header.hasBlocks {
+                    group.byteLength = Int64(
+                        UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: base + 4, as: UInt32.self)))
+                    fileOffsets.append(fileOffset)
+                    fileOffset += group.byteLength
+                }
+                groups.append(group)
                 offsets.append(offset)
                 offset += Int64(count * RecipeEntry.size)
                 total += count
             }
         }
         guard total == header.chunkCount,
-            groups.allSatisfy({ $0.chunkCount > 0 && $0.chunkCount <= Grouping.maxChunks })
+            groups.allSatisfy({ $0.chunkCount > 0 && $0.chunkCount <= Grouping.maxChunks }),
+            !header.hasBlocks || fileOffset == header.fileSize
         else { return nil }
-        return ChunkIndexTop(header: header, groups: groups, secondLevelOffsets: offsets)
+        return ChunkIndexTop(header: header, groups: groups, secondLevelOffsets: offsets, fileOffsets: fileOffsets)
     }
 }
 

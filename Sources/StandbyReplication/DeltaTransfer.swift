@@ -29,7 +29,21 @@ final class DeltaTransfer {
         case inFlight(Int)
         /// Chunks the store lacks: one byte range of the source.
         case fetch(Range<Int>, offset: Int64, length: Int)
+        /// Chunks the store lacks, put together from the previous version's bytes where their
+        /// 4 KiB blocks are unchanged and byte ranges of the source where not.
+        case patch(Range<Int>, offset: Int64, length: Int, pieces: [Piece])
     }
+
+    enum Piece: Equatable {
+        /// Bytes of the previous version, at the same offsets of the file.
+        case kept([UInt8])
+        case fetched(ByteRange)
+    }
+
+    /// Patched runs whose chunks did not match their ids (a block hash that collided, an old
+    /// chunk damaged), fetched again whole; and the bytes patching kept from being fetched.
+    private(set) var patchMisses = 0
+    private(set) var keptBytes: Int64 = 0
 
     /// One window of groups, planned: its chunks, where they are, what to do with each.
     private struct Plan {
@@ -92,10 +106,9 @@ final class DeltaTransfer {
         guard header.parameters == parameters else {
             throw IndexProblem(reason: "index made with chunk sizes \(header.parameters), the store uses \(parameters)")
         }
-        let expectedSize =
-            Int64(ChunkIndexHeader.size + header.topLevelLength) + Int64(header.chunkCount)
-            * Int64(RecipeEntry.size)
-        guard indexSize == expectedSize else { throw IndexProblem(reason: "index length does not match its header") }
+        guard indexSize == header.indexSize else {
+            throw IndexProblem(reason: "index length does not match its header")
+        }
         var topBytes = Array(head.dropFirst(ChunkIndexHeader.size).prefix(header.topLevelLength))
         if topBytes.count < header.topLevelLength {
             let rest = try session.fetch(
@@ -134,14 +147,22 @@ final class DeltaTransfer {
         let windows = stride(from: 0, to: top.groups.count, by: Self.window).map {
             $0..<min($0 + Self.window, top.groups.count)
         }
-        // Every unknown group's entries, asked for at once: the fetcher batches them and keeps
-        // a bounded number of answers ahead of the planning.
+        // Every unknown group's entries, asked for at once (and with a previous version, the
+        // hashes of their blocks): the fetcher batches them and keeps a bounded number of
+        // answers ahead of the planning.
         let runs = windows.map(indexRuns)
         for run in runs.joined() {
             let count = run.reduce(0) { $0 + top.groups[$1].chunkCount }
             index.request(
                 indexURL,
                 ByteRange(offset: top.secondLevelOffsets[run.lowerBound], length: Int64(count * RecipeEntry.size)))
+            if let blocks = blockRange(of: run) {
+                index.request(
+                    indexURL,
+                    ByteRange(
+                        offset: top.header.blocksOffset + blocks.lowerBound * Int64(ChunkIndexHeader.blockHashSize),
+                        length: Int64(blocks.count) * Int64(ChunkIndexHeader.blockHashSize)))
+            }
         }
         index.flush()
 
@@ -175,6 +196,17 @@ final class DeltaTransfer {
         return (top.header.fileSHA256, replicator.recipe.count)
     }
 
+    /// The 4 KiB blocks a run of groups covers, when their hashes are of use: the index has
+    /// them and there is a previous version to compare them with.
+    private func blockRange(of run: Range<Int>) -> Range<Int64>? {
+        guard previous != nil, top.header.hasBlocks, let last = run.last else { return nil }
+        let start = top.fileOffsets[run.lowerBound]
+        let end = top.fileOffsets[last] + top.groups[last].byteLength
+        guard end > start else { return nil }
+        let size = Int64(ChunkIndexHeader.blockSize)
+        return (start / size)..<((end - 1) / size + 1)
+    }
+
     /// The groups of a window whose entries the previous version lacks, in runs of adjacent
     /// groups: one range of the index each.
     private func indexRuns(_ groups: Range<Int>) -> [Range<Int>] {
@@ -201,11 +233,25 @@ final class DeltaTransfer {
         earlier: Set<ChunkID>
     ) throws -> Plan {
         var fetched: [Int: [RecipeEntry]] = [:]
+        var blockHashes: [Int64: UInt64] = [:]
         for run in runs {
             let count = run.reduce(0) { $0 + top.groups[$1].chunkCount }
             let bytes = try index.next()
             guard bytes.count == count * RecipeEntry.size else {
                 throw IndexProblem(reason: "index entries of groups \(run) are short")
+            }
+            if let blocks = blockRange(of: run) {
+                let hashes = try index.next()
+                guard hashes.count == blocks.count * ChunkIndexHeader.blockHashSize else {
+                    throw IndexProblem(reason: "block hashes of groups \(run) are short")
+                }
+                hashes.withUnsafeBytes { raw in
+                    for (k, block) in blocks.enumerated() {
+                        blockHashes[block] = UInt64(
+                            littleEndian: raw.loadUnaligned(
+                                fromByteOffset: k * ChunkIndexHeader.blockHashSize, as: UInt64.self))
+                    }
+                }
             }
             let decoded = [RecipeEntry].decode(Data(bytes))
             var at = 0
@@ -232,12 +278,18 @@ final class DeltaTransfer {
         let locations = try store.chunkLocations(
             db, entries.lazy.map(\.id).filter { !sink.holds($0) }, packNames: &packNames)
         var fetching = Set<ChunkID>()
-        let steps = Self.steps(
+        var steps = Self.steps(
             entries, at: start, stored: { locations[$0] },
             inFlight: { sink.holds($0) || earlier.contains($0) || fetching.contains($0) },
             fetching: { fetching.insert($0) })
-        for case .fetch(_, let at, let length) in steps {
-            data.request(url, ByteRange(offset: at, length: Int64(length)))
+        for (k, step) in steps.enumerated() {
+            guard case .fetch(let run, let at, let length) = step else { continue }
+            if let pieces = try patch(at: at, length: length, blockHashes: blockHashes) {
+                steps[k] = .patch(run, offset: at, length: length, pieces: pieces)
+                for case .fetched(let range) in pieces { data.request(url, range) }
+            } else {
+                data.request(url, ByteRange(offset: at, length: Int64(length)))
+            }
         }
         data.flush()
         return Plan(entries: entries, locations: locations, steps: steps, fetching: fetching)
@@ -293,6 +345,54 @@ final class DeltaTransfer {
         return steps
     }
 
+    /// The pieces of a run of missing chunks at `at`: where a 4 KiB block's hash in the index
+    /// is that of the previous version's bytes at the same offsets, those bytes; the other
+    /// blocks' parts in the run, fetched. Nil when nothing can be kept.
+    private func patch(at: Int64, length: Int, blockHashes: [Int64: UInt64]) throws -> [Piece]? {
+        guard let previous, !blockHashes.isEmpty, length > 0 else { return nil }
+        let blockSize = Int64(ChunkIndexHeader.blockSize)
+        let end = at + Int64(length)
+        let first = at / blockSize
+        let last = (end - 1) / blockSize
+        let low = first * blockSize
+        let high = min((last + 1) * blockSize, size, previous.size)
+        guard high > low else { return nil }
+        let reader = replicator.reader
+        let old = try previous.bytes(db, low..<high) { entry in
+            guard let location = try store.chunkLocations(db, [entry.id], packNames: &packNames)[entry.id] else {
+                return nil
+            }
+            return try? reader.read(entry.id, at: location, verify: false)
+        }
+        guard let old else { return nil }
+        var pieces: [Piece] = []
+        var kept = false
+        for block in first...last {
+            let blockStart = block * blockSize
+            let blockEnd = min(blockStart + blockSize, size)
+            let from = max(blockStart, at)
+            let to = min(blockEnd, end)
+            var same = false
+            if blockEnd <= high, let hash = blockHashes[block] {
+                same = old[Int(blockStart - low)..<Int(blockEnd - low)].withUnsafeBytes { BlockHash.of($0) } == hash
+            }
+            if same {
+                kept = true
+                let bytes = Array(old[Int(from - low)..<Int(to - low)])
+                if case .kept(let before) = pieces.last {
+                    pieces[pieces.count - 1] = .kept(before + bytes)
+                } else {
+                    pieces.append(.kept(bytes))
+                }
+            } else if case .fetched(let before) = pieces.last {
+                pieces[pieces.count - 1] = .fetched(ByteRange(offset: before.offset, length: to - before.offset))
+            } else {
+                pieces.append(.fetched(ByteRange(offset: from, length: to - from)))
+            }
+        }
+        return kept ? pieces : nil
+    }
+
     /// Walks a window's chunks in file order: stored ones read back for the whole-file hash,
     /// missing ones taken from the fetcher as they come, checked and stored.
     private func walk(_ plan: Plan, data: RangeFetcher, hasher: FileHasher, offset: inout Int64, base: Int64) throws {
@@ -317,9 +417,59 @@ final class DeltaTransfer {
                 }
                 try storeFetched(entries[run], bytes, at: at, into: hasher)
                 offset += Int64(length)
+            case .patch(let run, let at, let length, let pieces):
+                var bytes: [UInt8] = []
+                bytes.reserveCapacity(length)
+                var kept: Int64 = 0
+                do {
+                    for piece in pieces {
+                        switch piece {
+                        case .kept(let old):
+                            bytes.append(contentsOf: old)
+                            kept += Int64(old.count)
+                        case .fetched: bytes.append(contentsOf: try data.next())
+                        }
+                    }
+                } catch let error as TransportError {
+                    throw ReplicationError.source(error, set: replicator.set)
+                }
+                if Self.matches(entries[run], bytes) {
+                    keptBytes += kept
+                } else {
+                    // A block hash that collided, or an old chunk damaged on disk: the run is
+                    // fetched whole, and its ids check it as usual.
+                    patchMisses += 1
+                    replicator.logger.info(
+                        "A patched run does not match its chunks; fetching it whole",
+                        metadata: ["set": "\(replicator.set)", "offset": "\(at)", "length": "\(length)"])
+                    do {
+                        bytes = Array(
+                            try replicator.session.fetch(
+                                url, range: ByteRange(offset: at, length: Int64(length)), maxBytes: length))
+                    } catch let error as TransportError {
+                        throw ReplicationError.source(error, set: replicator.set)
+                    }
+                }
+                try storeFetched(entries[run], bytes, at: at, into: hasher)
+                offset += Int64(length)
             }
             replicator.processed = base + offset
             replicator.reportProgress()
+        }
+    }
+
+    /// Whether the bytes are the run's chunks, each its id's.
+    static func matches(_ run: ArraySlice<RecipeEntry>, _ buffer: [UInt8]) -> Bool {
+        guard buffer.count == run.reduce(0, { $0 + $1.length }) else { return false }
+        return buffer.withUnsafeBytes { raw in
+            var at = 0
+            for entry in run {
+                guard ChunkID.of(UnsafeRawBufferPointer(rebasing: raw[at..<(at + entry.length)])) == entry.id else {
+                    return false
+                }
+                at += entry.length
+            }
+            return true
         }
     }
 

@@ -12,8 +12,11 @@ import GRDB
 final class PreviousRecipe {
     let file: Int64
     private(set) var groups: [UInt64: UInt64] = [:]
-    /// Segment seq numbers and the index of their first entry, in order.
-    private var segments: [(seq: Int, start: Int)] = []
+    /// Segment seq numbers, the index of their first entry and where it starts in the file,
+    /// in order.
+    private var segments: [(seq: Int, start: Int, offset: Int64)] = []
+    /// The previous version's size.
+    private(set) var size: Int64 = 0
     private var cache: [Int: [RecipeEntry]] = [:]
     private var cacheOrder: [Int] = []
 
@@ -31,10 +34,11 @@ final class PreviousRecipe {
             db, sql: "SELECT seq, entries FROM recipes WHERE file_id = ? ORDER BY seq", arguments: [file])
         while let row = try rows.next() {
             let data: Data = row[1]
-            segments.append((row[0], index))
+            segments.append((row[0], index, size))
             for entry in [RecipeEntry].decode(data) {
                 current.append(entry)
                 index += 1
+                size += Int64(entry.length)
                 if Grouping.endsGroup(entry.id, count: current.count) {
                     groups[GroupKey.of(current[...]).high] = Self.pack(start: currentStart, count: current.count)
                     currentStart = index
@@ -68,6 +72,37 @@ final class PreviousRecipe {
             position += take
         }
         return out
+    }
+
+    /// The previous version's bytes `range` of the file, read through `read` (a chunk's bytes,
+    /// nil when the store lost it); nil when the range runs past its end or a chunk is lost.
+    func bytes(_ db: Database, _ range: Range<Int64>, read: (RecipeEntry) throws -> [UInt8]?) throws -> [UInt8]? {
+        guard range.lowerBound >= 0, range.upperBound <= size, !range.isEmpty else { return nil }
+        // The last segment starting at or before the range.
+        var low = 0
+        var high = segments.count - 1
+        while low < high {
+            let mid = (low + high + 1) / 2
+            if segments[mid].offset <= range.lowerBound { low = mid } else { high = mid - 1 }
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(range.count)
+        var ordinal = low
+        var at = segments[low].offset
+        while at < range.upperBound, ordinal < segments.count {
+            for entry in try load(db, ordinal: ordinal) {
+                let end = at + Int64(entry.length)
+                defer { at = end }
+                guard end > range.lowerBound else { continue }
+                guard let bytes = try read(entry), bytes.count == entry.length else { return nil }
+                let from = Int(max(range.lowerBound, at) - at)
+                let to = Int(min(range.upperBound, end) - at)
+                out.append(contentsOf: bytes[from..<to])
+                if end >= range.upperBound { break }
+            }
+            ordinal += 1
+        }
+        return out.count == range.count ? out : nil
     }
 
     private func load(_ db: Database, ordinal: Int) throws -> [RecipeEntry] {

@@ -84,6 +84,11 @@ public enum Publisher {
                 let part = UnsafeRawBufferPointer(rebasing: raw[..<n])
                 fileHasher.update(bufferPointer: part)
                 chunker.feed(part) { add($0) }
+                // Reads are whole MiBs until the last: the blocks lie at multiples of 4 KiB.
+                for start in stride(from: 0, to: n, by: ChunkIndexHeader.blockSize) {
+                    builder.addBlock(
+                        UnsafeRawBufferPointer(rebasing: part[start..<min(n, start + ChunkIndexHeader.blockSize)]))
+                }
             }
             total += Int64(n)
         }

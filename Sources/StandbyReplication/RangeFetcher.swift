@@ -38,12 +38,12 @@ final class RangeFetcher: @unchecked Sendable {
         }
     }
 
-    /// One request: ranges of one URL, sorted and apart (`wire`), whose bytes are laid end to
-    /// end in the answer's buffer.
+    /// One request: ranges of one URL in the order asked for, whose bytes are laid end to end
+    /// in the answer's buffer. On the wire they go sorted, overlaps and near neighbours merged.
     private struct Job: Sendable {
         var id: Int
         var url: URL
-        var wire: [ByteRange]
+        var ranges: [ByteRange]
         var bytes: Int64
         var headerCharacters: Int
     }
@@ -110,22 +110,12 @@ final class RangeFetcher: @unchecked Sendable {
         precondition(range.length > 0)
         let text = range.description.utf8.count + 1
         if var job = open {
-            let last = job.wire[job.wire.count - 1]
-            let fits =
-                job.url == url && range.offset >= last.end && job.bytes + range.length <= limits.bytesPerRequest
-            if fits, range.offset - last.end <= limits.coalesceGap {
-                let start = Int(job.bytes + (range.offset - last.end))
-                job.wire[job.wire.count - 1].length = range.end - last.offset
-                job.bytes += range.end - last.end
-                open = job
-                slices.append(Slice(job: job.id, start: start, length: Int(range.length)))
-                return
-            }
-            if fits, job.wire.count < limits.rangesPerRequest,
+            if job.url == url, job.ranges.count < limits.rangesPerRequest,
+                job.bytes + range.length <= limits.bytesPerRequest,
                 job.headerCharacters + text <= limits.headerCharacters
             {
                 slices.append(Slice(job: job.id, start: Int(job.bytes), length: Int(range.length)))
-                job.wire.append(range)
+                job.ranges.append(range)
                 job.bytes += range.length
                 job.headerCharacters += text
                 open = job
@@ -133,7 +123,7 @@ final class RangeFetcher: @unchecked Sendable {
             }
             send(job)
         }
-        let job = Job(id: nextJob, url: url, wire: [range], bytes: range.length, headerCharacters: text)
+        let job = Job(id: nextJob, url: url, ranges: [range], bytes: range.length, headerCharacters: text)
         nextJob += 1
         slices.append(Slice(job: job.id, start: 0, length: Int(range.length)))
         open = job
@@ -219,26 +209,41 @@ final class RangeFetcher: @unchecked Sendable {
         }
     }
 
+    /// The ranges of a job as they go on the wire: sorted, with overlapping ranges and those
+    /// closer than `gap` merged.
+    static func wire(_ ranges: [ByteRange], gap: Int64) -> [ByteRange] {
+        var wire: [ByteRange] = []
+        for range in ranges.sorted(by: { $0.offset < $1.offset }) {
+            if let last = wire.last, range.offset <= last.end + gap {
+                wire[wire.count - 1].length = max(last.end, range.end) - last.offset
+            } else {
+                wire.append(range)
+            }
+        }
+        return wire
+    }
+
     private func fetch(_ job: Job, _ session: TransferSession) throws -> [UInt8] {
+        let wire = Self.wire(job.ranges, gap: limits.coalesceGap)
         var starts: [Int] = []
         var total = 0
-        for range in job.wire {
+        for range in wire {
             starts.append(total)
             total += Int(range.length)
         }
-        var filled = [Int](repeating: 0, count: job.wire.count)
-        return try [UInt8](unsafeUninitializedCapacity: total) { buffer, count in
+        var filled = [Int](repeating: 0, count: wire.count)
+        let received = try [UInt8](unsafeUninitializedCapacity: total) { buffer, count in
             count = 0
-            try session.get(job.url, ranges: job.wire) { index, bytes in
+            try session.get(job.url, ranges: wire) { index, bytes in
                 let at = starts[index] + filled[index]
-                guard filled[index] + bytes.count <= Int(job.wire[index].length) else {
+                guard filled[index] + bytes.count <= Int(wire[index].length) else {
                     throw ReplicationError(.storeIO, "the server sent more of a range than asked for")
                 }
                 UnsafeMutableRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(buffer)[at..<(at + bytes.count)])
                     .copyMemory(from: bytes)
                 filled[index] += bytes.count
             }
-            for (index, range) in job.wire.enumerated() where filled[index] != Int(range.length) {
+            for (index, range) in wire.enumerated() where filled[index] != Int(range.length) {
                 throw TransportError(
                     .truncated, url: Redaction.redacted(job.url), host: job.url.host ?? "localhost",
                     message:
@@ -247,6 +252,22 @@ final class RangeFetcher: @unchecked Sendable {
             }
             count = total
         }
+        if wire == job.ranges { return received }
+        // Laid out again in the order asked for.
+        var answer: [UInt8] = []
+        answer.reserveCapacity(Int(job.bytes))
+        for range in job.ranges {
+            // The wire range that holds it: the last one starting at or before it.
+            var low = 0
+            var high = wire.count - 1
+            while low < high {
+                let mid = (low + high + 1) / 2
+                if wire[mid].offset <= range.offset { low = mid } else { high = mid - 1 }
+            }
+            let start = starts[low] + Int(range.offset - wire[low].offset)
+            answer.append(contentsOf: received[start..<(start + Int(range.length))])
+        }
+        return answer
     }
 
     private struct UncheckedSession: @unchecked Sendable {

@@ -60,14 +60,20 @@ import Testing
             let bytes = random.bytes(32)
             builder.add(RecipeEntry(id: ChunkID(bytes: bytes) ?? ChunkID(a: 0, b: 0, c: 0, d: 0), length: 8192))
         }
+        let block = random.bytes(4096)
+        for _ in 0..<200 { block.withUnsafeBytes { builder.addBlock($0) } }
         var index = builder.finish(parameters: .standard, size: 819_200, mtime: 42, sha256: random.bytes(32))
         let header = ChunkIndexHeader.decode(Array(index.prefix(128)))
         #expect(header?.chunkCount == 100)
         #expect(header?.fileSize == 819_200)
         #expect(header?.modificationTime == 42)
         if let header {
-            let top = Array(index[128..<(128 + header.groupCount * 20)])
-            #expect(ChunkIndexTop.parse(header: header, top: top)?.groups.count == header.groupCount)
+            #expect(header.format == 2)
+            #expect(Int64(index.count) == header.indexSize)
+            let top = Array(index[128..<(128 + header.groupCount * 24)])
+            let parsed = ChunkIndexTop.parse(header: header, top: top)
+            #expect(parsed?.groups.count == header.groupCount)
+            #expect(parsed?.groups.reduce(0) { $0 + $1.byteLength } == 819_200)
         }
         index[30] ^= 1
         #expect(ChunkIndexHeader.decode(Array(index.prefix(128))) == nil)

@@ -110,14 +110,45 @@ import Testing
         _ = try await day.fixture.store.replicate(set: day.spec)
         try rewritePages(day.path, count: 5, seed: 3, mtime: 1_700_086_400)
         let published = try #require(try await Publisher.publish(paths: [day.path], logger: testLogger).first)
-        // Damage one byte of the second level (entries of some group).
+        // Damage one byte of the second level (entries of some group), before the block hashes.
         let handle = try FileHandle(forUpdating: URL(fileURLWithPath: published.indexPath))
         let size = try handle.seekToEnd()
-        try handle.seek(toOffset: size - 100)
+        try handle.seek(toOffset: size - UInt64((published.fileSize + 4095) / 4096 * 8) - 100)
         try handle.write(contentsOf: Data([0xEE, 0xEE]))
         try handle.close()
         let second = try await day.fixture.store.replicate(set: day.spec)
         #expect(second.filesRead == 1)
+        #expect(try await day.restoredMatches())
+    }
+
+    /// Block hashes are only hints: damaged ones make the patched runs fail their chunks' ids,
+    /// and those runs are fetched whole. Day 2 is still a delta, and the copy exact.
+    @Test func damagedBlockHashesCostBytesNotCorrectness() async throws {
+        let day = try Day(pages: 512)
+        defer { day.stop() }
+        _ = try await Publisher.publish(paths: [day.path], logger: testLogger)
+        _ = try await day.fixture.store.replicate(set: day.spec)
+        try rewritePages(day.path, count: 5, seed: 3, mtime: 1_700_086_400)
+        let published = try #require(try await Publisher.publish(paths: [day.path], logger: testLogger).first)
+        // Every block hash says "unchanged": each patched run keeps the old bytes, which fail.
+        let blocks = Int((published.fileSize + 4095) / 4096)
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: published.indexPath))
+        let size = try handle.seekToEnd()
+        let previous = day.fixture.lab.file("previous.bak")
+        try writeDatabase(previous, pages: 512)
+        var hashes = Data()
+        let old = try contents(previous)
+        for block in 0..<blocks {
+            let piece = old[(block * 4096)..<min(old.count, (block + 1) * 4096)]
+            hashes.append(contentsOf: blockHash(Array(piece)))
+        }
+        try handle.seek(toOffset: size - UInt64(blocks * 8))
+        try handle.write(contentsOf: hashes)
+        try handle.close()
+        let second = try await day.fixture.store.replicate(set: day.spec)
+        #expect(second.filesByIndex == 1)
+        #expect(second.filesRead == 0)
+        #expect(second.bytesReceived < 512 * 8192 / 5)
         #expect(try await day.restoredMatches())
     }
 

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Logging
 import StandbyLab
@@ -104,4 +105,9 @@ final class Once: @unchecked Sendable {
         done = true
         return true
     }
+}
+
+/// A format 2 index's hash of a 4 KiB block: the first 8 bytes of its SHA-256.
+func blockHash(_ bytes: [UInt8]) -> [UInt8] {
+    Array(SHA256.hash(data: bytes).prefix(8))
 }
