@@ -10,7 +10,7 @@ import Synchronization
 /// A shaped link between the lab's secondary and a primary's server, with no kernel module
 /// (sch_netem is absent on the project's machines): a TCP proxy on a free loopback port that
 /// forwards each connection to `target`, delaying every byte by half the round-trip time in each
-/// direction and capping each direction at `rate` bits per second.
+/// direction and capping each direction at `rate` bits per second, shared by all its connections.
 ///
 /// Each accepted connection gets one thread pair per direction: a reader stamps every chunk it
 /// reads with the time its last byte leaves a link of that rate (one chunk after another, as a
@@ -272,11 +272,15 @@ private func sleepUntil(_ nanoseconds: UInt64) {
     while clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nil) == EINTR {}
 }
 
-/// The shaper's counters, shared with its connections.
+/// The shaper's counters, shared with its connections, and the link itself: when each
+/// direction finishes sending what it was given (monotonic nanoseconds). All connections share
+/// it, as they share a real WAN link: several connections get no more than the rate together.
 private final class LinkCounters: Sendable {
     let up = Atomic<Int64>(0)
     let down = Atomic<Int64>(0)
     let connections = Atomic<Int>(0)
+    let upFree = Mutex<UInt64>(0)
+    let downFree = Mutex<UInt64>(0)
 }
 
 /// One proxied connection: two directions, four threads. The last thread to finish closes both
@@ -359,8 +363,6 @@ private final class Direction: @unchecked Sendable {
     private var queued = 0
     private var ended = false
     private var abandoned = false
-    /// When the link finishes sending what has been read so far (monotonic nanoseconds).
-    private var linkFree: UInt64 = 0
 
     init(from source: Int32, to destination: Int32, link: LinkShaper.Link, counters: LinkCounters, upward: Bool) {
         self.source = source
@@ -395,9 +397,20 @@ private final class Direction: @unchecked Sendable {
             if bytes.isEmpty { break }
             let now = monotonicNow()
             condition.lock()
-            let start = max(now, linkFree)
-            linkFree = start + UInt64((Double(bytes.count) * nanosecondsPerByte).rounded())
-            queue.append(Chunk(bytes: bytes, due: linkFree + delay))
+            let cost = UInt64((Double(bytes.count) * nanosecondsPerByte).rounded())
+            let sent: UInt64
+            if upward {
+                sent = counters.upFree.withLock { free in
+                    free = max(now, free) + cost
+                    return free
+                }
+            } else {
+                sent = counters.downFree.withLock { free in
+                    free = max(now, free) + cost
+                    return free
+                }
+            }
+            queue.append(Chunk(bytes: bytes, due: sent + delay))
             queued += bytes.count
             condition.broadcast()
             condition.unlock()

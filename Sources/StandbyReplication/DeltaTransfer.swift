@@ -1,5 +1,7 @@
 import Foundation
 import GRDB
+import Logging
+import StandbyBase
 import StandbyTransport
 
 /// The delta path of one file: with the index `standby publish` wrote next to it, fetch only the
@@ -70,12 +72,17 @@ final class DeltaTransfer {
     /// The previous version's groups: their entries need not be fetched.
     private let known: [UInt64: UInt64]
     private var packNames: [Int64: String] = [:]
+    private var pool: SessionPool?
     private var store: ReplicationStore { replicator.store }
+
+    /// Sessions already connected to the source's server, for the pool.
+    private let connected: [TransferSession]
 
     init(
         _ replicator: Replicator, db: Database, url: URL, indexURL: URL, size: Int64, top: ChunkIndexTop,
-        previous: PreviousRecipe?
+        previous: PreviousRecipe?, connected: [TransferSession] = []
     ) {
+        self.connected = connected
         self.replicator = replicator
         self.db = db
         self.url = url
@@ -89,13 +96,16 @@ final class DeltaTransfer {
     /// The index's header and top level, checked, in one request (two if the top level is
     /// larger than a guess of it); what was fetched for them is freed on return.
     static func topLevel(
-        of indexURL: URL, size: Int64, mtime: Int64, parameters: ChunkerParameters, session: TransferSession
+        of indexURL: URL, size: Int64, mtime: Int64, parameters: ChunkerParameters, session: TransferSession,
+        start: IndexStart? = nil
     ) throws -> ChunkIndexTop {
-        let indexSize = try session.stat(indexURL).size ?? 0
-        guard indexSize >= Int64(ChunkIndexHeader.size) else { throw IndexProblem(reason: "index too short") }
-        // The top level is about 1/15 of an index.
-        let first = min(indexSize, max(4096, Int64(ChunkIndexHeader.size) + indexSize / 12))
-        let head = try session.fetch(indexURL, range: ByteRange(offset: 0, length: first), maxBytes: Int(first))
+        let (head, reportedSize) = try start?.result.get() ?? session.fetchStart(indexURL, length: guess(size))
+        guard let indexSize = reportedSize else {
+            throw IndexProblem(reason: "the server does not tell the index's size")
+        }
+        guard indexSize >= Int64(ChunkIndexHeader.size), head.count >= ChunkIndexHeader.size else {
+            throw IndexProblem(reason: "index too short")
+        }
         guard let header = ChunkIndexHeader.decode(Array(head)) else {
             throw IndexProblem(reason: "index header corrupt")
         }
@@ -124,24 +134,67 @@ final class DeltaTransfer {
         return top
     }
 
+    /// How much of an index to ask for first: the header and a guess at the top level, about
+    /// 1/15 of an index (1/12 of a file's size over 8 KiB chunks covers it).
+    static func guess(_ size: Int64) -> Int {
+        Int(max(4096, Int64(ChunkIndexHeader.size) + size / 8192 * 36 / 12 + 1024))
+    }
+
+    /// The start of an index asked for on a session of its own while the replicator stats the
+    /// source: the two round trips overlap, and the session, connected, joins the transfer's.
+    final class IndexStart: @unchecked Sendable {
+        let url: URL
+        let session: TransferSession
+        // Written by the worker before it ends, read after `join`.
+        private(set) var result: Result<(Data, Int64?), any Error> = .failure(CancellationError())
+        private var worker: Blocking.Worker?
+
+        init(url: URL, length: Int, options: TransportOptions, cancellation: CancellationFlag?, logger: Logger) throws {
+            self.url = url
+            session = try TransferSession(options: options, logger: logger)
+            session.cancellation = cancellation
+            worker = Blocking.Worker(name: "standby.index-start") { [self] in
+                result = Result { try session.fetchStart(url, length: length) }
+            }
+        }
+
+        /// Waits for the answer; then the session is the caller's.
+        func join() {
+            _ = worker?.join()
+            worker = nil
+        }
+    }
+
     /// Fetches what is missing and returns the file's SHA-256 (the index's, checked against the
     /// bytes) and its number of chunks.
     func run() throws -> (sha256: [UInt8], chunks: Int) {
         let session = replicator.session
         let hasher = FileHasher(packDirectory: store.packDirectory)
         defer { hasher.abort() }
-        let index = try RangeFetcher(
+        let limits = RangeFetcher.Limits.suited(to: url)
+        let pool = try SessionPool(
             options: session.options, cancellation: session.cancellation, logger: replicator.logger,
-            limits: .suited(to: indexURL))
-        let data = try RangeFetcher(
-            options: session.options, cancellation: session.cancellation, logger: replicator.logger,
-            limits: .suited(to: url))
+            count: limits.connections, connected: [session] + connected)
+        self.pool = pool
+        // The index's requests are few and small: as many ranges a request as a header holds,
+        // on a few connections (those already open first).
+        var indexLimits = RangeFetcher.Limits.suited(to: indexURL)
+        indexLimits.connections = min(indexLimits.connections, 4)
+        indexLimits.rangesPerRequest = 250
+        indexLimits.bytesPerRequest = 4 << 20
+        let index = RangeFetcher(pool: pool, limits: indexLimits)
+        let data = RangeFetcher(pool: pool, limits: limits)
+        let before = session.stats
         defer {
+            pool.close()
             for fetcher in [index, data] {
                 fetcher.stop()
                 replicator.otherSessionBytes += fetcher.receivedBytes
                 replicator.otherSessionRequests += fetcher.requests
             }
+            // What the fetchers did on the replicator's own session it counts itself.
+            replicator.otherSessionBytes -= session.stats.totalBytes - before.totalBytes
+            replicator.otherSessionRequests -= session.stats.requests - before.requests
         }
         let base = replicator.processed
         let windows = stride(from: 0, to: top.groups.count, by: Self.window).map {
@@ -189,7 +242,8 @@ final class DeltaTransfer {
             }
             try walk(current, data: data, hasher: hasher, offset: &offset, base: base)
         }
-        guard offset == size, try hasher.finalize() == top.header.fileSHA256 else {
+        let digest = try hasher.finalize()
+        guard offset == size, digest == top.header.fileSHA256 else {
             throw IndexProblem(reason: "the file rebuilt from the index does not match its SHA-256")
         }
         try replicator.flushRecipe(db)
@@ -282,9 +336,37 @@ final class DeltaTransfer {
             entries, at: start, stored: { locations[$0] },
             inFlight: { sink.holds($0) || earlier.contains($0) || fetching.contains($0) },
             fetching: { fetching.insert($0) })
+        // Runs of missing chunks that the previous version's bytes may patch: the old chunks
+        // under them are looked up together (one catalog query per 128), then compared.
+        var candidates: [(step: Int, old: [(entry: RecipeEntry, offset: Int64)])] = []
+        if let previous, !blockHashes.isEmpty {
+            for (k, step) in steps.enumerated() {
+                guard case .fetch(_, let at, let length) = step, let span = blockSpan(at: at, length: length),
+                    let old = try previous.chunks(db, covering: span)
+                else { continue }
+                candidates.append((k, old))
+            }
+        }
+        let oldLocations = try store.chunkLocations(
+            db, candidates.lazy.flatMap { $0.old.lazy.map(\.entry.id) }, packNames: &packNames)
+        for candidate in candidates {
+            for (entry, _) in candidate.old {
+                if let location = oldLocations[entry.id] { replicator.reader.prefetch(location) }
+            }
+        }
+        // In file order, each run's ranges asked for as soon as its pieces are known: the first
+        // requests are on their way while the later runs are compared.
+        var next = candidates.startIndex
         for (k, step) in steps.enumerated() {
             guard case .fetch(let run, let at, let length) = step else { continue }
-            if let pieces = try patch(at: at, length: length, blockHashes: blockHashes) {
+            var pieces: [Piece]?
+            if next < candidates.endIndex, candidates[next].step == k {
+                pieces = try patch(
+                    at: at, length: length, old: candidates[next].old, locations: oldLocations,
+                    blockHashes: blockHashes)
+                next += 1
+            }
+            if let pieces {
                 steps[k] = .patch(run, offset: at, length: length, pieces: pieces)
                 for case .fetched(let range) in pieces { data.request(url, range) }
             } else {
@@ -345,26 +427,42 @@ final class DeltaTransfer {
         return steps
     }
 
+    /// The whole 4 KiB blocks under a run of missing chunks at `at`, cut at the end of both
+    /// versions of the file; nil when there is nothing to compare.
+    private func blockSpan(at: Int64, length: Int) -> Range<Int64>? {
+        guard let previous, length > 0 else { return nil }
+        let blockSize = Int64(ChunkIndexHeader.blockSize)
+        let low = at / blockSize * blockSize
+        let high = min(((at + Int64(length) - 1) / blockSize + 1) * blockSize, size, previous.size)
+        return high > low ? low..<high : nil
+    }
+
     /// The pieces of a run of missing chunks at `at`: where a 4 KiB block's hash in the index
-    /// is that of the previous version's bytes at the same offsets, those bytes; the other
-    /// blocks' parts in the run, fetched. Nil when nothing can be kept.
-    private func patch(at: Int64, length: Int, blockHashes: [Int64: UInt64]) throws -> [Piece]? {
-        guard let previous, !blockHashes.isEmpty, length > 0 else { return nil }
+    /// is that of the previous version's bytes at the same offsets (`old`, the chunks under
+    /// `blockSpan`), those bytes; the other blocks' parts in the run, fetched. Nil when
+    /// nothing can be kept.
+    private func patch(
+        at: Int64, length: Int, old chunks: [(entry: RecipeEntry, offset: Int64)],
+        locations: [ChunkID: ChunkLocation], blockHashes: [Int64: UInt64]
+    ) throws -> [Piece]? {
+        guard let span = blockSpan(at: at, length: length) else { return nil }
         let blockSize = Int64(ChunkIndexHeader.blockSize)
         let end = at + Int64(length)
         let first = at / blockSize
         let last = (end - 1) / blockSize
-        let low = first * blockSize
-        let high = min((last + 1) * blockSize, size, previous.size)
-        guard high > low else { return nil }
-        let reader = replicator.reader
-        let old = try previous.bytes(db, low..<high) { entry in
-            guard let location = try store.chunkLocations(db, [entry.id], packNames: &packNames)[entry.id] else {
-                return nil
-            }
-            return try? reader.read(entry.id, at: location, verify: false)
+        let (low, high) = (span.lowerBound, span.upperBound)
+        var old: [UInt8] = []
+        old.reserveCapacity(span.count)
+        for (entry, offset) in chunks {
+            guard let location = locations[entry.id],
+                let bytes = try? replicator.reader.read(entry.id, at: location, verify: false),
+                bytes.count == entry.length
+            else { return nil }
+            let from = Int(max(low, offset) - offset)
+            let to = Int(min(high, offset + Int64(entry.length)) - offset)
+            old.append(contentsOf: bytes[from..<to])
         }
-        guard let old else { return nil }
+        guard old.count == span.count else { return nil }
         var pieces: [Piece] = []
         var kept = false
         for block in first...last {
@@ -427,7 +525,8 @@ final class DeltaTransfer {
                         case .kept(let old):
                             bytes.append(contentsOf: old)
                             kept += Int64(old.count)
-                        case .fetched: bytes.append(contentsOf: try data.next())
+                        case .fetched:
+                            bytes.append(contentsOf: try data.next())
                         }
                     }
                 } catch let error as TransportError {
@@ -443,9 +542,7 @@ final class DeltaTransfer {
                         "A patched run does not match its chunks; fetching it whole",
                         metadata: ["set": "\(replicator.set)", "offset": "\(at)", "length": "\(length)"])
                     do {
-                        bytes = Array(
-                            try replicator.session.fetch(
-                                url, range: ByteRange(offset: at, length: Int64(length)), maxBytes: length))
+                        bytes = try fetchWhole(ByteRange(offset: at, length: Int64(length)))
                     } catch let error as TransportError {
                         throw ReplicationError.source(error, set: replicator.set)
                     }
@@ -456,6 +553,20 @@ final class DeltaTransfer {
             replicator.processed = base + offset
             replicator.reportProgress()
         }
+    }
+
+    /// A range fetched on its own, on a session of the pool, and counted with the fetchers'.
+    private func fetchWhole(_ range: ByteRange) throws -> [UInt8] {
+        guard let pool, let session = pool.take() else {
+            throw ReplicationError(.storeIO, "the delta transfer's sessions are closed", set: replicator.set)
+        }
+        defer { pool.give(session) }
+        let before = session.stats
+        defer {
+            replicator.otherSessionBytes += session.stats.totalBytes - before.totalBytes
+            replicator.otherSessionRequests += session.stats.requests - before.requests
+        }
+        return Array(try session.fetch(url, range: range, maxBytes: Int(range.length)))
     }
 
     /// Whether the bytes are the run's chunks, each its id's.

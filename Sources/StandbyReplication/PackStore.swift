@@ -319,6 +319,12 @@ final class PackReader {
         }
     }
 
+    /// Tells the kernel a chunk will be read soon, so that scattered reads overlap on disk.
+    func prefetch(_ location: ChunkLocation) {
+        guard let fd = try? descriptor(location.pack) else { return }
+        _ = posix_fadvise(fd, off_t(location.offset), off_t(location.length), POSIX_FADV_WILLNEED)
+    }
+
     /// The chunk's bytes, checked against its id.
     func read(_ id: ChunkID, at location: ChunkLocation, verify: Bool = true) throws -> [UInt8] {
         let fd = try descriptor(location.pack)

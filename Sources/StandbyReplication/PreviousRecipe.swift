@@ -74,9 +74,9 @@ final class PreviousRecipe {
         return out
     }
 
-    /// The previous version's bytes `range` of the file, read through `read` (a chunk's bytes,
-    /// nil when the store lost it); nil when the range runs past its end or a chunk is lost.
-    func bytes(_ db: Database, _ range: Range<Int64>, read: (RecipeEntry) throws -> [UInt8]?) throws -> [UInt8]? {
+    /// The previous version's chunks that hold the bytes `range` of the file, each with where
+    /// it starts; nil when the range runs past the version's end.
+    func chunks(_ db: Database, covering range: Range<Int64>) throws -> [(entry: RecipeEntry, offset: Int64)]? {
         guard range.lowerBound >= 0, range.upperBound <= size, !range.isEmpty else { return nil }
         // The last segment starting at or before the range.
         var low = 0
@@ -85,24 +85,20 @@ final class PreviousRecipe {
             let mid = (low + high + 1) / 2
             if segments[mid].offset <= range.lowerBound { low = mid } else { high = mid - 1 }
         }
-        var out: [UInt8] = []
-        out.reserveCapacity(range.count)
+        var out: [(entry: RecipeEntry, offset: Int64)] = []
         var ordinal = low
         var at = segments[low].offset
         while at < range.upperBound, ordinal < segments.count {
             for entry in try load(db, ordinal: ordinal) {
-                let end = at + Int64(entry.length)
-                defer { at = end }
-                guard end > range.lowerBound else { continue }
-                guard let bytes = try read(entry), bytes.count == entry.length else { return nil }
-                let from = Int(max(range.lowerBound, at) - at)
-                let to = Int(min(range.upperBound, end) - at)
-                out.append(contentsOf: bytes[from..<to])
-                if end >= range.upperBound { break }
+                let start = at
+                at += Int64(entry.length)
+                guard at > range.lowerBound else { continue }
+                out.append((entry, start))
+                if at >= range.upperBound { break }
             }
             ordinal += 1
         }
-        return out.count == range.count ? out : nil
+        return out
     }
 
     private func load(_ db: Database, ordinal: Int) throws -> [RecipeEntry] {

@@ -17,8 +17,10 @@ final class RangeFetcher: @unchecked Sendable {
     struct Limits: Sendable {
         /// Requests in flight at once (one connection each).
         var connections = 4
-        var rangesPerRequest = 200
-        var bytesPerRequest: Int64 = 4 << 20
+        /// Small enough that the first answers come early and the walk starts on them while
+        /// the rest are on their way; with `connections` in flight, large enough to fill a link.
+        var rangesPerRequest = 64
+        var bytesPerRequest: Int64 = 1 << 20
         /// The Range header's length: servers cap a header line (nginx at 8 KiB by default,
         /// IIS at 16 KiB).
         var headerCharacters = 6000
@@ -30,7 +32,8 @@ final class RangeFetcher: @unchecked Sendable {
         static func suited(to url: URL) -> Limits {
             var limits = Limits()
             switch url.scheme?.lowercased() {
-            case "http", "https", "sftp": limits.connections = 4
+            case "http", "https": limits.connections = 8
+            case "sftp": limits.connections = 4
             case "ftp", "ftps": limits.connections = 2
             default: limits.connections = 1
             }
@@ -84,22 +87,12 @@ final class RangeFetcher: @unchecked Sendable {
     var receivedBytes: Int64 { counters.bytes.load(ordering: .relaxed) }
     var requests: Int { counters.requests.load(ordering: .relaxed) }
 
-    init(
-        options: TransportOptions, cancellation: CancellationFlag?, logger: Logger, limits: Limits,
-        ahead: Int? = nil
-    ) throws {
+    /// `connections` requests at once, on sessions of `pool` (shared with other fetchers).
+    init(pool: SessionPool, limits: Limits, ahead: Int? = nil) {
         self.limits = limits
         self.ahead = ahead ?? max(4, 2 * limits.connections)
-        var options = options
-        // A rate cap is the set's, not each connection's.
-        if let rate = options.maxReceiveRate {
-            options.maxReceiveRate = max(1, rate / Int64(max(1, limits.connections)))
-        }
-        for n in 0..<max(1, limits.connections) {
-            let session = try TransferSession(options: options, logger: logger)
-            session.cancellation = cancellation
-            let box = UncheckedSession(session: session)
-            workers.append(Blocking.Worker(name: "standby.fetch-\(n)") { [self] in work(box.session) })
+        for n in 0..<max(1, min(limits.connections, pool.count)) {
+            workers.append(Blocking.Worker(name: "standby.fetch-\(n)") { [self] in work(pool) })
         }
     }
 
@@ -186,7 +179,7 @@ final class RangeFetcher: @unchecked Sendable {
         return try result.get()
     }
 
-    private func work(_ session: TransferSession) {
+    private func work(_ pool: SessionPool) {
         while true {
             condition.lock()
             while !stopped && (queued.isEmpty || queued[0].id >= taking + ahead) { condition.wait() }
@@ -197,10 +190,16 @@ final class RangeFetcher: @unchecked Sendable {
             let job = queued.removeFirst()
             condition.unlock()
 
-            let before = session.stats
-            let outcome = Result<[UInt8], any Error> { try fetch(job, session) }
-            counters.bytes.wrappingAdd(session.stats.totalBytes - before.totalBytes, ordering: .relaxed)
-            counters.requests.wrappingAdd(session.stats.requests - before.requests, ordering: .relaxed)
+            let outcome: Result<[UInt8], any Error>
+            if let session = pool.take() {
+                let before = session.stats
+                outcome = Result { try fetch(job, session) }
+                counters.bytes.wrappingAdd(session.stats.totalBytes - before.totalBytes, ordering: .relaxed)
+                counters.requests.wrappingAdd(session.stats.requests - before.requests, ordering: .relaxed)
+                pool.give(session)
+            } else {
+                outcome = .failure(ReplicationError(.storeIO, "the range fetcher stopped"))
+            }
 
             condition.lock()
             answers[job.id] = outcome
@@ -269,9 +268,63 @@ final class RangeFetcher: @unchecked Sendable {
         }
         return answer
     }
+}
 
-    private struct UncheckedSession: @unchecked Sendable {
-        // Used by its worker thread alone.
-        let session: TransferSession
+/// Transfer sessions, each with its connection, shared by the fetchers of one delta transfer:
+/// the connections the index's requests opened then carry the chunks, and a session already
+/// connected (the replicator's own) serves the first request. Across a WAN every new
+/// connection costs a round trip before its first byte. A session is used by one thread at a
+/// time: the one that took it.
+final class SessionPool: @unchecked Sendable {
+    // Guarded by `condition`.
+    private let condition = NSCondition()
+    private var idle: [TransferSession]
+    private var closed = false
+    let count: Int
+
+    /// `count` sessions: `connected` ones (given out first) and new ones. A rate cap is the set's,
+    /// shared among them.
+    init(
+        options: TransportOptions, cancellation: CancellationFlag?, logger: Logger, count: Int,
+        connected: [TransferSession] = []
+    ) throws {
+        var options = options
+        var reuse = Array(connected.prefix(max(1, count)))
+        if let rate = options.maxReceiveRate {
+            options.maxReceiveRate = max(1, rate / Int64(max(1, count)))
+            reuse = []
+        }
+        var sessions: [TransferSession] = []
+        for _ in 0..<(max(1, count) - reuse.count) {
+            let session = try TransferSession(options: options, logger: logger)
+            session.cancellation = cancellation
+            sessions.append(session)
+        }
+        sessions += reuse
+        idle = sessions
+        self.count = sessions.count
+    }
+
+    /// An idle session, waiting for one; nil once closed.
+    func take() -> TransferSession? {
+        condition.lock()
+        defer { condition.unlock() }
+        while idle.isEmpty && !closed { condition.wait() }
+        return closed ? nil : idle.removeLast()
+    }
+
+    func give(_ session: TransferSession) {
+        condition.lock()
+        idle.append(session)
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// Wakes whoever waits; sessions are not given out any more.
+    func close() {
+        condition.lock()
+        closed = true
+        condition.broadcast()
+        condition.unlock()
     }
 }

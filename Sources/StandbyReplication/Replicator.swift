@@ -79,6 +79,8 @@ final class Replicator {
     /// The recipe of the file being read, written to the catalog in segments as it grows.
     var recipe = RecipeWriter()
     let reader: PackReader
+    /// The first source's index, asked for while the sources are statted.
+    private var indexStart: DeltaTransfer.IndexStart?
     private var newBytes: Int64 = 0
     var processed: Int64 = 0
     private var total: Int64 = 0
@@ -107,6 +109,8 @@ final class Replicator {
 
     func run(_ db: Database) throws -> ReplicationReport {
         let sources = try expandSources()
+        indexStart = try startIndex(db, sources.first)
+        defer { takeIndexStart() }
         var before: [RemoteFileInfo] = []
         for source in sources {
             currentFile = source.name
@@ -515,12 +519,14 @@ final class Replicator {
         let previous = try previousRecipe(db, name: source.name)
         let indexURL = ChunkIndexLocation.index(of: source.url)
         phase = .readingIndex
+        let start = indexStart?.url == indexURL ? takeIndexStart() : nil
         do {
             let top = try DeltaTransfer.topLevel(
-                of: indexURL, size: size, mtime: mtime, parameters: parameters, session: session)
+                of: indexURL, size: size, mtime: mtime, parameters: parameters, session: session, start: start)
             phase = .fetching
             let delta = DeltaTransfer(
-                self, db: db, url: source.url, indexURL: indexURL, size: size, top: top, previous: previous)
+                self, db: db, url: source.url, indexURL: indexURL, size: size, top: top, previous: previous,
+                connected: start.map { [$0.session] } ?? [])
             let outcome = try delta.run()
             return (outcome.sha256, outcome.chunks)
         } catch let error as TransportError where error.code == .notFound {
@@ -537,6 +543,34 @@ final class Replicator {
                 metadata: ["set": "\(set)", "index": "\(redacted(indexURL))", "reason": "\(problem.reason)"])
             return nil
         }
+    }
+
+    /// The early index request, answered, and counted with the run's requests.
+    @discardableResult
+    private func takeIndexStart() -> DeltaTransfer.IndexStart? {
+        guard let start = indexStart else { return nil }
+        indexStart = nil
+        start.join()
+        otherSessionBytes += start.session.stats.totalBytes
+        otherSessionRequests += start.session.stats.requests
+        return start
+    }
+
+    /// Asks for the start of the source's index on a session of its own, over HTTP, so that its
+    /// round trip overlaps the stats'. Its size is guessed from the previous version's.
+    private func startIndex(_ db: Database, _ source: Source?) throws -> DeltaTransfer.IndexStart? {
+        guard options.useIndex, let source, let scheme = source.url.scheme?.lowercased(),
+            scheme == "http" || scheme == "https"
+        else { return nil }
+        let size = try Int64.fetchOne(
+            db,
+            sql: """
+                SELECT f.size FROM files f JOIN versions v ON v.id = f.version_id JOIN sets s ON s.id = v.set_id
+                WHERE s.name = ? AND f.name = ? AND v.state = 'committed' ORDER BY v.id DESC LIMIT 1
+                """, arguments: [set, source.name])
+        return try DeltaTransfer.IndexStart(
+            url: ChunkIndexLocation.index(of: source.url), length: DeltaTransfer.guess(size ?? 0),
+            options: session.options, cancellation: session.cancellation, logger: logger)
     }
 
     private func previousRecipe(_ db: Database, name: String) throws -> PreviousRecipe? {

@@ -155,6 +155,37 @@ public final class TransferSession {
         }
     }
 
+    /// The first `length` bytes of `url` and the size of the whole, in one request over HTTP
+    /// (the size from the answer's Content-Range, or its length when the server sent it all),
+    /// a stat and a read elsewhere. A round trip less than `stat` then `fetch` across a WAN.
+    public func fetchStart(_ url: URL, length: Int) throws -> (bytes: Data, size: Int64?) {
+        let scheme = url.scheme?.lowercased() ?? ""
+        guard scheme == "http" || scheme == "https" else {
+            let size = try stat(url).size
+            let take = max(0, min(Int64(length), size ?? Int64(length)))
+            guard take > 0 else { return (Data(), size) }
+            return (try fetch(url, range: ByteRange(offset: 0, length: take), maxBytes: length), size)
+        }
+        let state = CallbackState(url: url)
+        state.collectHeaders = true
+        state.collectBody = true
+        state.maxBody = length
+        state.range = ByteRange(offset: 0, length: Int64(length))
+        try prepare(url, state: state)
+        set(CURLOPT_FAILONERROR, 1)
+        set(CURLOPT_RANGE, "0-\(length - 1)")
+        try perform(url, state: state)
+        var size: Int64?
+        if state.status == 206, let range = state.header(named: "Content-Range"),
+            let total = range.split(separator: "/").last.flatMap({ Int64($0.trimmingCharacters(in: .whitespaces)) })
+        {
+            size = total
+        } else if state.status == 200, let text = state.header(named: "Content-Length") {
+            size = Int64(text)
+        }
+        return (state.body, size)
+    }
+
     /// Origins that answered a request for several ranges with the whole file or an error:
     /// asked one range a request from then on, by every session of the process (each such
     /// answer costs a connection and a buffer of the unwanted body).

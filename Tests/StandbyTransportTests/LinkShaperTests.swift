@@ -1,5 +1,6 @@
 import Foundation
 import StandbyLab
+import Synchronization
 import Testing
 
 #if canImport(Glibc)
@@ -81,6 +82,35 @@ import Testing
         #expect(counted.bytesDown >= Int64(size))
         #expect(counted.bytesDown < Int64(size) + 1024, "the response's headers are all the shaper adds")
         #expect(counted.connections == 1)
+    }
+
+    /// Connections share the link, as on a WAN: four downloads at once take as long as their
+    /// sum over the rate, not as one of them alone.
+    @Test func connectionsShareTheLinksRate() throws {
+        let lab = try LabDirectory()
+        defer { lab.remove() }
+        let size = 8 << 20
+        let data = try #require(FileHandle(forReadingAtPath: "/dev/urandom")?.readData(ofLength: size))
+        try FileManager.default.createDirectory(atPath: lab.file("www"), withIntermediateDirectories: true)
+        try data.write(to: URL(fileURLWithPath: lab.file("www/part.bin")))
+        let nginx = try NginxServer.start(in: lab)
+        defer { nginx.stop() }
+        let rate = 200e6
+        let shaper = try LinkShaper.start(link: #require(LinkShaper.Link(parsing: "10ms,200Mbit")), port: nginx.port)
+        defer { shaper.stop() }
+        let fds = try (0..<4).map { _ in try connectTCP(shaper.port) }
+        defer { fds.forEach { close($0) } }
+        let started = ContinuousClock.now
+        let sizes = Mutex<[Int]>([])
+        DispatchQueue.concurrentPerform(iterations: fds.count) { k in
+            let count = (try? get(fds[k], "/part.bin").count) ?? -1
+            sizes.withLock { $0.append(count) }
+        }
+        let elapsed = seconds(ContinuousClock.now - started)
+        #expect(sizes.withLock { $0 } == [size, size, size, size])
+        let floor = Double(4 * size) * 8 / rate
+        #expect(elapsed >= floor * 0.99, "4 × 8 MiB took \(elapsed) s; the link needs at least \(floor) s")
+        #expect(shaper.counters.connections == 4)
     }
 
     // MARK: - A minimal HTTP/1.1 client on a plain socket
