@@ -68,6 +68,10 @@ enum PlanText {
                     lines.append("      \(change.from.joined(separator: ", ")) → \(change.to.joined(separator: ", "))")
                 }
                 lines.append("  verified on: \(topology.dns?.servers.joined(separator: ", ") ?? "")")
+                for step in stage.services.flatMap(\.steps) {
+                    let timeout = step.timeout.map { "  (timeout \($0))" } ?? ""
+                    lines.append("  then \(step.id): \(step.summary)\(timeout)")
+                }
                 continue
             }
             if stage.services.isEmpty { lines.append("  (nothing)") }
