@@ -230,6 +230,9 @@ public struct Step: Sendable {
     /// Runs during a drill (against drill targets) too.
     public var drill: Bool
     public var location: SourceLocation
+    /// Who does the step when it must be done by hand (`owner:`; a manual step's owner). The
+    /// runbook names them; nil: the incident leads.
+    public var owner: String? = nil
 
     public var kind: StepKind {
         switch action {

@@ -414,7 +414,7 @@ struct TopologyBuilder {
     }
 
     static let stepKinds = ["restore", "exec", "http", "probe", "manual"]
-    static let stepCommon = ["name", "timeout", "retries", "retry_delay", "idempotent", "drill"]
+    static let stepCommon = ["name", "timeout", "retries", "retry_delay", "idempotent", "drill", "owner"]
 
     func stepList(_ node: Node?, service: String) -> [Step] {
         var steps: [Step] = []
@@ -450,7 +450,6 @@ struct TopologyBuilder {
             case "restore": ["to"]
             case "exec": ["shell", "env", "cwd"]
             case "http": ["method", "body", "headers", "expect"]
-            case "manual": ["owner"]
             default: []
             }
         guard let fields = reader.mapping(node, what, allowed: [kind] + specific + Self.stepCommon) else { return nil }
@@ -522,7 +521,7 @@ struct TopologyBuilder {
                 fields.node("name"), "\(what): step name '\(name)' may hold only letters, digits, '-', '_' and '.'")
         }
         guard let action else { return nil }
-        return Step(
+        var step = Step(
             name: name, action: action, timeout: fields.span("timeout"),
             retries: fields.int("retries", range: 0...100) ?? 0,
             retryDelay: fields.span("retry_delay") ?? TimeSpan(seconds: 5),
@@ -530,6 +529,8 @@ struct TopologyBuilder {
             // looks: both are idempotent by nature, so a crash inside one does not halt the run.
             idempotent: fields.bool("idempotent") ?? (kind == "restore" || kind == "probe"),
             drill: fields.bool("drill") ?? false, location: fields.location)
+        step.owner = fields.string("owner", expected: "who does the step by hand when Standby cannot (the runbook)")
+        return step
     }
 
     /// Unnamed steps get a name that says what they do, so `standby skip core/restore-rtc-db` reads well.
