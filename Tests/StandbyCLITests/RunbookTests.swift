@@ -225,4 +225,54 @@ struct RunbookTests {
         }
         #expect(commands > 20, "\(commands) command lines checked")
     }
+
+    @Test("standby run rewrites STATE/runbook.html when site.yaml changes and after a drill")
+    func serviceKeepsTheRunbook() async throws {
+        let lab = try LabDirectory(prefix: "runbook-run")
+        defer { lab.remove() }
+        let named = try NamedServer.start(
+            in: lab, zone: "contoso.test",
+            records: ["_sipinternaltls._tcp 300 IN SRV \(Self.primaryTLS)", "_sip._tcp 300 IN SRV \(Self.primarySIP)"])
+        defer { named.stop() }
+        try lab.write("rtc.bak", String(repeating: "database page\n", count: 5000))
+        let site = try Self.site(lab: lab, named: named)
+        let state = lab.file("state")
+        let replicated = try await standby.run(["replicate", site, "--state", state], in: lab)
+        #expect(replicated.status == 0, "\(replicated)")
+        let runbook = (state as NSString).appendingPathComponent("runbook.html")
+
+        let running = try standby.start(
+            ["run", site, "--state", state, "--listen", "127.0.0.1:0", "--tick-milliseconds", "100"], in: lab)
+        func waitFor(_ text: String) async throws -> Bool {
+            let deadline = ContinuousClock.now + .seconds(30)
+            while ContinuousClock.now < deadline {
+                if let page = try? String(contentsOfFile: runbook, encoding: .utf8), page.contains(text) { return true }
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            return false
+        }
+        let first = try await waitFor("Incident leads</b> (who may declare the site lost and decide): alice, bob.")
+        #expect(first, "written at start")
+        #expect(try await waitFor("No drill recorded"), "no drill yet")
+
+        // A topology change: another incident lead.
+        let yaml = site + "/site.yaml"
+        let text = try String(contentsOfFile: yaml, encoding: .utf8)
+        try Data(
+            text.replacingOccurrences(of: "incident_leads: [alice, bob]", with: "incident_leads: [alice, bob, carol]")
+                .utf8
+        )
+        .write(to: URL(fileURLWithPath: yaml))
+        #expect(try await waitFor("alice, bob, carol."), "rewritten after the topology changed")
+
+        // A drill: its record appears.
+        let drill = try await standby.run(["drill", site, "--state", state, "--lead", "carol"], in: lab)
+        #expect(drill.status == 0, "\(drill)")
+        #expect(try await waitFor("<td>carol</td><td>passed</td>"), "rewritten after the drill")
+
+        kill(running.pid, SIGTERM)
+        let stopped = await running.wait()
+        #expect(stopped.status == 0, "\(stopped)")
+        #expect(stopped.stderr.contains("Runbook written"), "\(stopped.stderr)")
+    }
 }
