@@ -61,7 +61,7 @@ struct ClientViewFailoverTests {
                 "  - { name: _sip._tcp, type: SRV, ttl: \(ClientViewFailoverTests.ttl), primary: \"\(tcp.0)\", secondary: \"\(tcp.1)\" }",
             ]
             yaml.health = [
-                "timeout: 2s", "probes:",
+                "timeout: 5s", "probes:",
                 "  - { name: clients, site: secondary, client_view: { resolver: \"\(unbound.address)\", srv: _sipinternaltls._tcp.lab.test }, ca_file: \(authority.certificatePath) }",
             ]
             let site = try yaml.write(in: lab)
