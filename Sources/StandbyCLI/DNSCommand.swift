@@ -150,12 +150,44 @@ struct DNSCommand: AsyncParsableCommand {
             let records = setup.records.map {
                 RecordTTL(name: $0.name, type: $0.type, ttl: ttl ?? UInt32(clamping: $0.ttl))
             }
+            // What clients gain: a resolver keeps an answer up to its TTL, so after a switch
+            // clients may reach the old pool that long; the TTLs served now are what they hold.
+            let served = await DNSCutover.survey(
+                zone: setup.zone, servers: Array(setup.servers.prefix(1)),
+                records: setup.records.map { RecordSetName(name: $0.name, type: $0.type) }, logger: setup.logger)
+            let savings = zip(setup.records, records).map { record, target in
+                let now = served.first?.records.first { $0.name == record.fqdn(in: setup.zone) }?.ttl
+                return TTLSaving(
+                    name: record.fqdn(in: setup.zone), type: record.type,
+                    servedTTL: now.map(Int.init) ?? record.ttl, newTTL: Int(target.ttl))
+            }
+            if !output.json {
+                for saving in savings { print(saving.description) }
+            }
             try await DNSSetup.reporting(json: output.json) { () async throws(DNSError) -> CutoverResult in
                 let cutover = try await DNSCutover.retime(
                     zone: setup.zone, servers: setup.servers, auth: try setup.authentication(),
                     records: records, verifyTimeout: setup.verifyTimeout, logger: setup.logger)
                 return try await cutover.run()
             }
+        }
+    }
+
+    /// How much sooner clients would see a switch once resolvers hold the new TTL.
+    struct TTLSaving: CustomStringConvertible {
+        var name: String
+        var type: String
+        var servedTTL: Int
+        var newTTL: Int
+
+        var description: String {
+            let saved = servedTTL - newTTL
+            if saved <= 0 {
+                return
+                    "\(name) \(type): TTL \(servedTTL) s → \(newTTL) s: clients would see a switch no sooner (up to \(newTTL) s on the old pool)"
+            }
+            return
+                "\(name) \(type): TTL \(servedTTL) s → \(newTTL) s: clients see a switch up to \(saved) s sooner (at most \(newTTL) s on the old pool instead of \(servedTTL) s), once \(servedTTL) s have passed, as resolvers may hold the old TTL that long"
         }
     }
 }

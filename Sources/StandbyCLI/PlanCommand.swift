@@ -14,6 +14,12 @@ struct PlanCommand: AsyncParsableCommand {
     @Option(help: "The loss to plan for: site-loss (default) or a partial loss; `--scenario list` lists them.")
     var scenario = "site-loss"
 
+    @Option(
+        help: ArgumentHelp(
+            "Write the runbook to FILE (HTML made to print): the failover and the failback as a person follows them without Standby.",
+            valueName: "FILE"))
+    var runbook: String?
+
     func run() async throws {
         let topology = try site.loadTopology()
         if scenario == "list" {
@@ -22,7 +28,21 @@ struct PlanCommand: AsyncParsableCommand {
             }
             return
         }
-        let plan = try Planner(topology: topology, now: try clock.date()).plan(scenario: scenario)
+        let now = try clock.date()
+        let plan = try Planner(topology: topology, now: now).plan(scenario: scenario)
+        if let runbook {
+            let written = try await RunbookWriter.write(
+                topology: topology, site: site.site, stateDirectory: site.stateDirectory(for: topology), to: runbook,
+                now: now)
+            if output.json {
+                try JSON.print(written)
+            } else {
+                let steps = written.procedures.flatMap(\.stages).flatMap(\.steps).count
+                print("Runbook of \(topology.deployment): \(runbook) (failover and failback, \(steps) steps)")
+                print("To print or archive as PDF: chromium --headless --print-to-pdf=runbook.pdf file://\(runbook)")
+            }
+            return
+        }
         if output.json {
             try JSON.print(plan)
         } else {
@@ -68,6 +88,10 @@ enum PlanText {
                     lines.append("      \(change.from.joined(separator: ", ")) → \(change.to.joined(separator: ", "))")
                 }
                 lines.append("  verified on: \(topology.dns?.servers.joined(separator: ", ") ?? "")")
+                for step in stage.services.flatMap(\.steps) {
+                    let timeout = step.timeout.map { "  (timeout \($0))" } ?? ""
+                    lines.append("  then \(step.id): \(step.summary)\(timeout)")
+                }
                 continue
             }
             if stage.services.isEmpty { lines.append("  (nothing)") }

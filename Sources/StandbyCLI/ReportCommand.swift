@@ -56,6 +56,9 @@ struct ReportCommand: AsyncParsableCommand {
         lines.append(
             "Elapsed \(RunReport.span(run.elapsedSeconds)); recovery (core and DNS done): \(report.recoverySeconds.map(RunReport.span) ?? "not yet")"
         )
+        if let client = report.clientVisible {
+            lines.append("Client-visible recovery (\(client.srv) through the resolver): \(client.explanation)")
+        }
         if let note = run.note { lines.append(note) }
         let idWidth = report.stages.flatMap(\.steps).map(\.id.count).max() ?? 0
         for stage in report.stages {

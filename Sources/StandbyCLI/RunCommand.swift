@@ -44,7 +44,43 @@ struct RunCommand: AsyncParsableCommand {
             )
             fflush(nil)
         }
+        let site = self.site.site
+        // The runbook beside the journal follows the topology file and the drills: checked every
+        // few seconds, rewritten when either changed.
+        let runbook = Task { await Self.keepRunbook(site: site, stateDirectory: stateDirectory, logger: logger) }
+        defer { runbook.cancel() }
         try await service.run()
+    }
+
+    /// `STATE/runbook.html`, rewritten at the start and whenever the topology file or the
+    /// newest drill changes, until cancelled. A failure is logged; the service goes on.
+    static func keepRunbook(site: String, stateDirectory: StateDirectory, logger: Logger) async {
+        var written: String?
+        while !Task.isCancelled {
+            do {
+                let topology = try TopologyLoader.load(site)
+                let modified =
+                    (try? FileManager.default.attributesOfItem(atPath: topology.file)[.modificationDate] as? Date)
+                    ?? Date.distantPast
+                var newestDrill = "none"
+                if FileManager.default.fileExists(atPath: stateDirectory.file("state.sqlite")) {
+                    let drill = try DrillLog(store: try StateStore(directory: stateDirectory))
+                        .drills(deployment: topology.deployment).first
+                    newestDrill = drill.map { "\($0.id ?? 0) \($0.finishedAt?.timeIntervalSince1970 ?? 0)" } ?? "none"
+                }
+                let version = "\(modified.timeIntervalSince1970) \(newestDrill)"
+                if version != written {
+                    let path = stateDirectory.file("runbook.html")
+                    _ = try await RunbookWriter.write(
+                        topology: topology, site: site, stateDirectory: stateDirectory, to: path, now: Date())
+                    logger.info("Runbook written", metadata: ["path": "\(path)", "drill": "\(newestDrill)"])
+                    written = version
+                }
+            } catch {
+                logger.warning("Runbook not written", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: .seconds(2))
+        }
     }
 
     /// This very binary, for `standby resume` children.

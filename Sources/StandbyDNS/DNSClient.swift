@@ -18,8 +18,10 @@ public struct DNSClient: Sendable {
     /// The record set `name`/`type` as `server` serves it (`name` absolute, or relative to `zone`),
     /// with the AA bit and the rcode. With `zone`, also the zone's SOA serial (a second query).
     /// Throws only when the server cannot be asked (timeout, connection refused, garbage reply).
-    public func query(_ server: DNSServer, name: String, type: String, zone: String? = nil) async throws(DNSError)
-        -> RecordSetAnswer
+    /// `recursive` sets the RD bit: the question a client puts to a caching resolver, which answers
+    /// from its cache (not authoritatively, with the TTL left) or asks the authoritative servers.
+    public func query(_ server: DNSServer, name: String, type: String, zone: String? = nil, recursive: Bool = false)
+        async throws(DNSError) -> RecordSetAnswer
     {
         let absolute = zone.map { DNSName.absolute(name, in: $0) } ?? DNSName.absolute(name, in: ".")
         let zoneName = zone.map(DNSName.absoluteZone)
@@ -28,7 +30,7 @@ public struct DNSClient: Sendable {
         return try await Blocking.run(name: "standby.dns.io") {
             (_: CancellationFlag) throws(DNSError) -> RecordSetAnswer in
             let rrType = try LDNS.type(named: typeName)
-            let reply = try Self.ask(server, name: absolute, type: rrType, deadline: deadline)
+            let reply = try Self.ask(server, name: absolute, type: rrType, deadline: deadline, recursive: recursive)
             let answers = reply.answers(name: absolute, type: rrType)
             var serial: UInt32?
             if let zoneName {
@@ -51,10 +53,11 @@ public struct DNSClient: Sendable {
     }
 
     /// Blocking: one query over UDP, again over TCP when the reply is truncated.
-    static func ask(_ server: DNSServer, name: String, type: ldns_rr_type, deadline: ContinuousClock.Instant)
-        throws(DNSError) -> LDNSPacket
-    {
-        let query = try LDNSPacket.query(name: name, type: type)
+    static func ask(
+        _ server: DNSServer, name: String, type: ldns_rr_type, deadline: ContinuousClock.Instant,
+        recursive: Bool = false
+    ) throws(DNSError) -> LDNSPacket {
+        let query = try LDNSPacket.query(name: name, type: type, recursive: recursive)
         let wire = try query.wire()
         var reply = try LDNSPacket.parse(
             DNSTransport.exchange(wire, with: server, tcp: false, deadline: deadline), from: server)

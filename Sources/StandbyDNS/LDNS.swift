@@ -14,7 +14,7 @@ final class LDNSPacket {
     deinit { ldns_pkt_free(raw) }
 
     /// A query for `name`/`type` in class IN, recursion not desired.
-    static func query(name: String, type: ldns_rr_type) throws(DNSError) -> LDNSPacket {
+    static func query(name: String, type: ldns_rr_type, recursive: Bool = false) throws(DNSError) -> LDNSPacket {
         guard let owner = ldns_dname_new_frm_str(name) else {
             throw DNSError(.invalidInput, "'\(name)' is not a valid domain name")
         }
@@ -23,6 +23,7 @@ final class LDNSPacket {
         }
         let result = LDNSPacket(raw: packet)
         ldns_pkt_set_id(packet, UInt16.random(in: 1...UInt16.max))
+        ldns_pkt_set_rd(packet, recursive)
         return result
     }
 

@@ -151,9 +151,11 @@ enum LabDNS {
     }
 
     /// Whether `host:port` answers the SOA of `zone` with NOERROR, the AA bit and an answer.
-    static func soaIsAuthoritative(_ zone: String, host: String, port: UInt16) -> Bool {
+    /// `recursive`: the question a client asks a caching resolver (RD set), whose answer is not
+    /// authoritative.
+    static func soaIsAuthoritative(_ zone: String, host: String, port: UInt16, recursive: Bool = false) -> Bool {
         let id = UInt16.random(in: 1...UInt16.max)
-        var query: [UInt8] = [UInt8(id >> 8), UInt8(id & 0xff), 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]
+        var query: [UInt8] = [UInt8(id >> 8), UInt8(id & 0xff), recursive ? 1 : 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]
         for label in zone.split(separator: ".") {
             let bytes = Array(label.utf8)
             query.append(UInt8(bytes.count))
@@ -183,7 +185,7 @@ enum LabDNS {
         let authoritative = reply[2] & 0x04 != 0
         let rcode = reply[3] & 0x0f
         let answers = Int(reply[6]) << 8 | Int(reply[7])
-        return isResponse && authoritative && rcode == 0 && answers > 0
+        return isResponse && (authoritative || recursive) && rcode == 0 && answers > 0
     }
 }
 

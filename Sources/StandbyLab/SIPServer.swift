@@ -41,9 +41,11 @@ public final class SIPServer: Sendable {
 
     /// Starts kamailio; OPTIONS get `status reason` (200 OK unless told), anything else 501.
     /// `ports` (UDP/TCP, TLS) restarts a server where a stopped one was; free ports otherwise.
+    /// `serverNames`: DNS names its certificate carries besides localhost (the pool it stands for).
     public static func start(
         in lab: LabDirectory, status: Int = 200, reason: String = "OK",
-        authority: LabCertificateAuthority? = nil, ports: (UInt16, UInt16)? = nil, host: String = "127.0.0.1"
+        authority: LabCertificateAuthority? = nil, ports: (UInt16, UInt16)? = nil, host: String = "127.0.0.1",
+        serverNames: [String] = []
     ) throws -> SIPServer {
         let kamailio = try Programs.locate("kamailio", package: "kamailio")
         guard let modules = moduleDirectory() else {
@@ -55,7 +57,7 @@ public final class SIPServer: Sendable {
         }
         let authority = try authority ?? LabCertificateAuthority.create(in: lab)
         let name = "sip-\(UInt32.random(in: 0...UInt32.max))"
-        let issued = try authority.issue(name, kind: .valid)
+        let issued = try authority.issue(name, kind: .valid, serverNames: serverNames)
         let port = try ports?.0 ?? Ports.free(on: host)
         var tlsPort = try ports?.1 ?? Ports.free(on: host)
         while tlsPort == port { tlsPort = try Ports.free(on: host) }

@@ -69,12 +69,14 @@ public struct LabCertificateAuthority: Sendable {
         return LabCertificateAuthority(certificatePath: certificate, keyPath: key, directory: directory)
     }
 
-    /// Issues a server certificate named `name` (a file stem) of the given kind.
-    public func issue(_ name: String, kind: Kind = .valid) throws -> Issued {
+    /// Issues a server certificate named `name` (a file stem) of the given kind. `serverNames`
+    /// adds DNS names to a valid certificate's localhost ones (a pool's name, for the client view).
+    public func issue(_ name: String, kind: Kind = .valid, serverNames: [String] = []) throws -> Issued {
         let key = "\(directory)/\(name).key"
         let request = "\(directory)/\(name).csr"
         let certificate = "\(directory)/\(name).pem"
-        let localNames = "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1"
+        let localNames =
+            "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1" + serverNames.map { ",DNS:\($0)" }.joined()
         let (subject, names): (String, String) =
             switch kind {
             case .wrongName: ("/CN=wrong.example", "subjectAltName=DNS:wrong.example")

@@ -10,22 +10,24 @@ extension ProbeRunner {
     /// One OPTIONS transaction (RFC 3261 17.1.2, non-INVITE client). Over UDP the request is
     /// retransmitted at T1, doubling up to T2 (timer E, the non-INVITE form of timer A), and
     /// at T2 once a provisional response came; over TCP and TLS it is sent once. Provisional
-    /// responses are skipped; the final one decides.
-    static func sipAttempt(_ target: SIPTarget, options: ProbeOptions, deadline: ContinuousClock.Instant) throws
-        -> Attempt
-    {
+    /// responses are skipped; the final one decides. `connectTo` is where to connect when the
+    /// URI's host was resolved already (the client view asks its resolver, not the system's); the
+    /// URI's host stays the name TLS checks the certificate against.
+    static func sipAttempt(
+        _ target: SIPTarget, options: ProbeOptions, deadline: ContinuousClock.Instant, connectTo: HostPort? = nil
+    ) throws -> Attempt {
         switch target.transport {
         case .udp:
-            return try sipOverUDP(target, options: options, deadline: deadline)
+            return try sipOverUDP(target, options: options, deadline: deadline, connectTo: connectTo)
         case .tcp, .tls:
-            return try sipOverStream(target, options: options, deadline: deadline)
+            return try sipOverStream(target, options: options, deadline: deadline, connectTo: connectTo)
         }
     }
 
-    private static func sipOverUDP(_ target: SIPTarget, options: ProbeOptions, deadline: ContinuousClock.Instant)
-        throws -> Attempt
-    {
-        let socket = try ProbeSocket.connectUDP(target.address, deadline: deadline)
+    private static func sipOverUDP(
+        _ target: SIPTarget, options: ProbeOptions, deadline: ContinuousClock.Instant, connectTo: HostPort?
+    ) throws -> Attempt {
+        let socket = try ProbeSocket.connectUDP(connectTo ?? target.address, deadline: deadline)
         guard let local = socket.localAddress() else { throw ProbeFailure("cannot read the local UDP address") }
         let request = SIPOptionsRequest(target: target, local: local)
         let bytes = request.encoded()
@@ -66,10 +68,10 @@ extension ProbeRunner {
             "SIP over UDP to \(socket.peer): no final response within the timeout (\(sent) transmissions)")
     }
 
-    private static func sipOverStream(_ target: SIPTarget, options: ProbeOptions, deadline: ContinuousClock.Instant)
-        throws -> Attempt
-    {
-        let socket = try ProbeSocket.connectTCP(target.address, deadline: deadline)
+    private static func sipOverStream(
+        _ target: SIPTarget, options: ProbeOptions, deadline: ContinuousClock.Instant, connectTo: HostPort?
+    ) throws -> Attempt {
+        let socket = try ProbeSocket.connectTCP(connectTo ?? target.address, deadline: deadline)
         guard let local = socket.localAddress() else { throw ProbeFailure("cannot read the local TCP address") }
         let stream: any ProbeStream
         if target.transport == .tls {

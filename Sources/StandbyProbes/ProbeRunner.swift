@@ -33,6 +33,8 @@ public struct ProbeRunner: Sendable {
             attempt = await httpAttempt(target, options: probe.options, deadline: deadline)
         case .dns(let target):
             attempt = await dnsAttempt(target, deadline: deadline)
+        case .clientView(let target):
+            attempt = await clientViewAttempt(probe, target, deadline: deadline)
         default:
             // A little grace so the work's own, more precise timeout message wins the race.
             attempt = await Blocking.run(
@@ -76,8 +78,8 @@ public struct ProbeRunner: Sendable {
                 return try tlsAttempt(target, options: probe.options, deadline: deadline)
             case .sipOptions(let target):
                 return try sipAttempt(target, options: probe.options, deadline: deadline)
-            case .http, .dns:
-                return Attempt(.down, "internal: http and dns probes do not run on the blocking queue")
+            case .http, .dns, .clientView:
+                return Attempt(.down, "internal: http, dns and client_view probes do not run on the blocking queue")
             }
         } catch let failure as ProbeFailure {
             return Attempt(.down, failure.reason)

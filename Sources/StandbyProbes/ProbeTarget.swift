@@ -1,13 +1,15 @@
 /// What a probe checks, in the forms the topology uses:
 /// `tcp: "host:port"`, `tls: "host:port"` (+ server name), `http: "https://…"` (+ expected status,
 /// body match), `sip_options: "sip:pool01.contoso.com:5061;transport=tls"`,
-/// `dns: { server: "127.0.0.1:5353", name: …, type: SRV }`.
+/// `dns: { server: "127.0.0.1:5353", name: …, type: SRV }`,
+/// `client_view: { resolver: "10.1.0.53:53", srv: _sipinternaltls._tcp.contoso.com }`.
 public enum ProbeTarget: Sendable, Hashable, CustomStringConvertible {
     case tcp(HostPort)
     case tls(TLSTarget)
     case http(HTTPTarget)
     case sipOptions(SIPTarget)
     case dns(DNSTarget)
+    case clientView(ClientViewTarget)
 
     /// The probe kind as the topology spells it.
     public var kind: String {
@@ -17,6 +19,7 @@ public enum ProbeTarget: Sendable, Hashable, CustomStringConvertible {
         case .http: "http"
         case .sipOptions: "sip_options"
         case .dns: "dns"
+        case .clientView: "client_view"
         }
     }
 
@@ -28,6 +31,7 @@ public enum ProbeTarget: Sendable, Hashable, CustomStringConvertible {
         case .http(let target): target.url
         case .sipOptions(let target): target.uri
         case .dns(let target): target.description
+        case .clientView(let target): target.description
         }
     }
 
@@ -198,4 +202,51 @@ public struct DNSTarget: Sendable, Hashable, CustomStringConvertible {
     }
 
     public var description: String { "\(name) \(type.rawValue) @\(server)" }
+}
+
+/// What a client sees: the SRV record `srv` through the caching resolver `resolver` (recursion
+/// desired, so the answer comes from its cache until the TTL runs out), then the chosen target's
+/// address through the same resolver, then SIP OPTIONS to that address and port: over TLS for
+/// `_sipinternaltls._tcp` and `_sips._tcp`, over TCP for `_sip._tcp`.
+public struct ClientViewTarget: Sendable, Hashable, CustomStringConvertible {
+    public var resolver: HostPort
+    /// The SRV owner name, absolute with a trailing dot.
+    public var srv: String
+    public var transport: SIPTransport
+    /// Which site each SRV target belongs to (absolute lowercased host name → `primary` or
+    /// `secondary`), from the topology's records: the probe passes only when the target it
+    /// reached belongs to its own site. Empty: any target that answers passes.
+    public var sites: [String: ProbeSite]
+
+    public init(resolver: HostPort, srv: String, sites: [String: ProbeSite] = [:]) throws {
+        let name = srv.trimmingWhitespace()
+        let lower = name.lowercased()
+        guard !name.isEmpty, name.utf8.count <= 253 else { throw ProbeError(.badTarget, "bad SRV name \"\(srv)\"") }
+        if lower.hasPrefix("_sipinternaltls._tcp.") || lower.hasPrefix("_sips._tcp.") {
+            transport = .tls
+        } else if lower.hasPrefix("_sip._tcp.") {
+            transport = .tcp
+        } else {
+            throw ProbeError(
+                .badTarget,
+                "client_view.srv \"\(srv)\" is not a SIP SRV name (_sipinternaltls._tcp.DOMAIN, _sip._tcp.DOMAIN)")
+        }
+        self.resolver = resolver
+        self.srv = name.hasSuffix(".") ? name : name + "."
+        var normalized: [String: ProbeSite] = [:]
+        for (host, site) in sites { normalized[Self.key(host)] = site }
+        self.sites = normalized
+    }
+
+    public init(resolver: String, srv: String, sites: [String: ProbeSite] = [:]) throws {
+        try self.init(resolver: try HostPort(parsing: resolver, defaultPort: 53), srv: srv, sites: sites)
+    }
+
+    /// A host name as `sites` keys it: lowercased, absolute.
+    public static func key(_ host: String) -> String {
+        let lower = host.lowercased()
+        return lower.hasSuffix(".") ? lower : lower + "."
+    }
+
+    public var description: String { "\(srv) SRV via \(resolver)" }
 }

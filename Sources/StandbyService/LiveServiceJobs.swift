@@ -247,22 +247,9 @@ public final class LiveServiceJobs: ServiceJobs {
 
     // MARK: Probes from the topology
 
+    /// The probe the failover's steps run for the same entry (one mapping: ProbeAdapter's).
     static func probe(_ spec: ProbeSpec, health: HealthSettings) throws -> Probe {
-        var options = ProbeOptions()
-        let target: ProbeTarget
-        switch spec.check {
-        case .tcp(let text): target = .tcp(try HostPort(parsing: text))
-        case .tls(let text, let serverName): target = .tls(try TLSTarget(parsing: text, serverName: serverName))
-        case .http(let url, let expect, let body):
-            target = .http(try HTTPTarget(url: url, expectStatus: Set(expect), bodyMatch: body))
-        case .sipOptions(let uri, let accept):
-            target = .sipOptions(try SIPTarget(parsing: uri))
-            options.sipUpStatuses = Set(accept)
-        case .dns(let server, let name, let type): target = .dns(try DNSTarget(server: server, name: name, type: type))
-        }
-        return Probe(
-            name: spec.name, site: spec.site == .primary ? .primary : .secondary, target: target,
-            timeout: (spec.timeout ?? health.timeout).duration, options: options)
+        try ProbeAdapter.probe(spec, defaultTimeout: health.timeout)
     }
 }
 

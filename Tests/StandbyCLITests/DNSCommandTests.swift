@@ -111,9 +111,15 @@ struct DNSCommandTests {
         defer { site.stop() }
         let lowered = try await standby.run(["dns", "prepare", site.site, "--ttl", "60"], in: site.lab)
         #expect(lowered.status == 0, "\(lowered)")
+        // What the lower TTL saves clients: the 300 s the servers gave, less the new 60 s.
+        #expect(
+            lowered.stdout.contains(
+                "_sip._tcp.\(Self.zone). SRV: TTL 300 s → 60 s: clients see a switch up to 240 s sooner"),
+            "\(lowered)")
         #expect(try LabTool.digTTL(site.knot.host, site.knot.port, "_sip._tcp.\(Self.zone).", "SRV") == 60)
         let restored = try await standby.run(["dns", "prepare", site.site, "--restore"], in: site.lab)
         #expect(restored.status == 0, "\(restored)")
+        #expect(restored.stdout.contains("TTL 60 s → 300 s: clients would see a switch no sooner"), "\(restored)")
         #expect(try LabTool.digTTL(site.knot.host, site.knot.port, "_sip._tcp.\(Self.zone).", "SRV") == 300)
         #expect(try site.dig() == DNSSite.expected(Self.primary))
         let usage = try await standby.run(["dns", "prepare", site.site], in: site.lab)

@@ -414,6 +414,9 @@ public struct FailoverEngine: Sendable {
     /// The step as the topology defines it: a failback run's steps are the services' `failback_steps`.
     func definition(of step: RunStep) -> Step? {
         let name = step.stepId.split(separator: "/", maxSplits: 1).last.map(String.init) ?? step.stepId
+        if step.service == "dns", let validation = topology.dns?.clientViewStep, validation.name == name {
+            return validation
+        }
         guard let service = topology.service(named: step.service) else { return nil }
         let steps =
             (try? journal.run(id: step.runId))?.direction == Planner.Direction.failback.rawValue

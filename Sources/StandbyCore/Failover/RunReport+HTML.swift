@@ -4,6 +4,10 @@ import Foundation
 /// timeline, no script and nothing fetched from the network, so it can be mailed or archived.
 extension RunReport {
     public func html(generatedAt: Date) -> String {
+        var clientLine = ""
+        if let client = clientVisible {
+            clientLine = "<br>Client-visible recovery (\(Self.escape(client.srv))): \(Self.escape(client.explanation))"
+        }
         var page = """
             <!DOCTYPE html>
             <html lang="en"><head><meta charset="utf-8">
@@ -21,7 +25,7 @@ extension RunReport {
             <h1>Failover of \(Self.escape(run.deployment)): run \(Self.escape(run.id))</h1>
             <p class="meta">Declared \(Self.time(run.declaredAt)) by <b>\(Self.escape(run.lead))</b>: \(Self.escape(run.reason))<br>
             Scenario \(Self.escape(run.scenario))\(run.planned ? " (planned)" : ""). State: <span class="state \(run.state)">\(run.state)</span>\(run.note.map { " — " + Self.escape($0) } ?? "")<br>
-            Elapsed \(Self.span(run.elapsedSeconds)); recovery (declaration to the end of core and DNS): \(recoverySeconds.map(Self.span) ?? "not yet")</p>
+            Elapsed \(Self.span(run.elapsedSeconds)); recovery (declaration to the end of core and DNS): \(recoverySeconds.map(Self.span) ?? "not yet")\(clientLine)</p>
 
             """
         page += "<h2>Timeline</h2>\n" + gantt() + "\n"

@@ -11,6 +11,35 @@ public struct RunReport: Sendable, Codable {
     public var dnsReplaced: [ReplacedRecord]
     /// Declaration to the end of the last core or DNS step: clients can work again.
     public var recoverySeconds: Double?
+    /// With `dns.client_view`: when clients, through their resolver, first reached the secondary.
+    public var clientVisible: ClientVisibleRecovery? = nil
+
+    /// The recovery as clients see it, beside the time the authoritative servers changed: the
+    /// difference is the resolvers' caches, bounded by the record's TTL.
+    public struct ClientVisibleRecovery: Sendable, Codable {
+        public var srv: String
+        /// Declaration to the moment every authoritative server served the new records.
+        public var authoritativeSeconds: Double?
+        /// Declaration to the moment the client view first reached the secondary pool.
+        public var clientVisibleSeconds: Double?
+        /// The record's TTL: how long a resolver may keep the old answer.
+        public var ttl: Int?
+        /// Client-visible minus authoritative.
+        public var cacheDelaySeconds: Double?
+
+        public var explanation: String {
+            guard let client = clientVisibleSeconds else { return "clients have not reached the secondary pool yet" }
+            var text = "clients reached the secondary pool \(RunReport.span(client)) after the declaration"
+            if let authoritative = authoritativeSeconds {
+                text += "; the authoritative servers changed at \(RunReport.span(authoritative))"
+            }
+            if let delay = cacheDelaySeconds, let ttl {
+                text +=
+                    ", \(RunReport.span(max(delay, 0))) before clients saw it: their resolver kept the old answer for what was left of its TTL (\(ttl) s)"
+            }
+            return text
+        }
+    }
 
     public struct RunSummary: Sendable, Codable {
         public var id: String
@@ -155,6 +184,16 @@ public struct RunReport: Sendable, Codable {
             recoverySeconds = last.timeIntervalSince(run.declaredAt)
         } else {
             recoverySeconds = nil
+        }
+        if let stage = plan?.stages.first(where: { $0.kind == .dns }), let srv = stage.clientViewSRV {
+            let cutover = steps.first { $0.stepId == FailoverEngine.dnsStepId && $0.state == .succeeded }
+            let view = steps.first { $0.stepId == "dns/client-view" && $0.state == .succeeded }
+            let authoritative = cutover?.finishedAt.map { $0.timeIntervalSince(run.declaredAt) }
+            let client = view?.finishedAt.map { $0.timeIntervalSince(run.declaredAt) }
+            let delay: Double? = client.flatMap { c in authoritative.map { c - $0 } }
+            clientVisible = ClientVisibleRecovery(
+                srv: srv, authoritativeSeconds: authoritative, clientVisibleSeconds: client, ttl: stage.clientViewTTL,
+                cacheDelaySeconds: delay)
         }
     }
 

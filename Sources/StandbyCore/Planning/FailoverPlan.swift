@@ -27,6 +27,10 @@ public struct FailoverPlan: Sendable, Codable {
         public var closesAtLocal: String?
         public var services: [PlannedService]
         public var dnsChanges: [DNSChange]
+        /// Stage 2 with `dns.client_view`: the SRV name clients look up and its TTL, which
+        /// explains why clients see the cutover later than the authoritative servers.
+        public var clientViewSRV: String? = nil
+        public var clientViewTTL: Int? = nil
     }
 
     public struct PlannedService: Sendable, Codable {

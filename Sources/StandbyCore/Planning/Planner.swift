@@ -81,10 +81,30 @@ public struct Planner: Sendable {
                     from: direction == .failover ? record.primary : record.secondary,
                     to: direction == .failover ? record.secondary : record.primary)
             }
-            stages.append(
-                FailoverPlan.Stage(
-                    number: 2, kind: .dns, title: "DNS cutover of \(dns.zone)", waitsForOffPeak: false, opensAt: nil,
-                    opensAtLocal: nil, services: [], dnsChanges: changes))
+            // Stage 2's validation: clients reach the secondary pool through their resolver.
+            var validation: [FailoverPlan.PlannedService] = []
+            if direction == .failover, let step = dns.clientViewStep {
+                validation.append(
+                    FailoverPlan.PlannedService(
+                        name: "dns", tier: .core, priority: 0, dependsOn: [],
+                        order: "after the cutover: what clients see (dns.client_view)", backupSets: [],
+                        steps: [
+                            FailoverPlan.PlannedStep(
+                                id: "dns/\(step.name)", kind: step.kind, summary: step.summary + " (clients' view)",
+                                idempotent: step.idempotent, timeout: step.timeout?.description, retries: step.retries)
+                        ]))
+            }
+            var stage = FailoverPlan.Stage(
+                number: 2, kind: .dns, title: "DNS cutover of \(dns.zone)", waitsForOffPeak: false, opensAt: nil,
+                opensAtLocal: nil, services: validation, dnsChanges: changes)
+            if !validation.isEmpty, let name = dns.clientView, let probe = topology.probe(named: name),
+                case .clientView(_, let srv, _) = probe.check
+            {
+                stage.clientViewSRV = srv
+                let wanted = srv.lowercased().hasSuffix(".") ? srv.lowercased() : srv.lowercased() + "."
+                stage.clientViewTTL = changes.first { $0.name.lowercased() == wanted }?.ttl
+            }
+            stages.append(stage)
         }
         let optional = ordered.filter { $0.tier == .optional }
         let site = direction == .failover ? topology.secondary : topology.primary

@@ -230,6 +230,9 @@ public struct Step: Sendable {
     /// Runs during a drill (against drill targets) too.
     public var drill: Bool
     public var location: SourceLocation
+    /// Who does the step when it must be done by hand (`owner:`; a manual step's owner). The
+    /// runbook names them; nil: the incident leads.
+    public var owner: String? = nil
 
     public var kind: StepKind {
         switch action {
@@ -270,9 +273,26 @@ public struct DNSSettings: Sendable {
     public var location: SourceLocation
     /// Where `key:` (or `gss_tsig:`) is written, for errors about the key file.
     public var keyLocation: SourceLocation
+    /// A `client_view` probe that validates stage 2 as clients see it (`dns/client-view`): the
+    /// run waits until it reaches the secondary pool, and the report gives the client-visible
+    /// recovery time.
+    public var clientView: String? = nil
+    public var clientViewLocation: SourceLocation? = nil
 
     /// `dns.key` or `dns.gss_tsig`, as errors name it.
     public var credentialKey: String { gssTSIG == nil ? "dns.key" : "dns.gss_tsig" }
+
+    /// Stage 2's validation, `dns/client-view`: the `dns.client_view` probe as a probe step. It
+    /// may wait for every server to serve the new records and then a resolver's cache to expire.
+    public var clientViewStep: Step? {
+        guard let clientView else { return nil }
+        let longestTTL = records.map(\.ttl).max() ?? 0
+        return Step(
+            name: "client-view", action: .probe(name: clientView),
+            timeout: TimeSpan(milliseconds: verifyTimeout.milliseconds + Int64(longestTTL) * 1000 + 60_000), retries: 0,
+            retryDelay: TimeSpan(seconds: 5), idempotent: true, drill: false,
+            location: clientViewLocation ?? location)
+    }
 }
 
 /// `dns.gss_tsig`: the service account whose Kerberos credential signs the updates.
@@ -323,6 +343,10 @@ public struct ProbeSpec: Sendable {
         case http(url: String, expectStatus: [Int], bodyMatch: String?)
         case sipOptions(uri: String, acceptStatus: [Int])
         case dns(server: String, name: String, type: String)
+        /// The SRV record through a caching resolver, then its target, as a client looks for the
+        /// pool. `sites` says which site each SRV target belongs to (from `dns.records`, else the
+        /// sites' pools), filled in when the topology loads.
+        case clientView(resolver: String, srv: String, sites: [String: SiteRole])
     }
 
     public var name: String
@@ -340,6 +364,7 @@ public struct ProbeSpec: Sendable {
         case .http: "http"
         case .sipOptions: "sip_options"
         case .dns: "dns"
+        case .clientView: "client_view"
         }
     }
 
@@ -349,6 +374,7 @@ public struct ProbeSpec: Sendable {
         case .http(let url, _, _): url
         case .sipOptions(let uri, _): uri
         case .dns(let server, let name, let type): "\(name) \(type) @\(server)"
+        case .clientView(let resolver, let srv, _): "\(srv) SRV via \(resolver)"
         }
     }
 }

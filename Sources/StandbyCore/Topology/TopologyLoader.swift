@@ -150,6 +150,8 @@ struct TopologyBuilder {
         result.service = serviceSettings(top.node("service"))
         result.smb = top.node("smb").flatMap { smbSettings($0, what: "smb") }
         checkSMBKerberos(result)
+        result.health.probes = result.health.probes.map { Self.withClientSites($0, topology: result) }
+        checkClientView(result)
         checkReferences(result)
         checkCycles(services)
         return result
@@ -412,7 +414,7 @@ struct TopologyBuilder {
     }
 
     static let stepKinds = ["restore", "exec", "http", "probe", "manual"]
-    static let stepCommon = ["name", "timeout", "retries", "retry_delay", "idempotent", "drill"]
+    static let stepCommon = ["name", "timeout", "retries", "retry_delay", "idempotent", "drill", "owner"]
 
     func stepList(_ node: Node?, service: String) -> [Step] {
         var steps: [Step] = []
@@ -448,7 +450,6 @@ struct TopologyBuilder {
             case "restore": ["to"]
             case "exec": ["shell", "env", "cwd"]
             case "http": ["method", "body", "headers", "expect"]
-            case "manual": ["owner"]
             default: []
             }
         guard let fields = reader.mapping(node, what, allowed: [kind] + specific + Self.stepCommon) else { return nil }
@@ -520,7 +521,7 @@ struct TopologyBuilder {
                 fields.node("name"), "\(what): step name '\(name)' may hold only letters, digits, '-', '_' and '.'")
         }
         guard let action else { return nil }
-        return Step(
+        var step = Step(
             name: name, action: action, timeout: fields.span("timeout"),
             retries: fields.int("retries", range: 0...100) ?? 0,
             retryDelay: fields.span("retry_delay") ?? TimeSpan(seconds: 5),
@@ -528,6 +529,8 @@ struct TopologyBuilder {
             // looks: both are idempotent by nature, so a crash inside one does not halt the run.
             idempotent: fields.bool("idempotent") ?? (kind == "restore" || kind == "probe"),
             drill: fields.bool("drill") ?? false, location: fields.location)
+        step.owner = fields.string("owner", expected: "who does the step by hand when Standby cannot (the runbook)")
+        return step
     }
 
     /// Unnamed steps get a name that says what they do, so `standby skip core/restore-rtc-db` reads well.
@@ -543,7 +546,9 @@ struct TopologyBuilder {
         guard
             let fields = reader.mapping(
                 node, "dns",
-                allowed: ["zone", "servers", "key", "gss_tsig", "records", "drill_zone", "verify_timeout"])
+                allowed: [
+                    "zone", "servers", "key", "gss_tsig", "records", "drill_zone", "verify_timeout", "client_view",
+                ])
         else { return nil }
         let zone = fields.domainName("zone", required: true, expected: "the zone holding the SRV records")
         let listed = fields.strings("servers", required: true)
@@ -589,12 +594,16 @@ struct TopologyBuilder {
             if let record = dnsRecord(item, index: index, zone: zone) { records.append(record) }
         }
         checkUnique(records.map { ("\($0.name) \($0.type)", $0.location) }, "DNS record")
+        let clientView = fields.name("client_view", expected: "the name of a client_view probe")
         guard let zone, key != nil || gss != nil else { return nil }
-        return DNSSettings(
+        var settings = DNSSettings(
             zone: zone, servers: servers, key: key, gssTSIG: gss, records: records,
             drillZone: fields.domainName("drill_zone", expected: "a zone for drills, like drill.contoso.com"),
             verifyTimeout: fields.span("verify_timeout") ?? TimeSpan(seconds: 60), location: fields.location,
             keyLocation: fields.location(of: fields.has("key") ? "key" : "gss_tsig"))
+        settings.clientView = clientView
+        settings.clientViewLocation = clientView == nil ? nil : fields.location(of: "client_view")
+        return settings
     }
 
     /// `dns.gss_tsig`: the principal, and at most one of keytab and password_file (neither: the
@@ -774,7 +783,7 @@ struct TopologyBuilder {
         return settings
     }
 
-    static let probeKinds = ["tcp", "tls", "http", "sip_options", "dns"]
+    static let probeKinds = ["tcp", "tls", "http", "sip_options", "dns", "client_view"]
 
     func probe(_ node: Node, index: Int) -> ProbeSpec? {
         let what = "health.probes[\(index)]"
@@ -832,6 +841,23 @@ struct TopologyBuilder {
                         check = .sipOptions(uri: uri, acceptStatus: accept.isEmpty ? [200] : accept)
                     } catch {
                         reader.error(fields.node("sip_options"), "\(what).sip_options: \(Self.probeReason(error))")
+                    }
+                }
+            }
+        case "client_view":
+            if let v = reader.mapping(fields.node("client_view"), "\(what).client_view", allowed: ["resolver", "srv"]),
+                let resolver = v.string("resolver", required: true, expected: "the caching resolver, HOST:PORT"),
+                let srv = v.string("srv", required: true, expected: "the SRV name, like _sipinternaltls._tcp.DOMAIN")
+            {
+                if !Self.isServerAddress(resolver) {
+                    reader.error(
+                        v.node("resolver"), "\(what).client_view.resolver: '\(resolver)' is not HOST or HOST:PORT")
+                } else {
+                    do {
+                        _ = try ClientViewTarget(resolver: resolver, srv: srv)
+                        check = .clientView(resolver: resolver, srv: srv, sites: [:])
+                    } catch {
+                        reader.error(v.node("srv"), "\(what).client_view: \(Self.probeReason(error))")
                     }
                 }
             }
@@ -944,6 +970,56 @@ struct TopologyBuilder {
             } else {
                 seen[name] = location
             }
+        }
+    }
+
+    /// A `client_view` probe's SRV targets, each with its site: the values of the `dns.records`
+    /// entry for its SRV name, else the two sites' pools.
+    static func withClientSites(_ probe: ProbeSpec, topology: Topology) -> ProbeSpec {
+        guard case .clientView(let resolver, let srv, _) = probe.check else { return probe }
+        var sites: [String: SiteRole] = [:]
+        let wanted = ClientViewTarget.key(srv)
+        if let dns = topology.dns,
+            let record = dns.records.first(where: { ClientViewTarget.key($0.fqdn(in: dns.zone)) == wanted })
+        {
+            let zone = dns.zone.hasSuffix(".") ? dns.zone : dns.zone + "."
+            func target(_ value: String) -> String? {
+                let fields = value.split(separator: " ")
+                guard fields.count == 4 else { return nil }
+                let name = String(fields[3])
+                return name.hasSuffix(".") ? name : "\(name).\(zone)"
+            }
+            for value in record.primary { if let name = target(value) { sites[ClientViewTarget.key(name)] = .primary } }
+            for value in record.secondary {
+                if let name = target(value) { sites[ClientViewTarget.key(name)] = .secondary }
+            }
+        } else {
+            sites[ClientViewTarget.key(topology.primary.pool)] = .primary
+            sites[ClientViewTarget.key(topology.secondary.pool)] = .secondary
+        }
+        var out = probe
+        out.check = .clientView(resolver: resolver, srv: srv, sites: sites)
+        return out
+    }
+
+    /// `dns.client_view` names a `client_view` probe of the secondary site.
+    func checkClientView(_ topology: Topology) {
+        guard let dns = topology.dns, let name = dns.clientView else { return }
+        let at = dns.clientViewLocation ?? dns.location
+        guard let probe = topology.probe(named: name) else {
+            reader.error(at: at, "dns.client_view: '\(name)' is not a probe declared in health.probes")
+            return
+        }
+        guard case .clientView = probe.check else {
+            reader.error(
+                at: at, "dns.client_view: probe '\(name)' is a \(probe.kind) probe; it must be a client_view probe")
+            return
+        }
+        if probe.site != .secondary {
+            reader.error(
+                at: at,
+                "dns.client_view: probe '\(name)' looks at the \(probe.site.rawValue) site; stage 2 waits for clients to reach the secondary pool, so give it site: secondary"
+            )
         }
     }
 

@@ -27,6 +27,10 @@ public struct ProbeAdapter: ProbeWaiter, HealthEvidence {
             target = .sipOptions(try SIPTarget(parsing: uri))
             options = ProbeOptions(sipUpStatuses: Set(accept))
         case .dns(let server, let name, let type): target = .dns(try DNSTarget(server: server, name: name, type: type))
+        case .clientView(let resolver, let srv, let sites):
+            var probeSites: [String: ProbeSite] = [:]
+            for (host, site) in sites { probeSites[host] = site == .primary ? .primary : .secondary }
+            target = .clientView(try ClientViewTarget(resolver: resolver, srv: srv, sites: probeSites))
         }
         options.caFile = spec.caFile
         return Probe(
@@ -38,6 +42,14 @@ public struct ProbeAdapter: ProbeWaiter, HealthEvidence {
         let probe = try Self.probe(spec, defaultTimeout: TimeSpan(seconds: 5))
         let runner = ProbeRunner(logger: logger)
         let deadline = ContinuousClock.now + timeout
+        // The client view waits out a resolver's cache: asked often, the moment clients first
+        // reach the secondary is known to a fraction of a second, not to `interval`.
+        let interval: Duration
+        if case .clientView = probe.target {
+            interval = min(self.interval, .milliseconds(200))
+        } else {
+            interval = self.interval
+        }
         var attempts = 0
         while true {
             attempts += 1
