@@ -60,7 +60,9 @@ final class DeltaTransfer {
     /// Groups per window: some 256 MiB of the file, 32,768 entries.
     static let window = 4096
     /// A run of missing chunks is one range of at most this.
-    static let maxRun = 4 << 20
+    /// (a request's worth: the runs of a first copy then arrive in file order, a request each,
+    /// and the walk keeps up with them instead of waiting for the first of several large ones).
+    static let maxRun = 1 << 20
 
     private let replicator: Replicator
     private let db: Database

@@ -197,6 +197,7 @@ final class RangeFetcher: @unchecked Sendable {
                 counters.bytes.wrappingAdd(session.stats.totalBytes - before.totalBytes, ordering: .relaxed)
                 counters.requests.wrappingAdd(session.stats.requests - before.requests, ordering: .relaxed)
                 pool.give(session)
+                pool.pace(session.stats.totalBytes - before.totalBytes)
             } else {
                 outcome = .failure(ReplicationError(.storeIO, "the range fetcher stopped"))
             }
@@ -281,19 +282,20 @@ final class SessionPool: @unchecked Sendable {
     private var idle: [TransferSession]
     private var closed = false
     let count: Int
+    /// Bytes a second for all the sessions together, and what they received so far.
+    private let rate: Int64?
+    private var paced: Int64 = 0
+    private let started = ContinuousClock.now
 
     /// `count` sessions: `connected` ones (given out first) and new ones. A rate cap is the set's,
-    /// shared among them.
+    /// for all of them together (`pace`); each session's own cap (libcurl's) only smooths one
+    /// transfer, and lets a short one through at full speed.
     init(
         options: TransportOptions, cancellation: CancellationFlag?, logger: Logger, count: Int,
         connected: [TransferSession] = []
     ) throws {
-        var options = options
-        var reuse = Array(connected.prefix(max(1, count)))
-        if let rate = options.maxReceiveRate {
-            options.maxReceiveRate = max(1, rate / Int64(max(1, count)))
-            reuse = []
-        }
+        let reuse = Array(connected.prefix(max(1, count)))
+        rate = options.maxReceiveRate.flatMap { $0 > 0 ? $0 : nil }
         var sessions: [TransferSession] = []
         for _ in 0..<(max(1, count) - reuse.count) {
             let session = try TransferSession(options: options, logger: logger)
@@ -318,6 +320,20 @@ final class SessionPool: @unchecked Sendable {
         idle.append(session)
         condition.signal()
         condition.unlock()
+    }
+
+    /// After a request's answer of `bytes`: waits until the sessions' bytes so far fit the rate
+    /// cap since the pool began, so that many short requests keep to it as one long one does.
+    func pace(_ bytes: Int64) {
+        guard let rate else { return }
+        condition.lock()
+        paced += bytes
+        let due = started + .nanoseconds(Int64(Double(paced) / Double(rate) * 1e9))
+        condition.unlock()
+        let wait = due - .now
+        if wait > .zero {
+            Thread.sleep(forTimeInterval: Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18)
+        }
     }
 
     /// Wakes whoever waits; sessions are not given out any more.
