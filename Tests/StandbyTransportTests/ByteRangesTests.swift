@@ -107,7 +107,7 @@ import Testing
         var random = SystemRandomNumberGenerator()
         var out: [ByteRange] = []
         var at: Int64 = 17
-        while at < 1_990_000 && out.count < 150 {
+        while at < 1_970_000 && out.count < 150 {
             let length = Int64.random(in: 1...20_000, using: &random)
             out.append(ByteRange(offset: at, length: length))
             at += length + (out.count % 5 == 0 ? 0 : Int64.random(in: 1...10_000, using: &random))
