@@ -322,4 +322,48 @@ struct ClusterCLITests {
         #expect(second.status == 0, "\(second)")
         #expect(cluster.count("core-a") == 2)
     }
+
+    @Test(
+        "kill -9 of the leader inside the DNS cutover (effect done, not journaled): the new leader runs the compare-and-swap again and the run ends"
+    )
+    func killLeaderInDNSCutover() async throws {
+        try await LabRun.with(prefix: "cluster-dns") { run in
+            // The loopback lab's deployment, its store on storage both controllers mount.
+            let siteDirectory = run.lab.file("site-lab")
+            try FileManager.default.copyItem(atPath: run.site, toPath: siteDirectory)
+            let yamlPath = siteDirectory + "/site.yaml"
+            let original = try String(contentsOfFile: yamlPath, encoding: .utf8)
+            let secondaryWindow = "    off_peak: [\"22:00-05:00\"]\n"
+            try #require(original.components(separatedBy: secondaryWindow).count == 2)
+            try original.replacingOccurrences(
+                of: secondaryWindow, with: secondaryWindow + "    store: \(run.lab.file("store"))\n"
+            ).write(toFile: yamlPath, atomically: true, encoding: .utf8)
+            let cluster = try ClusterLab(lab: run.lab, site: siteDirectory, environment: run.environment)
+            defer { cluster.stopAll() }
+            let replicated = try await cluster.command("replicate", on: "a")
+            #expect(replicated.status == 0, "\(replicated)")
+            _ = try await run.labCommand(["lose-primary"])
+
+            try cluster.start("a", environment: ["STANDBY_KILL_AT": "dns/cutover:after"])
+            _ = try await cluster.waitForLeader("a", from: "b")
+            try cluster.start("b")
+            try await cluster.waitForNodes(2, from: "b")
+            let failover = try await cluster.command(
+                "failover", on: "b",
+                ["--declare", "lab-east flooded", "--lead", "alice", "--yes", "--now", bothOffPeak])
+            #expect(failover.status == 0, "\(failover)")
+            #expect(failover.stdout.contains("leader: node b"), "\(failover)")
+            let killed = await cluster.nodes["a"]?.wait()
+            #expect(killed?.signal == SIGKILL, "a killed itself inside the cutover: \(String(describing: killed))")
+            let moved = try await run.waitForDNS(containing: "pool02-dr.lab.test.", count: 2)
+            #expect(moved.filter { $0.contains("pool02-dr.lab.test.") }.count == 2, "\(moved)")
+            let steps = try await cluster.steps(from: "a")
+            #expect(steps["dns/cutover"]?["attempts"] as? Int == 2, "\(steps)")
+            #expect(steps["dns/cutover"]?["state"] as? String == "succeeded", "\(steps)")
+            for (id, step) in steps where id != "dns/cutover" {
+                #expect(step["attempts"] as? Int ?? 0 <= 1, "\(id) ran once at most: \(step)")
+            }
+            #expect(steps["core/start-front-end"]?["attempts"] as? Int == 1, "\(steps)")
+        }
+    }
 }
