@@ -129,7 +129,9 @@ struct ClusterBench: AsyncParsableCommand {
             let deadline = ContinuousClock.now + .seconds(30)
             while (try? client.list(prefix: ClusterKeys(deployment: "benchcluster").nodes).count) != 2 {
                 guard ContinuousClock.now < deadline else {
-                    let logs = ["a", "b"].map { (try? String(contentsOfFile: lab.file("\($0).err"), encoding: .utf8)) ?? "" }
+                    let logs = ["a", "b"].map {
+                        (try? String(contentsOfFile: lab.file("\($0).err"), encoding: .utf8)) ?? ""
+                    }
                     throw ValidationError("two nodes never registered:\n" + logs.joined(separator: "\n"))
                 }
                 try await Task.sleep(for: .milliseconds(20))
