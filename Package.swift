@@ -150,6 +150,8 @@ let package = Package(
             name: "standby-bench",
             dependencies: [
                 "StandbyReplication", "StandbyDNS", "StandbyProbes", "StandbyTransport", "StandbyLab",
+                // The cluster bench's journals and etcd client.
+                "StandbyCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),

@@ -17,7 +17,7 @@ struct AbortCommand: AsyncParsableCommand {
     func run() async throws {
         let topology = try site.loadTopology()
         try FailoverEngine.checkLead(lead.name, in: topology)
-        let context = try RunContext(site: site, topology: topology, locking: true)
+        let context = try RunContext(site: site, topology: topology, locking: true, command: "abort")
         let run = try context.engine().abort(lead: lead.name, reason: reason)
         print(
             "Run \(run.id) aborted by \(lead.name): \(reason). The lease is released; steps already done stay done."

@@ -19,8 +19,8 @@ struct ConfirmCommand: AsyncParsableCommand {
     var note: String?
 
     func run() async throws {
-        let context = try RunContext(site: site, locking: true)
-        try await context.continueRun(now: try clock.date()) { engine in
+        let context = try RunContext(site: site, locking: true, command: "confirm")
+        try await context.continueRun(now: try clock.date(), command: "confirm") { engine in
             try engine.confirm(stepId: step, lead: lead.name, note: note)
         }
     }

@@ -57,7 +57,7 @@ struct FailoverCommand: AsyncParsableCommand {
         let now = try clock.date()
         let topology = try site.loadTopology()
         try FailoverEngine.checkLead(lead.name, in: topology)
-        let context = try RunContext(site: site, topology: topology, locking: true)
+        let context = try RunContext(site: site, topology: topology, locking: true, command: "failover")
         let engine = context.engine()
         let runId = FailoverEngine.newRunId(deployment: context.topology.deployment, now: Date())
         if let held = try context.journal.takeLease(
@@ -91,7 +91,7 @@ struct FailoverCommand: AsyncParsableCommand {
             }
             throw error
         }
-        let outcome = try await engine.execute(runId: runId, now: now)
+        let outcome = try await context.execute(engine, runId: runId, now: now, command: "failover")
         try context.finish(outcome, runId: runId)
     }
 

@@ -14,10 +14,24 @@ struct SiteOptions: ParsableArguments {
     )
     var state: String?
 
+    @Option(
+        help: "Cluster mode: this controller's node id. Default: $STANDBY_NODE, else the host name.")
+    var node: String?
+
     @OptionGroup var logging: LoggingOptions
 
+    /// The topology, with `STANDBY_ETCD` and `STANDBY_CLUSTER_TTL` applied to its `cluster:`.
     func loadTopology() throws -> Topology {
-        try TopologyLoader.load(site)
+        var topology = try TopologyLoader.load(site)
+        topology.cluster = ClusterSettings.resolve(topology.cluster, environment: ProcessInfo.processInfo.environment)
+        return topology
+    }
+
+    /// This controller's name in the cluster.
+    var nodeName: String {
+        if let node, !node.isEmpty { return node }
+        if let node = ProcessInfo.processInfo.environment["STANDBY_NODE"], !node.isEmpty { return node }
+        return ControllerLock.hostName()
     }
 
     func stateDirectory(for topology: Topology) -> StateDirectory {

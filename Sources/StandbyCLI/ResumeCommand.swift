@@ -41,8 +41,10 @@ struct ResumeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let context = try RunContext(site: site, locking: true)
-        try await context.continueRun(now: try clock.date(), earlierAttempts: killOrphans ? .end : .wait) {
+        let context = try RunContext(site: site, locking: true, command: "resume")
+        try await context.continueRun(
+            now: try clock.date(), earlierAttempts: killOrphans ? .end : .wait, command: "resume"
+        ) {
             engine in
             guard let service, let lead else { return nil }
             return try engine.runNow(service: service, lead: lead, reason: reason)

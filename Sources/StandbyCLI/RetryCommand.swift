@@ -30,8 +30,10 @@ struct RetryCommand: AsyncParsableCommand {
     var killOrphans = false
 
     func run() async throws {
-        let context = try RunContext(site: site, locking: true)
-        try await context.continueRun(now: try clock.date(), earlierAttempts: killOrphans ? .end : .wait) {
+        let context = try RunContext(site: site, locking: true, command: "retry")
+        try await context.continueRun(
+            now: try clock.date(), earlierAttempts: killOrphans ? .end : .wait, command: "retry"
+        ) {
             engine in
             try engine.retry(stepId: step, lead: lead.name, reason: reason)
         }

@@ -36,6 +36,7 @@ struct RunCommand: AsyncParsableCommand {
         var service = StandbyService(
             topology: topology, stateDirectory: stateDirectory, jobs: jobs, logger: logger)
         service.listen = listen
+        service.node = site.nodeName
         service.tick = .milliseconds(max(10, tickMilliseconds))
         service.onListening = { port in
             // One line on stdout that scripts and tests wait for.

@@ -11,15 +11,38 @@ struct RunContext {
     let journal: FailoverJournal
     /// Held by the commands that move a run, for as long as the context lives.
     let lock: ControllerLock?
+    /// Cluster mode: the journal is in etcd, the lock is the cluster's, and the leader runs the steps.
+    let cluster: ClusterSession?
 
     /// With `locking`, the controller lock is taken before the state database is opened: two
     /// commands starting together on a fresh state directory then never run its migrations at once.
-    init(site: SiteOptions, topology: Topology? = nil, locking: Bool = false) throws {
+    /// In cluster mode the lock is the cluster's (`ClusterSession`), whichever node the command runs on.
+    init(site: SiteOptions, topology: Topology? = nil, locking: Bool = false, command: String = "a command") throws {
         let topology = try topology ?? site.loadTopology()
         self.topology = topology
         stateDirectory = site.stateDirectory(for: topology)
+        if let settings = topology.cluster {
+            let session = ClusterSession(settings: settings, deployment: topology.deployment, node: site.nodeName)
+            if locking { try session.lock(what: "`standby \(command)`") }
+            cluster = session
+            lock = nil
+            journal = FailoverJournal(store: try StateStore(directory: stateDirectory), cluster: session.journal)
+            return
+        }
+        cluster = nil
         lock = locking ? try Self.lock(stateDirectory, topology: topology) : nil
         journal = FailoverJournal(store: try StateStore(directory: stateDirectory))
+    }
+
+    /// Carries the run as far as it goes now: here, or in cluster mode by the leader (this command
+    /// asks it and follows the run until it answered).
+    func execute(
+        _ engine: FailoverEngine, runId: String, now: Date, command: String,
+        earlierAttempts: FailoverEngine.EarlierAttempts = .wait
+    ) async throws -> FailoverEngine.Outcome {
+        guard let cluster else { return try await engine.execute(runId: runId, now: now) }
+        try cluster.requestResume(command: command, at: now, earlierAttempts: earlierAttempts)
+        return try await cluster.follow(runId: runId)
     }
 
     /// The modules the engine calls. Wired here, once, as they land in main.
@@ -73,8 +96,9 @@ struct RunContext {
             + "See `standby status`; continue it with `standby resume` or end it with `standby abort`."
     }
 
-    /// Records that this process drives the run now.
+    /// Records that this process drives the run now (in cluster mode, the leader does).
     func drive(_ run: FailoverRun) {
+        guard cluster == nil else { return }
         try? journal.touchLease(
             deployment: run.deployment, runId: run.id, pid: Int(getpid()), host: ControllerLock.hostName())
     }
@@ -179,7 +203,7 @@ extension RunContext {
     /// Takes the lock, applies `decide` (a decision on the active run, or nothing), then carries the
     /// run as far as it goes now.
     func continueRun(
-        now: Date, earlierAttempts: FailoverEngine.EarlierAttempts = .wait,
+        now: Date, earlierAttempts: FailoverEngine.EarlierAttempts = .wait, command: String = "resume",
         decide: (FailoverEngine) throws -> FailoverRun?
     ) async throws {
         let engine = engine(earlierAttempts: earlierAttempts)
@@ -193,7 +217,8 @@ extension RunContext {
             return
         }
         drive(run)
-        let outcome = try await engine.execute(runId: run.id, now: now)
+        let outcome = try await execute(
+            engine, runId: run.id, now: now, command: command, earlierAttempts: earlierAttempts)
         try finish(outcome, runId: run.id)
     }
 }

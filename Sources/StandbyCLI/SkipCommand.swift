@@ -19,8 +19,8 @@ struct SkipCommand: AsyncParsableCommand {
     @OptionGroup var lead: LeadOptions
 
     func run() async throws {
-        let context = try RunContext(site: site, locking: true)
-        try await context.continueRun(now: try clock.date()) { engine in
+        let context = try RunContext(site: site, locking: true, command: "skip")
+        try await context.continueRun(now: try clock.date(), command: "skip") { engine in
             try engine.skip(target: target, lead: lead.name, reason: reason)
         }
     }

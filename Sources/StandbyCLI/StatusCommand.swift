@@ -53,6 +53,67 @@ struct StatusCommand: AsyncParsableCommand {
         var sets: [SetRow]
         var health: [HealthSection]
         var run: RunStatus?
+        /// Cluster mode: who leads, and each node's lease.
+        var cluster: ClusterStatus?
+    }
+
+    struct ClusterStatus: Encodable {
+        struct Node: Encodable {
+            var node: String
+            var host: String
+            var pid: Int
+            var listen: String?
+            var since: Date
+            var lease: String
+            /// Seconds left on the node's lease; -1 when it has lapsed.
+            var leaseTTLSeconds: Int64
+            var leader: Bool
+        }
+        var etcd: [String]
+        var leader: String?
+        /// The leader key's create revision: the leader's term.
+        var term: Int64?
+        var nodes: [Node]
+        /// Why etcd could not be read, when it could not.
+        var problem: String?
+    }
+
+    static func clusterStatus(_ session: ClusterSession) -> ClusterStatus {
+        var status = ClusterStatus(etcd: session.settings.etcd, leader: nil, term: nil, nodes: [], problem: nil)
+        do {
+            let (leader, nodes) = try session.members()
+            status.leader = leader?.text
+            status.term = leader?.createRevision
+            status.nodes = nodes.map { registration, ttl in
+                ClusterStatus.Node(
+                    node: registration.node, host: registration.host, pid: registration.pid,
+                    listen: registration.listen, since: registration.since,
+                    lease: String(registration.lease, radix: 16),
+                    leaseTTLSeconds: ttl,
+                    leader: leader?.text == registration.node && leader?.lease == registration.lease)
+            }
+        } catch {
+            status.problem = "\(error)"
+        }
+        return status
+    }
+
+    static func clusterText(_ status: ClusterStatus) -> String {
+        var lines = ["Cluster (etcd \(status.etcd.joined(separator: ", "))):"]
+        if let problem = status.problem {
+            lines.append("  etcd cannot be read: \(problem)")
+            return lines.joined(separator: "\n")
+        }
+        lines.append(
+            "  leader: "
+                + (status.leader.map { "node \($0) (term \(status.term ?? 0))" } ?? "none (no controller leads)"))
+        for node in status.nodes {
+            let ttl = node.leaseTTLSeconds >= 0 ? "\(node.leaseTTLSeconds)s left" : "lapsed"
+            lines.append(
+                "  node \(node.node.padded(to: 12)) \(node.leader ? "leader  " : "follower") pid \(node.pid) on \(node.host), lease \(node.lease) (\(ttl)), up since \(RunReport.time(node.since))"
+            )
+        }
+        return lines.joined(separator: "\n")
     }
 
     func run() async throws {
@@ -65,9 +126,15 @@ struct StatusCommand: AsyncParsableCommand {
         }
         let sets = try await Self.setRows(topology, state: context.stateDirectory, now: now)
         let health = Self.healthSections(state: context.stateDirectory)
+        let cluster = context.cluster.map { Self.clusterStatus($0) }
         if output.json {
-            try JSON.print(Status(deployment: topology.deployment, sets: sets, health: health, run: runStatus))
+            try JSON.print(
+                Status(deployment: topology.deployment, sets: sets, health: health, run: runStatus, cluster: cluster))
         } else {
+            if let cluster {
+                print(Self.clusterText(cluster))
+                print("")
+            }
             print(Self.setSection(sets))
             print("")
             print(Self.healthText(health))

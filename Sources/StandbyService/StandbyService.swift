@@ -15,6 +15,8 @@ public struct StandbyService: Sendable {
     public var listen: String?
     public var tick: Duration = .seconds(1)
     public var onListening: @Sendable (Int) async -> Void = { _ in }
+    /// Cluster mode (`topology.cluster`): this controller's node id.
+    public var node: String = ControllerLock.hostName()
 
     public init(topology: Topology, stateDirectory: StateDirectory, jobs: any ServiceJobs, logger: Logger) {
         self.topology = topology
@@ -29,9 +31,25 @@ public struct StandbyService: Sendable {
         defer { withExtendedLifetime(lock) {} }
         let token = try topology.service.tokenFile.map { try BearerToken.load(path: topology.resolve(path: $0)) }
         let store = try StateStore(directory: stateDirectory)
-        let runner = ServiceRunner(
-            topology: topology, journal: ServiceJournal(store: store), jobs: jobs, logger: logger, tick: tick)
         let listen = self.listen ?? topology.service.listen
+        var journal = ServiceJournal(store: store)
+        var driver: ClusterDriver? = nil
+        if let settings = topology.cluster {
+            let member = ClusterMember(
+                settings: settings, node: node, deployment: topology.deployment,
+                registration: NodeRegistration(
+                    node: node, host: ControllerLock.hostName(), pid: Int(getpid()), listen: listen, since: Date()),
+                logger: logger)
+            driver = ClusterDriver(
+                member: member, topology: topology, stateDirectory: stateDirectory, store: store, logger: logger)
+            journal = ServiceJournal(
+                store: store,
+                cluster: ClusterJobTimes(
+                    client: EtcdClient(endpoints: settings.etcd, logger: logger), keys: member.keys,
+                    fence: { member.term?.fence }))
+        }
+        let runner = ServiceRunner(
+            topology: topology, journal: journal, jobs: jobs, logger: logger, tick: tick, cluster: driver)
         let logger = self.logger
         let onListening = self.onListening
         let app = try ServiceEndpoint.application(

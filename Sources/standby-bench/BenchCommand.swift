@@ -9,7 +9,7 @@ struct BenchCommand: AsyncParsableCommand {
         abstract: "Measure Standby against cp, rsync, nsupdate and dig on loopback.",
         subcommands: [
             ReplicationBench.self, ReplicationWorker.self, HashingBench.self, DNSBench.self, GSSTSIGBench.self,
-            ProbeBench.self, SMBBench.self, RestoreBench.self, RestoreWorker.self,
+            ProbeBench.self, SMBBench.self, RestoreBench.self, RestoreWorker.self, ClusterBench.self,
         ])
 }
 

@@ -13,6 +13,11 @@ public struct FailoverError: Error, Sendable, CustomStringConvertible {
         case stepFailed
         /// The journal could not be read or written.
         case journal
+        /// Cluster mode: etcd could not be reached, or has no quorum; nothing was written.
+        case cluster
+        /// Cluster mode: this controller is no longer the leader (its lease lapsed, another took
+        /// over), so its write was refused and it must stop before any further side effect.
+        case deposed
     }
 
     public var code: Code
@@ -34,7 +39,7 @@ extension FailoverError: StandbyFailure {
         switch code {
         case .refused: .refused
         case .badInput: .badInput
-        case .stepFailed, .journal: .failed
+        case .stepFailed, .journal, .cluster, .deposed: .failed
         }
     }
 }

@@ -4,10 +4,17 @@ import GRDB
 /// The failover journal in the state database. Every transition is its own committed
 /// transaction, so that a controller killed at any instant leaves a journal that says exactly
 /// which side effects may have happened.
+///
+/// In cluster mode (`cluster` set) the same records live in etcd instead (`ClusterJournal`), each
+/// write fenced by the leader's revision; the SQLite tables are then not used for runs.
 public struct FailoverJournal: Sendable {
     public let store: StateStore
+    public let cluster: ClusterJournal?
 
-    public init(store: StateStore) { self.store = store }
+    public init(store: StateStore, cluster: ClusterJournal? = nil) {
+        self.store = store
+        self.cluster = cluster
+    }
 
     var queue: DatabaseQueue { store.queue }
 
@@ -112,7 +119,8 @@ public struct FailoverJournal: Sendable {
 
     /// The lease as it stands, and the run it names when that run exists.
     public func lease(deployment: String) throws -> (lease: FailoverLease, run: FailoverRun?)? {
-        try read("read the lease") { db in
+        if let cluster { return try cluster.lease() }
+        return try read("read the lease") { db in
             guard let lease = try FailoverLease.fetchOne(db, key: deployment) else { return nil }
             return (lease, try FailoverRun.fetchOne(db, key: lease.runId))
         }
@@ -141,7 +149,8 @@ public struct FailoverJournal: Sendable {
     /// got declared (the controller died in preflight) is stale once the caller holds the
     /// controller lock, and is taken over.
     public func takeLease(_ lease: FailoverLease) throws -> (lease: FailoverLease, run: FailoverRun?)? {
-        try write("take the lease") { db in
+        if let cluster { return try cluster.takeLease(lease) }
+        return try write("take the lease") { db in
             if let held = try FailoverLease.fetchOne(db, key: lease.deployment) {
                 let run = try FailoverRun.fetchOne(db, key: held.runId)
                 if let run, run.state.isActive { return (held, run) }
@@ -166,6 +175,7 @@ public struct FailoverJournal: Sendable {
 
     /// Drops the lease if it still names `runId`.
     public func releaseLease(deployment: String, runId: String) throws {
+        if let cluster { return try cluster.releaseLease(runId: runId) }
         try write("release the lease") { db in
             try db.execute(
                 sql: "DELETE FROM failover_lease WHERE deployment = ? AND runId = ?", arguments: [deployment, runId])
@@ -177,6 +187,7 @@ public struct FailoverJournal: Sendable {
     /// that `resume` says the declaration did not complete instead of pointing at an older run.
     /// Kept in the `meta` table (one row per deployment, the newest attempt): no schema change.
     public func abandonDeclaration(_ attempt: AbandonedDeclaration) throws {
+        if let cluster { return try cluster.abandonDeclaration(attempt) }
         let text = String(decoding: try AbandonedDeclaration.encoder.encode(attempt), as: UTF8.self)
         try write("record the declaration of \(attempt.runId) as not completed") { db in
             try db.execute(
@@ -190,7 +201,8 @@ public struct FailoverJournal: Sendable {
 
     /// The newest declaration of `deployment` that ended before its run existed, if any.
     public func abandonedDeclaration(deployment: String) throws -> AbandonedDeclaration? {
-        try read("read the last declaration") { db in
+        if let cluster { return try cluster.abandonedDeclaration() }
+        return try read("read the last declaration") { db in
             guard
                 let text = try String.fetchOne(
                     db, sql: "SELECT value FROM meta WHERE key = ?", arguments: [AbandonedDeclaration.key(deployment)])
@@ -201,6 +213,7 @@ public struct FailoverJournal: Sendable {
 
     /// Records that this process now drives the run.
     public func touchLease(deployment: String, runId: String, pid: Int, host: String) throws {
+        if let cluster { return try cluster.touchLease(runId: runId, pid: pid, host: host) }
         try write("update the lease") { db in
             try db.execute(
                 sql: "UPDATE failover_lease SET pid = ?, host = ? WHERE deployment = ? AND runId = ?",
@@ -215,6 +228,7 @@ public struct FailoverJournal: Sendable {
     /// The run, its steps and sets, and the decisions that made it (the declaration, and a
     /// `dns-later`), in one transaction.
     public func declare(run: FailoverRun, steps: [RunStep], sets: [RunSet], decisions: [RunDecision]) throws {
+        if let cluster { return try cluster.declare(run: run, steps: steps, sets: sets, decisions: decisions) }
         try write("record the declaration of run \(run.id)") { db in
             try run.insert(db)
             for step in steps { try step.insert(db) }
@@ -228,12 +242,17 @@ public struct FailoverJournal: Sendable {
     }
 
     public func run(id: String) throws -> FailoverRun? {
-        try read("read run \(id)") { db in try FailoverRun.fetchOne(db, key: id) }
+        if let cluster { return try cluster.run(id: id) }
+        return try read("read run \(id)") { db in try FailoverRun.fetchOne(db, key: id) }
     }
 
     /// The deployment's active run, else its newest.
     public func currentRun(deployment: String) throws -> FailoverRun? {
-        try read("read the runs") { db in
+        if let cluster {
+            let runs = try cluster.runs()
+            return runs.first(where: { $0.state.isActive }) ?? runs.first
+        }
+        return try read("read the runs") { db in
             let runs = try FailoverRun.filter(Column("deployment") == deployment)
                 .order(Column("declaredAt").desc).fetchAll(db)
             return runs.first(where: { $0.state.isActive }) ?? runs.first
@@ -245,38 +264,45 @@ public struct FailoverJournal: Sendable {
     }
 
     public func runs(deployment: String) throws -> [FailoverRun] {
-        try read("read the runs") { db in
+        if let cluster { return try cluster.runs() }
+        return try read("read the runs") { db in
             try FailoverRun.filter(Column("deployment") == deployment).order(Column("declaredAt").desc).fetchAll(db)
         }
     }
 
     public func steps(runId: String) throws -> [RunStep] {
-        try read("read the steps of run \(runId)") { db in
+        if let cluster { return try cluster.steps(runId: runId) }
+        return try read("read the steps of run \(runId)") { db in
             try RunStep.filter(Column("runId") == runId).order(Column("seq")).fetchAll(db)
         }
     }
 
     public func decisions(runId: String) throws -> [RunDecision] {
-        try read("read the decisions of run \(runId)") { db in
+        if let cluster { return try cluster.decisions(runId: runId) }
+        return try read("read the decisions of run \(runId)") { db in
             try RunDecision.filter(Column("runId") == runId).order(Column("id")).fetchAll(db)
         }
     }
 
     public func sets(runId: String) throws -> [RunSet] {
-        try read("read the sets of run \(runId)") { db in
+        if let cluster { return try cluster.sets(runId: runId) }
+        return try read("read the sets of run \(runId)") { db in
             try RunSet.filter(Column("runId") == runId).order(Column("name")).fetchAll(db)
         }
     }
 
     public func update(_ step: RunStep) throws {
+        if let cluster { return try cluster.update(step) }
         try write("record step \(step.stepId) as \(step.state.rawValue)") { db in try step.update(db) }
     }
 
     public func update(_ run: FailoverRun) throws {
+        if let cluster { return try cluster.update(run) }
         try write("record run \(run.id) as \(run.state.rawValue)") { db in try run.update(db) }
     }
 
     public func record(_ decision: RunDecision) throws {
+        if let cluster { return try cluster.record(decision) }
         try write("record the \(decision.kind) decision") { db in
             try decision.insert(db)
         }
@@ -284,6 +310,7 @@ public struct FailoverJournal: Sendable {
 
     /// Changes steps and records the decision that changed them in one transaction.
     public func decide(_ decision: RunDecision, steps: [RunStep], run: FailoverRun? = nil) throws {
+        if let cluster { return try cluster.decide(decision, steps: steps, run: run) }
         try write("record the \(decision.kind) decision") { db in
             for step in steps { try step.update(db) }
             if let run { try run.update(db) }

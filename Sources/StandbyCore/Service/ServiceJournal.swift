@@ -5,8 +5,13 @@ import GRDB
 /// continues where it was instead of starting every schedule over.
 public struct ServiceJournal: Sendable {
     public let store: StateStore
+    /// Cluster mode: the job times live in etcd, written only by the leader (`ClusterJobTimes`).
+    public let cluster: ClusterJobTimes?
 
-    public init(store: StateStore) { self.store = store }
+    public init(store: StateStore, cluster: ClusterJobTimes? = nil) {
+        self.store = store
+        self.cluster = cluster
+    }
 
     /// The `service v1: job times` migration (registered by `StateStore`).
     static func migrationV1(_ db: Database) throws {
@@ -21,7 +26,8 @@ public struct ServiceJournal: Sendable {
     }
 
     public func records() throws -> [String: JobRecord] {
-        try wrap("read the service's job times") {
+        if let cluster { return try cluster.records() }
+        return try wrap("read the service's job times") {
             try store.queue.read { db in
                 let rows = try Row.fetchAll(db, sql: "SELECT * FROM service_job")
                 var records: [String: JobRecord] = [:]
@@ -38,6 +44,9 @@ public struct ServiceJournal: Sendable {
 
     /// Committed before the job's first side effect.
     public func started(_ key: String, at date: Date) throws {
+        if let cluster {
+            return try cluster.change(key) { $0.lastStarted = date }
+        }
         try wrap("record the start of \(key)") {
             try store.queue.write { db in
                 try db.execute(
@@ -51,6 +60,18 @@ public struct ServiceJournal: Sendable {
 
     /// Committed after the job ended, successfully or not.
     public func finished(_ key: String, at date: Date, succeeded: Bool, detail: String) throws {
+        if let cluster {
+            return try cluster.change(key) { record in
+                record.lastFinished = date
+                record.detail = detail
+                if succeeded {
+                    record.lastSucceeded = date
+                    record.failures = 0
+                } else {
+                    record.failures += 1
+                }
+            }
+        }
         try wrap("record the end of \(key)") {
             try store.queue.write { db in
                 if succeeded {
@@ -77,6 +98,9 @@ public struct ServiceJournal: Sendable {
     /// A job stopped by a graceful shutdown before it was done: it stays "interrupted" (started,
     /// not finished) so that the next start continues it first.
     public func stopped(_ key: String, detail: String) throws {
+        if let cluster {
+            return try cluster.change(key) { $0.detail = detail }
+        }
         try wrap("record the stop of \(key)") {
             try store.queue.write { db in
                 try db.execute(sql: "UPDATE service_job SET detail = ? WHERE key = ?", arguments: [detail, key])

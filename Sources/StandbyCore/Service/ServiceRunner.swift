@@ -20,12 +20,17 @@ public final class ServiceRunner: Sendable {
     public let startedAt: Date
     let clock: @Sendable () -> Date
     let logger: Logger
+    /// Cluster mode: this node's membership and the leader's driver of the run. Only the leader
+    /// starts jobs; the driver, not a `standby resume` child, carries a waiting run on.
+    public let cluster: ClusterDriver?
     private let running = Mutex<[ServiceJob.Lane: ServiceJob]>([:])
 
     public init(
         topology: Topology, journal: ServiceJournal, jobs: any ServiceJobs, logger: Logger,
-        tick: Duration = .seconds(1), clock: @escaping @Sendable () -> Date = { Date() }
+        tick: Duration = .seconds(1), clock: @escaping @Sendable () -> Date = { Date() },
+        cluster: ClusterDriver? = nil
     ) {
+        self.cluster = cluster
         self.topology = topology
         self.journal = journal
         self.jobs = jobs
@@ -41,6 +46,10 @@ public final class ServiceRunner: Sendable {
         logger.info("Service started", metadata: ["deployment": "\(topology.deployment)"])
         await withDiscardingTaskGroup { group in
             group.addTask { await self.watchHealth() }
+            if let cluster {
+                group.addTask { await cluster.member.run() }
+                group.addTask { await cluster.run() }
+            }
             while !Task.isCancelled {
                 for due in await dueNow() {
                     let claimed = running.withLock { lanes -> Bool in
@@ -60,6 +69,7 @@ public final class ServiceRunner: Sendable {
 
     /// The jobs due now that are not already running.
     func dueNow() async -> [Scheduler.Due] {
+        if let cluster, cluster.member.term == nil { return [] }
         let records: [String: JobRecord]
         do {
             records = try journal.records()
@@ -71,7 +81,10 @@ public final class ServiceRunner: Sendable {
             now: clock(), jobs: records, failoverWaiting: await jobs.failoverWaiting(),
             lastDrill: await jobs.lastDrill())
         let busy = running.withLock { Set($0.values) }
-        return scheduler.due(inputs).filter { !busy.contains($0.job) }
+        return scheduler.due(inputs).filter { due in
+            if cluster != nil, due.job == .resumeFailover { return false }
+            return !busy.contains(due.job)
+        }
     }
 
     /// Runs `first`, then whatever else is due in its lane, without waiting for the next tick:

@@ -19,6 +19,8 @@ public struct Topology: Sendable {
     public var service = ServiceSettings()
     /// How smb:// sources are read, for every set that does not say otherwise (`smb:`).
     public var smb: SMBSettings?
+    /// The controllers' shared etcd (`cluster:`); nil for a single controller.
+    public var cluster: ClusterSettings?
     /// The site.yaml this was read from, and its directory (relative paths in it resolve there).
     public var file: String
     public var directory: String

@@ -86,7 +86,7 @@ struct TopologyBuilder {
 
     static let topKeys = [
         "deployment", "domain", "sites", "replication", "backup_sets", "services", "dns", "health", "policy",
-        "scenarios", "service", "smb",
+        "scenarios", "service", "smb", "cluster",
     ]
 
     mutating func build(_ root: Node) -> Topology? {
@@ -148,6 +148,7 @@ struct TopologyBuilder {
                 ? "." : (file as NSString).deletingLastPathComponent)
         var result = topology
         result.service = serviceSettings(top.node("service"))
+        result.cluster = top.node("cluster").flatMap { clusterSettings($0) }
         result.smb = top.node("smb").flatMap { smbSettings($0, what: "smb") }
         checkSMBKerberos(result)
         result.health.probes = result.health.probes.map { Self.withClientSites($0, topology: result) }
@@ -944,6 +945,26 @@ struct TopologyBuilder {
         }
         settings.remindEvery = fields.span("remind_every") ?? settings.remindEvery
         settings.reminders = fields.bool("reminders") ?? settings.reminders
+        return settings
+    }
+
+    func clusterSettings(_ node: Node) -> ClusterSettings? {
+        guard let fields = reader.mapping(node, "cluster", allowed: ["etcd", "ttl"]) else { return nil }
+        guard let urls = fields.strings("etcd", required: true) else { return nil }
+        for url in urls where URL(string: url)?.scheme.map({ ["http", "https"].contains($0) }) != true {
+            reader.error(
+                fields.node("etcd"),
+                "cluster.etcd: '\(url)' is not an etcd client URL; expected like http://10.1.0.21:2379")
+        }
+        if urls.isEmpty { reader.error(fields.node("etcd"), "cluster.etcd: name at least one etcd member") }
+        var settings = ClusterSettings(etcd: urls)
+        if let ttl = fields.span("ttl") {
+            if ttl.milliseconds < 2000 {
+                reader.error(fields.node("ttl"), "cluster.ttl: \(ttl) is shorter than etcd's smallest lease (2s)")
+            }
+            settings.ttl = ttl
+        }
+        settings.location = fields.location
         return settings
     }
 
