@@ -1,8 +1,10 @@
+import Crypto
 import Foundation
 import StandbyLab
-import StandbyReplication
 import StandbyTransport
 import Testing
+
+@testable import StandbyReplication
 
 #if canImport(Glibc)
     import Glibc
@@ -149,6 +151,34 @@ import Testing
         #expect(second.filesByIndex == 1)
         #expect(second.filesRead == 0)
         #expect(second.bytesReceived < 512 * 8192 / 5)
+        #expect(try await day.restoredMatches())
+    }
+
+    /// An index of the first format (no block hashes, 20-byte groups), as an older `standby
+    /// publish` writes it, is still used: day 2 fetches whole missing chunks.
+    @Test func anIndexOfTheFirstFormatIsStillUsed() async throws {
+        let day = try Day(pages: 512)
+        defer { day.stop() }
+        _ = try await Publisher.publish(paths: [day.path], logger: testLogger)
+        _ = try await day.fixture.store.replicate(set: day.spec)
+        try rewritePages(day.path, count: 5, seed: 11, mtime: 1_700_086_400)
+        let published = try #require(try await Publisher.publish(paths: [day.path], logger: testLogger).first)
+        let index = try [UInt8](contents(published.indexPath))
+        var header = try #require(ChunkIndexHeader.decode(Array(index.prefix(128))))
+        #expect(header.format == 2)
+        var top: [UInt8] = []
+        for group in 0..<header.groupCount {
+            let entry = 128 + group * 24
+            top += index[entry..<(entry + 4)] + index[(entry + 8)..<(entry + 24)]
+        }
+        let second = index[Int(header.secondLevelOffset)..<Int(header.blocksOffset)]
+        header.format = 1
+        header.topLevelSHA256 = Array(SHA256.hash(data: top))
+        try Data(header.encoded() + top + second).write(to: URL(fileURLWithPath: published.indexPath))
+        let dayTwo = try await day.fixture.store.replicate(set: day.spec)
+        #expect(dayTwo.filesByIndex == 1)
+        #expect(dayTwo.filesRead == 0)
+        #expect(dayTwo.bytesReceived < 512 * 8192 / 5, "received \(dayTwo.bytesReceived)")
         #expect(try await day.restoredMatches())
     }
 
