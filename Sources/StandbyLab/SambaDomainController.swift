@@ -261,14 +261,26 @@ public final class SambaDomainController: @unchecked Sendable {
 
     /// Adds a record to the zone through Samba's DNS management RPC (as the administrator).
     /// `data` in samba-tool's form: SRV is `TARGET PORT PRIORITY WEIGHT`.
+    /// The DC may answer DNS and LDAP before its RPC server listens (seen on a loaded machine's
+    /// first run): a refused RPC connection is tried again for up to 30 s.
     public func addRecord(_ name: String, type: String, _ data: String) throws {
         let tool = try Programs.locate("samba-tool", package: "samba-ad-provision")
-        try LabTool.check(
-            tool,
-            [
-                "dns", "add", "127.0.0.1", Self.zone, name, type, data, "-U", "administrator",
-                "--password=\(adminPassword)", "-s", configPath,
-            ])
+        let deadline = ContinuousClock.now + .seconds(30)
+        while true {
+            do {
+                try LabTool.check(
+                    tool,
+                    [
+                        "dns", "add", "127.0.0.1", Self.zone, name, type, data, "-U", "administrator",
+                        "--password=\(adminPassword)", "-s", configPath,
+                    ])
+                return
+            } catch let error as LabError
+                where "\(error)".contains("connection attempt was refused") && ContinuousClock.now < deadline
+            {
+                Thread.sleep(forTimeInterval: 0.5)
+            }
+        }
     }
 
     /// One domain controller per machine (LDAP and the RPC endpoint mapper have fixed ports).

@@ -22,12 +22,16 @@ struct GSSTSIGTests {
 
         static func start(_ prefix: String, clockOffset: Int? = nil) throws -> Domain {
             let lab = try LabDirectory(prefix: prefix)
+            var started: SambaDomainController?
             do {
                 let dc = try SambaDomainController.start(in: lab, clockOffset: clockOffset)
+                started = dc
                 try dc.addRecord(internalTLS, type: "SRV", "pool01.ad.lab.test 5061 0 0")
                 try dc.addRecord(sip, type: "SRV", "sip.ad.lab.test 5060 0 0")
                 return Domain(lab: lab, dc: dc)
             } catch {
+                // A DC that started is stopped, or its machine lock would hold every later one.
+                started?.stop()
                 lab.remove()
                 throw error
             }
