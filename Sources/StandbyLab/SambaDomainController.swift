@@ -209,6 +209,8 @@ public final class SambaDomainController: @unchecked Sendable {
             let secondPort = try secondDNSPort ?? Ports.free()
             do {
                 try Ports.waitForTCP("127.0.0.1", kdc, server: "samba's KDC", process: process)
+                // DNS management goes through the RPC endpoint mapper, which may listen last.
+                try Ports.waitForTCP("127.0.0.1", 135, server: "samba's RPC endpoint mapper", process: process)
                 second = try startSecondDNS(in: dir, config: config, port: secondPort)
             } catch {
                 process.stop()
