@@ -8,7 +8,7 @@ import StandbyBase
     import Darwin
 #endif
 
-/// A buffer of `PackIO.bufferSize` bytes aligned for direct I/O.
+/// A buffer aligned for direct I/O.
 final class IOBuffer: @unchecked Sendable {
     // Written by the thread that fills it, then only read by the writing thread until it is
     // back in the pool; the channels' lock orders the hand-overs.
@@ -68,8 +68,10 @@ final class PackWriteState: @unchecked Sendable {
 /// is refused (ramfs, some network filesystems) the writes are buffered, with writeback started
 /// as they go.
 ///
-/// Writes run in the order they are queued: a pack is laid down front to back. At most
-/// `buffers` buffers exist, so a slow disk slows the replicate instead of growing its memory.
+/// With one thread (the packs' writer) writes run in the order they are queued: a pack is laid
+/// down front to back. With several (a restored file's writer) several writes are in flight at
+/// once, each at its own offset, which a disk serves faster than one at a time. At most
+/// `buffers` buffers exist, so a slow disk slows the writer instead of growing its memory.
 final class PackIO: @unchecked Sendable {
     static let bufferSize = 2 << 20
     static let alignment = 4096
@@ -87,24 +89,26 @@ final class PackIO: @unchecked Sendable {
 
     private let pool = Channel<IOBuffer>()
     private let jobs = Channel<Job>()
-    private var thread: Blocking.Worker?
+    private var threads: [Blocking.Worker] = []
 
-    init() {
-        for _ in 0..<Self.buffers { pool.put(IOBuffer(capacity: Self.bufferSize)) }
+    init(threads: Int = 1, buffers: Int = PackIO.buffers, bufferSize: Int = PackIO.bufferSize) {
+        for _ in 0..<buffers { pool.put(IOBuffer(capacity: bufferSize)) }
         let pool = pool
         let jobs = jobs
-        thread = Blocking.Worker(name: "standby.pack-io") {
-            while let job = try jobs.take() {
-                var failure: (any Error)?
-                if job.state.error == nil {
-                    do {
-                        try Self.write(job)
-                    } catch {
-                        failure = error
+        self.threads = (0..<max(1, threads)).map { _ in
+            Blocking.Worker(name: "standby.pack-io") {
+                while let job = try jobs.take() {
+                    var failure: (any Error)?
+                    if job.state.error == nil {
+                        do {
+                            try Self.write(job)
+                        } catch {
+                            failure = error
+                        }
                     }
+                    pool.put(job.buffer)
+                    job.state.done(failure)
                 }
-                pool.put(job.buffer)
-                job.state.done(failure)
             }
         }
     }
@@ -136,10 +140,10 @@ final class PackIO: @unchecked Sendable {
 
     /// Ends the writing thread once what is queued is written.
     func stop() {
-        guard let thread else { return }
+        guard !threads.isEmpty else { return }
         jobs.finish()
-        _ = thread.join()
-        self.thread = nil
+        for thread in threads { _ = thread.join() }
+        threads = []
     }
 
     /// O_DIRECT, or 0 where the system has none.

@@ -75,14 +75,13 @@ extension ReplicationStore {
             var written: Int64 = 0
             do {
                 let describe = "version \(chosen.id), file \(name)"
-                let entries = try recipe(db, file: fileID)
-                var packNames: [Int64: String] = [:]
-                let locations = try chunkLocations(db, entries.lazy.map(\.id), packNames: &packNames)
                 let actual: [UInt8]
                 do {
-                    let runs = try RestoreRun.plan(entries, locations: locations, describe: describe)
                     let result = try RestorePipeline.write(
-                        runs, packDirectory: packDirectory, to: fd, path: temp, cancellation: cancellation)
+                        packDirectory: packDirectory, to: fd, path: temp, cancellation: cancellation
+                    ) { emit in
+                        try planRuns(db, file: fileID, describe: describe, emit)
+                    }
                     actual = result.sha256
                     written = result.bytes
                 } catch var error as ReplicationError where error.code == .corruptPack || error.code == .cancelled {
@@ -120,5 +119,24 @@ extension ReplicationStore {
             "Set restored",
             metadata: ["set": "\(set)", "version": "\(chosen.id)", "to": "\(directory)", "bytes": "\(bytes)"])
         return RestoreReport(version: chosen, files: restored, bytes: bytes)
+    }
+
+    /// Hands the runs of a file's recipe to `emit` in file order, one recipe segment's chunks
+    /// looked up at a time, so the first runs are read while the rest are looked up.
+    private func planRuns(
+        _ db: Database, file: Int64, describe: String, _ emit: (RestoreRun) throws -> Void
+    ) throws {
+        var planner = RestoreRun.Planner(describe: describe)
+        var packNames: [Int64: String] = [:]
+        let segments = try Data.fetchCursor(
+            db, sql: "SELECT entries FROM recipes WHERE file_id = ? ORDER BY seq", arguments: [file])
+        while let data = try segments.next() {
+            let entries = [RecipeEntry].decode(data)
+            let locations = try chunkLocations(db, entries.lazy.map(\.id), packNames: &packNames)
+            for entry in entries {
+                if let run = try planner.add(entry, at: locations[entry.id]) { try emit(run) }
+            }
+        }
+        if let run = planner.finish() { try emit(run) }
     }
 }

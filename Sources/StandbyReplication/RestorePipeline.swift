@@ -25,51 +25,68 @@ struct RestoreRun: Sendable {
     /// A run ends at a pack change, at a gap (another file's chunks between) or at this length.
     static let maxLength = 4 << 20
 
-    /// The runs of a recipe, in file order. A chunk `locations` lacks is `corruptPack`.
-    static func plan(_ entries: [RecipeEntry], locations: [ChunkID: ChunkLocation], describe: String) throws
-        -> [RestoreRun]
-    {
-        var runs: [RestoreRun] = []
-        var current: RestoreRun?
-        for entry in entries {
-            guard let location = locations[entry.id] else {
+    /// Cuts a recipe into runs as its entries come, in file order, so the first runs can be
+    /// read while the rest of the recipe is still being looked up.
+    struct Planner {
+        let describe: String
+        private var current: RestoreRun?
+
+        init(describe: String) {
+            self.describe = describe
+        }
+
+        /// Adds the next entry at `location` (nil: the store lacks the chunk, `corruptPack`);
+        /// returns the run it closes, if any.
+        mutating func add(_ entry: RecipeEntry, at location: ChunkLocation?) throws -> RestoreRun? {
+            guard let location else {
                 throw ReplicationError(.corruptPack, "\(describe): chunk \(entry.id) is missing from the store")
             }
             let end = location.offset + Int64(location.length)
             if var run = current, run.pack == location.pack,
                 location.offset == run.offset + Int64(run.length) + Int64(PackFormat.recordHeader),
-                end - run.offset <= Int64(maxLength)
+                end - run.offset <= Int64(RestoreRun.maxLength)
             {
                 run.pieces.append(
                     Piece(id: entry.id, start: Int(location.offset - run.offset), length: location.length))
                 run.length = Int(end - run.offset)
                 current = run
-                continue
+                return nil
             }
-            if let run = current { runs.append(run) }
+            let closed = current
             current = RestoreRun(
                 pack: location.pack, offset: location.offset, length: location.length,
                 pieces: [Piece(id: entry.id, start: 0, length: location.length)])
+            return closed
         }
-        if let run = current { runs.append(run) }
-        return runs
+
+        /// The last run, once every entry is added.
+        mutating func finish() -> RestoreRun? {
+            defer { current = nil }
+            return current
+        }
     }
 }
 
-/// Writes a file from its runs of chunks on three threads: one reads the runs from the packs
-/// (O_DIRECT where the filesystem takes it, so a restore does not fill the page cache with
-/// packs) and lays the chunks' bytes end to end in blocks; one computes every chunk's SHA-256,
-/// checks it against the chunk's id, and the whole file's SHA-256 in the same pass; one writes
-/// the checked blocks and starts their writeback as it goes, so the final fsync waits for
-/// little. No byte is written before its chunk is checked.
+/// Writes a file from its runs of chunks. The calling thread plans the runs (the catalog's
+/// look-ups of the chunks' places) and hands them out as it goes, so the disk starts at once;
+/// `readers` threads read them from the packs, several reads in flight (O_DIRECT where the
+/// filesystem takes it, so a restore does not fill the page cache with packs); one thread lays
+/// the chunks' bytes end to end in blocks, in file order; one computes every chunk's SHA-256,
+/// checks it against the chunk's id, and the whole file's SHA-256 in the same pass; one hands the
+/// checked blocks to the output, which has several writes in flight. No byte is written before
+/// its chunk is checked.
 enum RestorePipeline {
     static let blockSize = 8 << 20
-    static let blocks = 6
-    /// Writeback is started each time this much more is written.
-    static let writebackStep: Int64 = 16 << 20
+    static let blocks = 4
+    /// Reading threads, each with `runBuffers` runs read or being read: a disk (a virtual one
+    /// above all) serves several reads at once faster than one after another.
+    static let readers = 4
+    static let runBuffers = 2
+    /// Writes of the restored file in flight at once.
+    static let writers = 2
 
     final class Block: @unchecked Sendable {
-        // Filled by the reading thread, then read by the hashing and writing threads in turn;
+        // Filled by the laying-out thread, then read by the hashing and writing threads in turn;
         // the channels' lock orders the hand-overs.
         let capacity: Int
         let base: UnsafeMutableRawPointer
@@ -99,30 +116,95 @@ enum RestorePipeline {
         }
     }
 
-    private struct Stopped: Error {}
+    /// One reading thread's runs to read, in the order handed to it, and the runs it has read.
+    final class Reader: Sendable {
+        struct Read: Sendable {
+            // The buffer is the reader's until it is put in `read`, then the laying-out
+            // thread's until it goes back to `free`.
+            var run: RestoreRun
+            var buffer: IOBuffer
+            /// Where the run's first byte is in the buffer (a direct read starts aligned before it).
+            var skip: Int
+            /// False for the buffer of a run longer than the usual ones, which is not reused.
+            var pooled: Bool
+        }
 
-    /// Writes the runs' chunks to `fd` (at its current position, from the start of an empty
-    /// file) and answers the whole file's SHA-256 and length. The file is not fsynced here.
+        static let bufferCapacity = RestoreRun.maxLength + 2 * PackIO.alignment
+
+        let runs = Channel<RestoreRun>(limit: 256)
+        let read = Channel<Read>()
+        let free = Channel<IOBuffer>()
+
+        init() {
+            for _ in 0..<RestorePipeline.runBuffers { free.put(IOBuffer(capacity: Self.bufferCapacity)) }
+        }
+
+        func close(_ error: any Error) {
+            runs.close(error)
+            read.close(error)
+            free.close(error)
+        }
+
+        /// Reads each run handed to it, into a free buffer, until `runs` is finished.
+        func work(packDirectory: String, cancellation: CancellationFlag) throws {
+            let packs = PackReader(directory: packDirectory, direct: true)
+            while let run = try runs.take() {
+                if cancellation.isCancelled { throw ReplicationError(.cancelled, "restore cancelled") }
+                // A single chunk longer than a run (a catalog row no chunker wrote) gets room of its own.
+                let pooled = run.length <= RestoreRun.maxLength
+                let buffer: IOBuffer
+                if pooled {
+                    guard let next = try free.take() else { throw Stopped() }
+                    buffer = next
+                } else {
+                    buffer = IOBuffer(capacity: run.length + 2 * PackIO.alignment)
+                }
+                let skip = try packs.readRun(run.pack, at: run.offset, length: run.length, into: buffer)
+                guard read.put(Read(run: run, buffer: buffer, skip: skip, pooled: pooled)) else { throw Stopped() }
+            }
+            read.finish()
+        }
+    }
+
+    struct Stopped: Error {}
+
+    /// Writes the chunks of the runs `plan` hands to its argument, in file order, to `fd` (an
+    /// empty file, from its start) and answers the whole file's SHA-256 and length. `plan` runs
+    /// on the calling thread while the runs are read. The file is not fsynced here.
     static func write(
-        _ runs: [RestoreRun], packDirectory: String, to fd: Int32, path: String, cancellation: CancellationFlag
+        packDirectory: String, to fd: Int32, path: String, cancellation: CancellationFlag,
+        plan: (_ emit: (RestoreRun) throws -> Void) throws -> Void
     ) throws -> (sha256: [UInt8], bytes: Int64) {
+        let readers = (0..<Self.readers).map { _ in Reader() }
         let pool = Channel<Block>()
         let toHash = Channel<Block>()
         let toWrite = Channel<Block>()
         for _ in 0..<blocks { pool.put(Block(capacity: blockSize)) }
         let failed: @Sendable (any Error) -> Void = { error in
+            for reader in readers { reader.close(error) }
             pool.close(error)
             toHash.close(error)
             toWrite.close(error)
         }
-        final class Digest: @unchecked Sendable {
-            // Written by the hashing thread before it ends; read after it is joined.
-            var value: [UInt8] = []
+        final class Outcome: @unchecked Sendable {
+            // Written by the hashing and writing threads before they end; read after they are joined.
+            var digest: [UInt8] = []
+            var written: Int64 = 0
         }
-        let digest = Digest()
-        let reader = Blocking.Worker(name: "standby.restore-read") {
+        let outcome = Outcome()
+        let reading = readers.map { reader in
+            Blocking.Worker(name: "standby.restore-read") {
+                do {
+                    try reader.work(packDirectory: packDirectory, cancellation: cancellation)
+                } catch {
+                    failed(error)
+                    throw error
+                }
+            }
+        }
+        let layout = Blocking.Worker(name: "standby.restore-layout") {
             do {
-                try readRuns(runs, packDirectory: packDirectory, pool: pool, into: toHash, cancellation: cancellation)
+                try layOut(readers, pool: pool, into: toHash)
                 toHash.finish()
             } catch {
                 failed(error)
@@ -141,147 +223,165 @@ enum RestorePipeline {
                             "chunk \(block.expected[index]) in pack \(packDirectory)/\(origin.pack).pack at offset \(origin.offset) does not match its hash"
                         )
                     }
-                    guard toWrite.put(block) else { break }
+                    guard toWrite.put(block) else { throw Stopped() }
                 }
-                digest.value = sha.finalize()
+                outcome.digest = sha.finalize()
                 toWrite.finish()
             } catch {
                 failed(error)
                 throw error
             }
         }
-        let output = RestoreOutput(fd: fd, path: path)
-        var failure: (any Error)?
-        do {
-            while let block = try toWrite.take() {
-                try output.write(UnsafeRawBufferPointer(start: block.base, count: block.count))
-                block.reset()
-                pool.put(block)
+        let writer = Blocking.Worker(name: "standby.restore-write") {
+            let output = RestoreOutput(fd: fd, path: path)
+            defer { output.stop() }
+            do {
+                while let block = try toWrite.take() {
+                    try output.write(UnsafeRawBufferPointer(start: block.base, count: block.count))
+                    block.reset()
+                    pool.put(block)
+                }
+                try output.finish()
+                outcome.written = output.written
+            } catch {
+                failed(error)
+                throw error
             }
-            try output.finish()
+        }
+
+        // The runs go to the readers in turn, so the laying-out thread finds run i at reader i % n.
+        var handed = 0
+        var planning: (any Error)?
+        do {
+            try plan { run in
+                if cancellation.isCancelled { throw ReplicationError(.cancelled, "restore cancelled") }
+                guard readers[handed % readers.count].runs.put(run) else { throw Stopped() }
+                handed += 1
+            }
+            for reader in readers { reader.runs.finish() }
         } catch {
-            failure = error
+            planning = error
             failed(error)
         }
-        let written = output.written
-        let readOutcome = reader.join()
-        let hashOutcome = hasher.join()
-        if let failure, !(failure is Stopped) { throw failure }
-        try readOutcome.get()
-        try hashOutcome.get()
-        if cancellation.isCancelled { throw ReplicationError(.cancelled, "restore cancelled") }
-        return (digest.value, written)
+        let outcomes = reading.map { $0.join() } + [layout.join(), hasher.join(), writer.join()]
+        var failures = planning.map { [$0] } ?? []
+        for case .failure(let error) in outcomes { failures.append(error) }
+        // The first failure is the cause; the others are threads it stopped.
+        if let cause = failures.first(where: { !($0 is Stopped) }) { throw cause }
+        if cancellation.isCancelled || !failures.isEmpty { throw ReplicationError(.cancelled, "restore cancelled") }
+        return (outcome.digest, outcome.written)
     }
 
-    /// The restored file's writes: with O_DIRECT where the filesystem takes it, through an
-    /// aligned staging buffer in whole multiples of 4 KiB (the disk's DMA reads the buffer: no
-    /// copy into the page cache, no writeback for the fsync to wait for), the last bytes buffered.
-    /// Elsewhere (or once a direct write is refused), buffered writes whose writeback starts as
-    /// they go, so the final fsync waits for little.
+    /// Takes the runs back in order from the readers (run i from reader i % n) and lays their
+    /// chunks end to end in blocks.
+    private static func layOut(_ readers: [Reader], pool: Channel<Block>, into toHash: Channel<Block>) throws {
+        var block: Block?
+        var index = 0
+        while true {
+            let reader = readers[index % readers.count]
+            guard let read = try reader.read.take() else { break }
+            index += 1
+            for piece in read.run.pieces {
+                if block.map({ $0.capacity - $0.count < piece.length }) ?? true {
+                    if let full = block, full.count > 0 { guard toHash.put(full) else { throw Stopped() } }
+                    if piece.length > blockSize {
+                        block = Block(capacity: piece.length)
+                    } else {
+                        guard let next = try pool.take() else { throw Stopped() }
+                        block = next
+                    }
+                }
+                guard let current = block else { continue }
+                (current.base + current.count).copyMemory(
+                    from: read.buffer.base + read.skip + piece.start, byteCount: piece.length)
+                current.count += piece.length
+                current.ends.append(current.count)
+                current.expected.append(piece.id)
+                current.origins.append((read.run.pack, read.run.offset + Int64(piece.start)))
+            }
+            if read.pooled { reader.free.put(read.buffer) }
+        }
+        if let last = block, last.count > 0 { guard toHash.put(last) else { throw Stopped() } }
+    }
+
+    /// The restored file's writes, several in flight (`PackIO` with `writers` threads): with
+    /// O_DIRECT where the filesystem takes it, from aligned staging buffers in whole multiples of
+    /// 4 KiB (the disk's DMA reads the buffer: no copy into the page cache, no writeback for the
+    /// fsync to wait for), the last bytes buffered. Elsewhere (or once a direct write is refused),
+    /// buffered writes whose writeback starts as they go, so the final fsync waits for little.
     final class RestoreOutput {
         let fd: Int32
         let path: String
-        private var direct: Bool
-        private let staging = IOBuffer(capacity: RestorePipeline.blockSize)
+        private let io = PackIO(
+            threads: RestorePipeline.writers, buffers: RestorePipeline.writers + 1,
+            bufferSize: RestorePipeline.blockSize)
+        private let state = PackWriteState()
+        private var staging: IOBuffer?
         private var fill = 0
+        /// Where the staging buffer's first byte goes in the file.
+        private var offset: Int64 = 0
         /// Bytes handed over so far.
         private(set) var written: Int64 = 0
-        private var writebackFrom: Int64 = 0
 
         init(fd: Int32, path: String) {
             self.fd = fd
             self.path = path
             PackIO.setDirect(fd)
-            direct = PackIO.isDirect(fd)
         }
 
         func write(_ bytes: UnsafeRawBufferPointer) throws {
             written += Int64(bytes.count)
-            guard direct else { return try buffered(bytes) }
             var rest = bytes
             while let from = rest.baseAddress, !rest.isEmpty {
-                let take = min(rest.count, staging.capacity - fill)
-                (staging.base + fill).copyMemory(from: from, byteCount: take)
+                if let error = state.error { throw error }
+                let buffer = try staging ?? io.buffer()
+                staging = buffer
+                let take = min(rest.count, buffer.capacity - fill)
+                (buffer.base + fill).copyMemory(from: from, byteCount: take)
                 fill += take
                 rest = UnsafeRawBufferPointer(rebasing: rest[take...])
-                if fill == staging.capacity { try flush(whole: fill) }
-                if !direct { return try buffered(rest) }
+                if fill == buffer.capacity { queue(buffer, fill) }
             }
         }
 
-        /// Writes what is staged: the whole 4 KiB multiples directly, then the rest buffered.
+        /// Writes what is staged (the whole 4 KiB multiples as the rest were, the last bytes
+        /// buffered) and waits for every write.
         func finish() throws {
-            let aligned = fill / PackIO.alignment * PackIO.alignment
-            if direct, aligned > 0 { try flush(whole: aligned) }
-            guard fill > 0 else { return }
+            var tail: [UInt8] = []
+            var tailOffset = offset
+            if let buffer = staging {
+                let aligned = fill / PackIO.alignment * PackIO.alignment
+                tail = Array(UnsafeRawBufferPointer(start: buffer.base + aligned, count: fill - aligned))
+                tailOffset = offset + Int64(aligned)
+                if aligned > 0 { queue(buffer, aligned) } else { io.recycle(buffer) }
+                staging = nil
+            }
+            if let error = state.drain() { throw error }
+            guard !tail.isEmpty else { return }
             _ = PackIO.clearDirect(fd)
-            direct = false
-            try FileIO.writeAll(fd, UnsafeRawBufferPointer(start: staging.base, count: fill), path: path)
-            fill = 0
-        }
-
-        /// Writes the first `count` staged bytes (a multiple of 4 KiB) and keeps the rest.
-        private func flush(whole count: Int) throws {
             var done = 0
-            while done < count {
-                let n = Glibc.write(fd, staging.base + done, count - done)
+            while done < tail.count {
+                let n = tail.withUnsafeBytes {
+                    pwrite(fd, $0.baseAddress! + done, tail.count - done, off_t(tailOffset) + off_t(done))
+                }
                 if n < 0 {
                     if errno == EINTR { continue }
-                    // Refused after all (EINVAL): the rest goes buffered.
-                    if errno == EINVAL, PackIO.clearDirect(fd) {
-                        direct = false
-                        try FileIO.writeAll(
-                            fd, UnsafeRawBufferPointer(start: staging.base + done, count: fill - done), path: path)
-                        fill = 0
-                        return
-                    }
                     throw FileIO.fail("write", path)
                 }
                 done += n
             }
-            if fill > count { (staging.base).copyMemory(from: staging.base + count, byteCount: fill - count) }
-            fill -= count
         }
 
-        private func buffered(_ bytes: UnsafeRawBufferPointer) throws {
-            try FileIO.writeAll(fd, bytes, path: path)
-            if written - writebackFrom >= RestorePipeline.writebackStep {
-                FileIO.startWriteback(fd, offset: writebackFrom, length: written - writebackFrom)
-                writebackFrom = written
-            }
+        /// Ends the writing threads (after `finish`, or after a failure).
+        func stop() {
+            io.stop()
         }
-    }
 
-    private static func readRuns(
-        _ runs: [RestoreRun], packDirectory: String, pool: Channel<Block>, into toHash: Channel<Block>,
-        cancellation: CancellationFlag
-    ) throws {
-        let packs = PackReader(directory: packDirectory, direct: true)
-        let buffer = IOBuffer(capacity: RestoreRun.maxLength + 2 * PackIO.alignment)
-        var block: Block?
-        func take() throws -> Block {
-            guard let next = try pool.take() else { throw Stopped() }
-            return next
+        private func queue(_ buffer: IOBuffer, _ count: Int) {
+            io.write(PackIO.Job(fd: fd, path: path, buffer: buffer, offset: offset, length: count, state: state))
+            offset += Int64(count)
+            fill = 0
+            staging = nil
         }
-        for run in runs {
-            if cancellation.isCancelled { throw ReplicationError(.cancelled, "restore cancelled") }
-            // A single chunk longer than a run (a catalog row no chunker wrote) gets room of its own.
-            let wide = run.length > RestoreRun.maxLength ? IOBuffer(capacity: run.length + 2 * PackIO.alignment) : nil
-            let into = wide ?? buffer
-            let skip = try packs.readRun(run.pack, at: run.offset, length: run.length, into: into)
-            for piece in run.pieces {
-                if block.map({ $0.capacity - $0.count < piece.length }) ?? true {
-                    if let full = block, full.count > 0 { guard toHash.put(full) else { throw Stopped() } }
-                    block = piece.length > blockSize ? Block(capacity: piece.length) : try take()
-                }
-                guard let current = block else { continue }
-                (current.base + current.count).copyMemory(from: into.base + skip + piece.start, byteCount: piece.length)
-                current.count += piece.length
-                current.ends.append(current.count)
-                current.expected.append(piece.id)
-                current.origins.append((run.pack, run.offset + Int64(piece.start)))
-            }
-        }
-        if let last = block, last.count > 0 { guard toHash.put(last) else { throw Stopped() } }
     }
 }

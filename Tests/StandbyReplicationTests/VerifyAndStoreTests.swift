@@ -115,6 +115,56 @@ import Testing
         #expect(report.chunksRead == chunks.count - 1, "the short one is not read")
     }
 
+    /// A restore reads many runs at once on several threads and lays them out in file order:
+    /// a day-2 version, its chunks in runs alternating between two packs, comes back byte for
+    /// byte; with one byte of a chunk in its middle flipped, the restore fails naming the pack and
+    /// the offset, and leaves nothing under the file's name.
+    @Test func aVersionInManyRunsIsRestoredInOrderAndADamagedChunkFailsIt() async throws {
+        let fixture = try StoreFixture()
+        defer { fixture.remove() }
+        let source = fixture.lab.file("db.bak")
+        try writeDatabase(source, pages: 8192)
+        let spec = SetSpec(name: "sql", sources: [URL(fileURLWithPath: source)])
+        let first = try await fixture.store.replicate(set: spec)
+        try rewritePages(source, count: 300, seed: 5, mtime: 1_700_086_400)
+        let second = try await fixture.store.replicate(set: spec)
+        let newChunks = try await fixture.store.pool.read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT p.name, c.offset, c.length FROM chunks c JOIN packs p ON p.id = c.pack
+                    WHERE p.id > (SELECT MIN(id) FROM packs) ORDER BY p.id, c.offset
+                    """
+            ).map { row -> (pack: String, offset: Int64, length: Int) in (row[0], row[1], row[2]) }
+        }
+        #expect(newChunks.count > 100, "day 2 stored its rewritten pages in packs of its own")
+
+        _ = try await fixture.store.restore(set: "sql", version: second.version.id, to: fixture.lab.file("out"))
+        #expect(try contents(fixture.lab.file("out/db.bak")) == contents(source))
+        let older = fixture.lab.file("older")
+        _ = try await fixture.store.restore(set: "sql", version: first.version.id, to: older)
+        try writeDatabase(fixture.lab.file("original.bak"), pages: 8192)
+        #expect(try contents(older + "/db.bak") == contents(fixture.lab.file("original.bak")))
+
+        let damaged = newChunks[newChunks.count / 2]
+        let handle = try FileHandle(
+            forUpdating: URL(fileURLWithPath: fixture.storePath + "/packs/\(damaged.pack).pack"))
+        let at = UInt64(damaged.offset) + UInt64(damaged.length / 2)
+        try handle.seek(toOffset: at)
+        let byte = try #require(try handle.read(upToCount: 1)).first ?? 0
+        try handle.seek(toOffset: at)
+        try handle.write(contentsOf: Data([byte ^ 0x5A]))
+        try handle.close()
+        let out = fixture.lab.file("damaged")
+        let error = try await #require(throws: ReplicationError.self) {
+            _ = try await fixture.store.restore(set: "sql", version: second.version.id, to: out)
+        }
+        #expect(error.code == .corruptPack)
+        #expect(error.message.contains("\(damaged.pack).pack at offset \(damaged.offset)"), "\(error.message)")
+        #expect(error.message.contains("does not match its hash"), "\(error.message)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: out).isEmpty, "no file, no temporary left")
+    }
+
     @Test func missingPackIsReported() async throws {
         let fixture = try StoreFixture()
         defer { fixture.remove() }
