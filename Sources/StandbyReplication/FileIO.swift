@@ -36,6 +36,18 @@ enum FileIO {
         }
     }
 
+    static func pwriteAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int64, path: String) throws {
+        var done = 0
+        while done < bytes.count {
+            let n = pwrite(fd, bytes.baseAddress.map { $0 + done }, bytes.count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw fail("write", path)
+            }
+            done += n
+        }
+    }
+
     /// Asks the kernel to start writing the range to disk now, without waiting: the fsync that
     /// seals a pack then waits for little. Only a hint; a failure shows at that fsync.
     static func startWriteback(_ fd: Int32, offset: Int64, length: Int64) {

@@ -359,17 +359,7 @@ enum RestorePipeline {
             if let error = state.drain() { throw error }
             guard !tail.isEmpty else { return }
             _ = PackIO.clearDirect(fd)
-            var done = 0
-            while done < tail.count {
-                let n = tail.withUnsafeBytes {
-                    pwrite(fd, $0.baseAddress! + done, tail.count - done, off_t(tailOffset) + off_t(done))
-                }
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw FileIO.fail("write", path)
-                }
-                done += n
-            }
+            try tail.withUnsafeBytes { try FileIO.pwriteAll(fd, $0, at: tailOffset, path: path) }
         }
 
         /// Ends the writing threads (after `finish`, or after a failure).
