@@ -102,20 +102,21 @@ final class RangeFetcher: @unchecked Sendable {
     func request(_ url: URL, _ range: ByteRange) {
         precondition(range.length > 0)
         let text = range.description.utf8.count + 1
-        if var job = open {
-            if job.url == url, job.ranges.count < limits.rangesPerRequest,
-                job.bytes + range.length <= limits.bytesPerRequest,
-                job.headerCharacters + text <= limits.headerCharacters
-            {
-                slices.append(Slice(job: job.id, start: Int(job.bytes), length: Int(range.length)))
-                job.ranges.append(range)
-                job.bytes += range.length
-                job.headerCharacters += text
-                open = job
-                return
-            }
-            send(job)
+        // Asked of a borrowed copy gone before the append, so the ranges grow in place.
+        let joins =
+            open.map { job in
+                job.url == url && job.ranges.count < limits.rangesPerRequest
+                    && job.bytes + range.length <= limits.bytesPerRequest
+                    && job.headerCharacters + text <= limits.headerCharacters
+            } ?? false
+        if joins, let id = open?.id, let start = open?.bytes {
+            slices.append(Slice(job: id, start: Int(start), length: Int(range.length)))
+            open?.ranges.append(range)
+            open?.bytes += range.length
+            open?.headerCharacters += text
+            return
         }
+        if let job = open { send(job) }
         let job = Job(id: nextJob, url: url, ranges: [range], bytes: range.length, headerCharacters: text)
         nextJob += 1
         slices.append(Slice(job: job.id, start: 0, length: Int(range.length)))

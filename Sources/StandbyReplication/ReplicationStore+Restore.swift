@@ -32,6 +32,8 @@ extension ReplicationStore {
     )
         throws -> RestoreReport
     {
+        // Every chunk of the version is looked up: the chunk table's pages stay in memory.
+        try widenPageCache(db)
         let versions = try versions(db, set: set)
         guard !versions.isEmpty else {
             throw ReplicationError(.noSuchSet, "the store has no version of this set", set: set)

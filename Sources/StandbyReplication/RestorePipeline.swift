@@ -42,14 +42,19 @@ struct RestoreRun: Sendable {
                 throw ReplicationError(.corruptPack, "\(describe): chunk \(entry.id) is missing from the store")
             }
             let end = location.offset + Int64(location.length)
-            if var run = current, run.pack == location.pack,
-                location.offset == run.offset + Int64(run.length) + Int64(PackFormat.recordHeader),
-                end - run.offset <= Int64(RestoreRun.maxLength)
-            {
-                run.pieces.append(
-                    Piece(id: entry.id, start: Int(location.offset - run.offset), length: location.length))
-                run.length = Int(end - run.offset)
-                current = run
+            // Whether the chunk follows the current run's last in the same pack; asked of a
+            // borrowed copy that is gone before the append, so the pieces grow in place (a
+            // copy held across it would copy the whole array on every chunk).
+            let follows =
+                current.map { run in
+                    run.pack == location.pack
+                        && location.offset == run.offset + Int64(run.length) + Int64(PackFormat.recordHeader)
+                        && end - run.offset <= Int64(RestoreRun.maxLength)
+                } ?? false
+            if follows, let start = current?.offset {
+                current?.pieces.append(
+                    Piece(id: entry.id, start: Int(location.offset - start), length: location.length))
+                current?.length = Int(end - start)
                 return nil
             }
             let closed = current

@@ -94,12 +94,15 @@ final class VerifyReader {
 
     func add(_ id: ChunkID, at location: ChunkLocation) throws {
         let end = location.offset + Int64(location.length)
-        if var run = current, run.pack == location.pack, location.offset >= run.end,
-            location.offset - run.end <= Self.maxGap, end - run.start <= Self.runBytes
-        {
-            run.end = end
-            run.chunks.append((id, location))
-            current = run
+        // Asked of a borrowed copy gone before the append, so the run's chunks grow in place.
+        let follows =
+            current.map { run in
+                run.pack == location.pack && location.offset >= run.end && location.offset - run.end <= Self.maxGap
+                    && end - run.start <= Self.runBytes
+            } ?? false
+        if follows {
+            current?.end = end
+            current?.chunks.append((id, location))
             return
         }
         if let run = current { try send(run) }
