@@ -47,6 +47,13 @@ final class DeltaTransfer {
     private var patchMisses = 0
     private var keptBytes: Int64 = 0
 
+    /// A run of missing chunks and the byte range of the source that holds it.
+    private struct Fetch: Equatable {
+        var run: Range<Int>
+        var offset: Int64
+        var length: Int
+    }
+
     /// One window of groups, planned: its chunks, where they are, what to do with each.
     private struct Plan {
         var entries: [RecipeEntry]
@@ -326,32 +333,45 @@ final class DeltaTransfer {
             }
         }
         var entries: [RecipeEntry] = []
+        // The chunks of the groups the previous version has are in the store (it is committed
+        // and not broken), so only the other groups' chunks decide what is fetched: only theirs
+        // are looked up before the requests go out, the rest while the first answers travel.
+        var knownIDs = Set<ChunkID>()
+        var changedIDs: [ChunkID] = []
         for k in groups {
             if let previous, let packed = known[top.groups[k].key.high] {
                 let (first, count) = PreviousRecipe.unpack(packed)
-                entries.append(contentsOf: try previous.entries(db, start: first, count: count))
+                let list = try previous.entries(db, start: first, count: count)
+                entries.append(contentsOf: list)
+                for entry in list { knownIDs.insert(entry.id) }
             } else if let list = fetched[k] {
                 entries.append(contentsOf: list)
+                changedIDs.append(contentsOf: list.lazy.map(\.id))
             }
         }
         // Where the store has each chunk: one catalog query per 128 chunks.
         let sink = replicator.sink
-        let locations = try store.chunkLocations(
-            db, entries.lazy.map(\.id).filter { !sink.holds($0) }, packNames: &packNames)
-        var fetching = Set<ChunkID>()
-        var steps = Self.steps(
-            entries, at: start, stored: { locations[$0] },
-            inFlight: { sink.holds($0) || earlier.contains($0) || fetching.contains($0) },
-            fetching: { fetching.insert($0) })
+        var locations = try store.chunkLocations(
+            db, changedIDs.lazy.filter { !sink.holds($0) }, packNames: &packNames)
+        let somewhere = ChunkLocation(pack: "", offset: 0, length: 0)
+        var planned = Set<ChunkID>()
+        let fetches = Self.steps(
+            entries, at: start, stored: { locations[$0] ?? (knownIDs.contains($0) ? somewhere : nil) },
+            inFlight: { sink.holds($0) || earlier.contains($0) || planned.contains($0) },
+            fetching: { planned.insert($0) }
+        ).compactMap { step -> Fetch? in
+            guard case .fetch(let run, let at, let length) = step else { return nil }
+            return Fetch(run: run, offset: at, length: length)
+        }
         // Runs of missing chunks that the previous version's bytes may patch: the old chunks
         // under them are looked up together (one catalog query per 128), then compared.
-        var candidates: [(step: Int, old: [(entry: RecipeEntry, offset: Int64)])] = []
+        var candidates: [(fetch: Int, old: [(entry: RecipeEntry, offset: Int64)])] = []
         if let previous, !blockHashes.isEmpty {
-            for (k, step) in steps.enumerated() {
-                guard case .fetch(_, let at, let length) = step, let span = blockSpan(at: at, length: length),
+            for (n, fetch) in fetches.enumerated() {
+                guard let span = blockSpan(at: fetch.offset, length: fetch.length),
                     let old = try previous.chunks(db, covering: span)
                 else { continue }
-                candidates.append((k, old))
+                candidates.append((n, old))
             }
         }
         let oldLocations = try store.chunkLocations(
@@ -363,24 +383,46 @@ final class DeltaTransfer {
         }
         // In file order, each run's ranges asked for as soon as its pieces are known: the first
         // requests are on their way while the later runs are compared.
+        var patches: [Int: [Piece]] = [:]
         var next = candidates.startIndex
-        for (k, step) in steps.enumerated() {
-            guard case .fetch(let run, let at, let length) = step else { continue }
-            var pieces: [Piece]?
-            if next < candidates.endIndex, candidates[next].step == k {
-                pieces = try patch(
-                    at: at, length: length, old: candidates[next].old, locations: oldLocations,
+        for (n, fetch) in fetches.enumerated() {
+            if next < candidates.endIndex, candidates[next].fetch == n {
+                let pieces = try patch(
+                    at: fetch.offset, length: fetch.length, old: candidates[next].old, locations: oldLocations,
                     blockHashes: blockHashes)
                 next += 1
+                if let pieces {
+                    patches[n] = pieces
+                    for case .fetched(let range) in pieces { data.request(url, range) }
+                    continue
+                }
             }
-            if let pieces {
-                steps[k] = .patch(run, offset: at, length: length, pieces: pieces)
-                for case .fetched(let range) in pieces { data.request(url, range) }
-            } else {
-                data.request(url, ByteRange(offset: at, length: Int64(length)))
-            }
+            data.request(url, ByteRange(offset: fetch.offset, length: Int64(fetch.length)))
         }
         data.flush()
+        // Then where every other chunk is, for the walk. Its steps must fetch what was asked
+        // for; a chunk of the previous version that the store lacks after all (a catalog
+        // changed by hand) makes them differ, and the file is read whole.
+        let others = try store.chunkLocations(
+            db, knownIDs.lazy.filter { locations[$0] == nil && !sink.holds($0) }, packNames: &packNames)
+        locations.merge(others) { found, _ in found }
+        var fetching = Set<ChunkID>()
+        var steps = Self.steps(
+            entries, at: start, stored: { locations[$0] },
+            inFlight: { sink.holds($0) || earlier.contains($0) || fetching.contains($0) },
+            fetching: { fetching.insert($0) })
+        var n = 0
+        for (k, step) in steps.enumerated() {
+            guard case .fetch(let run, let at, let length) = step else { continue }
+            guard n < fetches.count, fetches[n] == Fetch(run: run, offset: at, length: length) else {
+                throw IndexProblem(reason: "a chunk of the previous version is missing from the store")
+            }
+            if let pieces = patches[n] { steps[k] = .patch(run, offset: at, length: length, pieces: pieces) }
+            n += 1
+        }
+        guard n == fetches.count else {
+            throw IndexProblem(reason: "a chunk of the previous version is missing from the store")
+        }
         return Plan(entries: entries, locations: locations, steps: steps, fetching: fetching)
     }
 

@@ -396,6 +396,11 @@ struct ReplicationBench: AsyncParsableCommand {
         ]
         if !useIndex { argv.append("--no-index") }
         argv += extra
+        // For profiling a replicate: STANDBY_BENCH_WRAP="strace -f -tt -o /tmp/trace" runs the
+        // worker under that command.
+        if let wrap = ProcessInfo.processInfo.environment["STANDBY_BENCH_WRAP"], !wrap.isEmpty {
+            argv = wrap.split(separator: " ").map(String.init) + argv
+        }
         settle()
         let started = ContinuousClock.now
         let (status, _) = try spawnAndWait(argv, output: result + ".log")

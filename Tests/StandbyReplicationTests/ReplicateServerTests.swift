@@ -123,6 +123,27 @@ import Testing
         #expect(try await day.restoredMatches())
     }
 
+    /// Day 2 asks for the missing ranges before it has looked up where the previous version's
+    /// chunks are, taking them to be stored. A catalog that lost one of them (changed by hand,
+    /// the version not marked broken) makes the walk differ from what was asked for: the file
+    /// is read whole instead, and the copy is exact.
+    @Test func aPreviousChunkLostFromTheCatalogMakesDayTwoReadTheWholeFile() async throws {
+        let day = try Day(pages: 1024)
+        defer { day.stop() }
+        _ = try await Publisher.publish(paths: [day.path], logger: testLogger)
+        _ = try await day.fixture.store.replicate(set: day.spec)
+        try await day.fixture.store.pool.write { db in
+            try db.execute(
+                sql: "DELETE FROM chunks WHERE id = (SELECT id FROM chunks ORDER BY pack, offset LIMIT 1 OFFSET 500)")
+        }
+        try rewritePages(day.path, count: 10, seed: 21, mtime: 1_700_086_400)
+        _ = try await Publisher.publish(paths: [day.path], logger: testLogger)
+        let second = try await day.fixture.store.replicate(set: day.spec)
+        #expect(second.filesByIndex == 0)
+        #expect(second.filesRead == 1)
+        #expect(try await day.restoredMatches())
+    }
+
     /// Block hashes are only hints: damaged ones make the patched runs fail their chunks' ids,
     /// and those runs are fetched whole. Day 2 is still a delta, and the copy exact.
     @Test func damagedBlockHashesCostBytesNotCorrectness() async throws {
