@@ -13,7 +13,7 @@ import Synchronization
 /// (the same controller lock, lease and journal as a resume typed by the lead).
 ///
 /// In cluster mode the failover journal it shows is the cluster's, in etcd (the one `standby
-/// status` reads), on every node.
+/// status` reads), on every node; and only the leader posts health alerts (`ClusterAlerts`).
 public final class LiveServiceJobs: ServiceJobs {
     public let topology: Topology
     public let stateDirectory: StateDirectory
@@ -172,7 +172,9 @@ public final class LiveServiceJobs: ServiceJobs {
             webhooks: health.webhooks, source: topology.deployment, keepResults: health.keepHistory.duration)
         let watcher = try HealthWatcher(
             probes: probes, configuration: configuration, history: history, check: HealthCheck(logger: logger),
-            sender: WebhookSender(transport: transport), logger: logger)
+            sender: WebhookSender(transport: transport),
+            announcer: cluster.flatMap { member in etcd.map { ClusterAlerts(member: member, client: $0) } },
+            logger: logger)
         // A monitor of our own, fed the same rounds, gives each probe's state after hysteresis.
         let initial = HealthMonitor(probes: probes, policy: configuration.hysteresis)
         let observe: @Sendable (WatchRound) async -> Void = { round in

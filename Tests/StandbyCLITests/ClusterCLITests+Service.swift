@@ -61,4 +61,61 @@ extension ClusterCLITests {
         let finished = (try JSONSerialization.jsonObject(with: Data(after.utf8)) as? [String: Any])?["failover"]
         #expect((finished as? [String: Any])?["state"] as? String == "done", "\(after)")
     }
+
+    @Test(
+        "a failing probe seen by both nodes: only the leader posts the alert; after kill -9 of it the new leader posts the next one, not that one again"
+    )
+    func alertsFromTheLeaderOnly() async throws {
+        let hook = try WebhookSink()
+        let probed = try Ports.free()
+        let cluster = try ClusterLab(
+            prefix: "cluster-alerts", services: clusterSteps,
+            health: [
+                "interval: 1s", "fall: 1", "rise: 1", "webhooks: [\"\(hook.url)\"]", "probes:",
+                "  - { name: primary-sip, tcp: \"127.0.0.1:\(probed)\", site: primary }",
+            ])
+        defer { cluster.lab.remove() }
+        try await cluster.startLeaderAndFollower()
+        struct Alert: Decodable {
+            var site: String
+            var to: String
+            var node: String?
+        }
+        func alerts() -> [Alert] {
+            hook.posts.compactMap { try? JSONDecoder().decode(Alert.self, from: Data($0.utf8)) }
+        }
+        func waitForAlerts(_ count: Int) async throws {
+            let deadline = ContinuousClock.now + .seconds(20)
+            while alerts().count < count {
+                try #require(
+                    ContinuousClock.now < deadline,
+                    "\(count) alerts never came: \(hook.posts)\n--- a\n\(cluster.log("a").suffix(2000))\n--- b\n\(cluster.log("b").suffix(2000))"
+                )
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+        try await waitForAlerts(1)
+        // Both nodes probe every second; give b a few rounds to post, which it must not.
+        try await Task.sleep(for: .seconds(4))
+        #expect(alerts().map(\.node) == ["a"], "one alert, from the leader: \(hook.posts)")
+        #expect(alerts().first?.to == "unreachable", "\(hook.posts)")
+        let page = try await cluster.get("/status.json", from: "b")
+        let probes = (try JSONSerialization.jsonObject(with: Data(page.utf8)) as? [String: Any])?["probes"]
+        let probe = (probes as? [[String: Any]])?.first
+        #expect(probe?["state"] as? String == "down", "the follower still probes: \(page)")
+
+        kill(cluster.pid("a"), SIGKILL)
+        _ = try await cluster.waitForLeader("b", from: "b")
+        try await Task.sleep(for: .seconds(3))
+        #expect(alerts().count == 1, "the new leader does not post a's alert again: \(hook.posts)")
+
+        // The primary answers again: b, now the leader, announces it.
+        let listener = try WebhookSink(port: probed)
+        defer { listener.stop() }
+        try await waitForAlerts(2)
+        let second = alerts()[1]
+        #expect(second.node == "b" && second.to == "up" && second.site == "primary", "\(hook.posts)")
+        try await Task.sleep(for: .seconds(2))
+        #expect(alerts().count == 2, "\(hook.posts)")
+    }
 }
