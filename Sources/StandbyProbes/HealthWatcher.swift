@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import StandbyTransport
 
 /// How the watcher probes, remembers and alerts.
 public struct WatchConfiguration: Sendable {
@@ -234,12 +235,15 @@ public struct HealthWatcher: Sendable {
                 do {
                     try await sender.post(body, to: url)
                     logger.info(
-                        "Health alert posted", metadata: ["webhook": "\(url)", "site": "\(alert.site.rawValue)"])
+                        "Health alert posted",
+                        metadata: ["webhook": "\(Redaction.redacted(url))", "site": "\(alert.site.rawValue)"])
                     break
                 } catch {
                     logger.warning(
                         "Health alert not delivered",
-                        metadata: ["webhook": "\(url)", "attempt": "\(attempt + 1)", "error": "\(error)"])
+                        metadata: [
+                            "webhook": "\(Redaction.redacted(url))", "attempt": "\(attempt + 1)", "error": "\(error)",
+                        ])
                     if attempt == configuration.alertRetries { break }
                     try? await Task.sleep(for: delay)
                     delay *= 2

@@ -145,13 +145,18 @@ public final class LiveServiceJobs: ServiceJobs {
                 try await WebhookSender(transport: transport).post(Array(body), to: hook)
                 delivered += 1
             } catch {
-                logger.warning("Service alert not delivered", metadata: ["webhook": "\(hook)", "error": "\(error)"])
+                logger.warning(
+                    "Service alert not delivered",
+                    metadata: ["webhook": "\(Redaction.redacted(hook))", "error": "\(error)"])
             }
         }
         return delivered
     }
 
     public func failoverWaiting() async -> Bool {
+        // In cluster mode the leader's ClusterDriver carries a waiting run on, not a `standby
+        // resume` child (the runner never schedules one): no etcd read on every tick for it.
+        if cluster != nil { return false }
         guard let run = try? journal.activeRun(deployment: topology.deployment), run.state == .waiting,
             let steps = try? journal.steps(runId: run.id)
         else { return false }
