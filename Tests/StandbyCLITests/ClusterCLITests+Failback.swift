@@ -79,5 +79,10 @@ extension ClusterCLITests {
         let run = object?["run"] as? [String: Any]
         #expect(run?["direction"] as? String == "failback", "\(report)")
         #expect(run?["state"] as? String == "done", "\(report)")
+        let text = try await cluster.command("report", on: "b")
+        let fbALine = text.stdout.split(separator: "\n").first { $0.contains(fbA) }
+        #expect(fbALine?.hasSuffix("attempts 1 on node a") == true, "\(text)")
+        let fbBLine = text.stdout.split(separator: "\n").first { $0.contains(fbB) }
+        #expect(fbBLine?.hasSuffix("on node b") == true, "\(text)")
     }
 }
