@@ -117,7 +117,7 @@ let package = Package(
         .target(
             name: "StandbyService",
             dependencies: [
-                "StandbyCore", "StandbyProbes", "StandbyReplication", "StandbyTransport",
+                "StandbyBase", "StandbyCore", "StandbyProbes", "StandbyReplication", "StandbyTransport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -39,7 +39,7 @@ struct FailbackCommand: AsyncParsableCommand {
         let now = try clock.date()
         let topology = try site.loadTopology()
         try FailoverEngine.checkLead(lead.name, in: topology)
-        let context = try RunContext(site: site, topology: topology, locking: true)
+        let context = try RunContext(site: site, topology: topology, locking: true, command: "failback")
         let engine = context.engine()
         let preflight = try await engine.failbackPreflight(now: now)
         print(
@@ -86,7 +86,8 @@ struct FailbackCommand: AsyncParsableCommand {
             try? context.journal.releaseLease(deployment: topology.deployment, runId: runId)
             throw error
         }
-        let outcome = try await engine.execute(runId: runId, now: now)
+        // In cluster mode the leader runs the steps and the DNS updates; this command follows.
+        let outcome = try await context.execute(engine, runId: runId, now: now, command: "failback")
         try context.finish(outcome, runId: runId)
     }
 }

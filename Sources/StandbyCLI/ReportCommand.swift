@@ -71,6 +71,7 @@ struct ReportCommand: AsyncParsableCommand {
                 let duration = step.durationSeconds.map(RunReport.span) ?? "-"
                 lines.append(
                     "  \(step.id.padded(to: idWidth))  \(step.state.padded(to: 16)) start \(start)  \(duration.padded(to: 7)) attempts \(step.attempts)"
+                        + (step.node.map { " on node \($0)" } ?? "")
                 )
                 if let lost = step.lostSeconds, let last = step.attemptStartedAt {
                     // The duration above is the last attempt's; what came before it is shown apart.

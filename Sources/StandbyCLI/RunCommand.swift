@@ -31,12 +31,20 @@ struct RunCommand: AsyncParsableCommand {
         let stateDirectory = site.stateDirectory(for: topology)
         var logger = Logger(label: "standby.run")
         logger[metadataKey: "deployment"] = "\(topology.deployment)"
+        // One membership for the runner and the jobs: the status page and the alerts follow it.
+        let member = topology.cluster.map {
+            ClusterMember.forService(
+                settings: $0, node: self.site.nodeName, deployment: topology.deployment,
+                listen: listen ?? topology.service.listen, logger: logger)
+        }
         let jobs = try LiveServiceJobs(
-            topology: topology, stateDirectory: stateDirectory, executable: Self.executablePath(), logger: logger)
+            topology: topology, stateDirectory: stateDirectory, executable: Self.executablePath(), cluster: member,
+            logger: logger)
         var service = StandbyService(
             topology: topology, stateDirectory: stateDirectory, jobs: jobs, logger: logger)
         service.listen = listen
         service.node = site.nodeName
+        service.member = member
         service.tick = .milliseconds(max(10, tickMilliseconds))
         service.onListening = { port in
             // One line on stdout that scripts and tests wait for.

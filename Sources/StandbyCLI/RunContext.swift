@@ -144,7 +144,7 @@ struct RunContext {
         }
         return RunReport(
             run: run, steps: try journal.steps(runId: runId), sets: try journal.sets(runId: runId),
-            decisions: try journal.decisions(runId: runId), now: Date())
+            decisions: try journal.decisions(runId: runId), now: Date(), nodes: try journal.stepNodes(runId: runId))
     }
 }
 

@@ -16,6 +16,8 @@ public struct HealthAlert: Sendable, Hashable, Codable {
     public var at: Date
     public var detail: String
     public var probes: [ProbeLine]
+    /// The controller that posted it, when several watch (cluster mode); absent otherwise.
+    public var node: String? = nil
 
     public func json() throws -> [UInt8] {
         let encoder = JSONEncoder()

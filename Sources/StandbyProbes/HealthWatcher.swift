@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import StandbyTransport
 
 /// How the watcher probes, remembers and alerts.
 public struct WatchConfiguration: Sendable {
@@ -51,17 +52,22 @@ public struct WatchRound: Sendable {
 /// A verdict is compared with the last one *recorded* (it survives a restart of the watcher), so
 /// restarting the watcher during an outage neither resets "since when" nor raises the alert again.
 /// The first verdict ever recorded raises an alert unless it is `up`.
+///
+/// With an `announcer` (cluster mode) the alerts follow the shared record instead of this
+/// watcher's history: each round, when this watcher may post, a site whose verdict differs from
+/// the one last announced (by any watcher) is announced, and recorded as announced once posted.
 public struct HealthWatcher: Sendable {
     public let probes: [Probe]
     public let configuration: WatchConfiguration
     public let history: HealthHistory
     public let check: HealthCheck
     public let sender: (any AlertSender)?
+    public let announcer: (any AlertAnnouncer)?
     let logger: Logger
 
     public init(
         probes: [Probe], configuration: WatchConfiguration, history: HealthHistory, check: HealthCheck,
-        sender: (any AlertSender)?, logger: Logger
+        sender: (any AlertSender)?, announcer: (any AlertAnnouncer)? = nil, logger: Logger
     ) throws {
         guard !probes.isEmpty else { throw ProbeError(.badConfiguration, "no health probes to watch") }
         let names = probes.map(\.name)
@@ -82,6 +88,7 @@ public struct HealthWatcher: Sendable {
         self.history = history
         self.check = check
         self.sender = sender
+        self.announcer = announcer
         self.logger = logger
     }
 
@@ -103,6 +110,9 @@ public struct HealthWatcher: Sendable {
             var tick = clock.now
             var lastPrune: ContinuousClock.Instant?
             var number = 0
+            // With an announcer: the verdict handed to the alert task per site in this stretch of
+            // posting, so that a slow webhook does not get the same alert every round.
+            var offered: [ProbeSite: SiteVerdict] = [:]
             while rounds.map({ number < $0 }) ?? true {
                 try Task.checkCancellation()
                 number += 1
@@ -125,7 +135,7 @@ public struct HealthWatcher: Sendable {
                             "site": "\(site.rawValue)", "from": "\(transitions[index].from)",
                             "to": "\(transitions[index].to)", "detail": "\(transitions[index].detail)",
                         ])
-                    if previous != nil || transitions[index].to != SiteVerdict.up.rawValue {
+                    if announcer == nil, previous != nil || transitions[index].to != SiteVerdict.up.rawValue {
                         alertInput.yield(alert(for: transitions[index], monitor: monitor))
                     }
                 }
@@ -136,6 +146,11 @@ public struct HealthWatcher: Sendable {
                 }
                 var verdicts: [ProbeSite: SiteVerdict] = [:]
                 for site in ProbeSite.allCases { verdicts[site] = monitor.verdict(for: site) }
+                if let announcer {
+                    for alert in await announcements(announcer, monitor: monitor, offered: &offered) {
+                        alertInput.yield(alert)
+                    }
+                }
                 await observe?(
                     WatchRound(number: number, results: results, transitions: transitions, verdicts: verdicts))
                 if let rounds, number >= rounds { break }
@@ -156,6 +171,43 @@ public struct HealthWatcher: Sendable {
             resultsBefore: now - configuration.keepResults.timeInterval,
             transitionsBefore: now - configuration.keepTransitions.timeInterval)
         if removed > 0 { logger.info("Health history pruned", metadata: ["rows": "\(removed)"]) }
+    }
+
+    /// The alerts due from this watcher now: none while it may not post; else one per site whose
+    /// verdict is not the one last announced. A site's first verdict, when it is `up`, is only
+    /// recorded, as a lone watcher records it without an alert.
+    private func announcements(
+        _ announcer: any AlertAnnouncer, monitor: HealthMonitor, offered: inout [ProbeSite: SiteVerdict]
+    ) async -> [HealthAlert] {
+        guard announcer.mayPost else {
+            offered = [:]
+            return []
+        }
+        let announced: [ProbeSite: SiteVerdict]
+        do {
+            announced = try await announcer.announced()
+        } catch {
+            logger.warning("Cannot read the announced verdicts; no alert this round", metadata: ["error": "\(error)"])
+            return []
+        }
+        var alerts: [HealthAlert] = []
+        for site in ProbeSite.allCases {
+            let verdict = monitor.verdict(for: site)
+            guard verdict != .unknown, verdict != announced[site], verdict != offered[site] else { continue }
+            offered[site] = verdict
+            if announced[site] == nil && verdict == .up {
+                try? await announcer.record(verdict, site: site, at: Date())
+                continue
+            }
+            let down = probes.filter { $0.site == site && monitor.state(of: $0.name) == .down }.map(\.name)
+            let transition = HealthTransition(
+                subject: .site(site), site: site, from: (announced[site] ?? .unknown).rawValue, to: verdict.rawValue,
+                at: Date(), detail: down.isEmpty ? "no probe down" : "down: " + down.joined(separator: ", "))
+            var alert = alert(for: transition, monitor: monitor)
+            alert.node = announcer.node
+            alerts.append(alert)
+        }
+        return alerts
     }
 
     private func alert(for transition: HealthTransition, monitor: HealthMonitor) -> HealthAlert {
@@ -183,16 +235,30 @@ public struct HealthWatcher: Sendable {
                 do {
                     try await sender.post(body, to: url)
                     logger.info(
-                        "Health alert posted", metadata: ["webhook": "\(url)", "site": "\(alert.site.rawValue)"])
+                        "Health alert posted",
+                        metadata: ["webhook": "\(Redaction.redacted(url))", "site": "\(alert.site.rawValue)"])
                     break
                 } catch {
                     logger.warning(
                         "Health alert not delivered",
-                        metadata: ["webhook": "\(url)", "attempt": "\(attempt + 1)", "error": "\(error)"])
+                        metadata: [
+                            "webhook": "\(Redaction.redacted(url))", "attempt": "\(attempt + 1)", "error": "\(error)",
+                        ])
                     if attempt == configuration.alertRetries { break }
                     try? await Task.sleep(for: delay)
                     delay *= 2
                 }
+            }
+        }
+        // Recorded after the posts: a leader killed in between leaves it to the next one to post
+        // again (twice rather than never).
+        if let announcer, let verdict = SiteVerdict(rawValue: alert.to) {
+            do {
+                try await announcer.record(verdict, site: alert.site, at: alert.at)
+            } catch {
+                logger.warning(
+                    "Cannot record the announced verdict",
+                    metadata: ["site": "\(alert.site.rawValue)", "error": "\(error)"])
             }
         }
     }

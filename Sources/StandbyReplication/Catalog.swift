@@ -75,36 +75,81 @@ enum Catalog {
         return migrator
     }
 
+    /// How long an open waits for other processes opening the same catalog.
+    static let openPatience: Duration = .seconds(30)
+
     /// Opens (creating and migrating if needed) the catalog, refusing a store from a newer Standby.
+    ///
+    /// Several processes may open one catalog at the same instant (the controllers of a cluster
+    /// share the store). SQLite's busy timeout does not cover all of that: `PRAGMA journal_mode =
+    /// WAL` on a fresh file, and the first write after it, upgrade a read lock to a write lock, and
+    /// when two connections both hold the read lock SQLite answers `database is locked` at once
+    /// instead of waiting (waiting would deadlock them). So a busy open is closed and tried again,
+    /// after a short random pause, for up to `openPatience`. Migrations run under a file lock
+    /// (`catalog.lock`), one process at a time.
     static func open(directory: String) throws -> DatabasePool {
+        let path = directory + "/" + fileName
+        let clock = ContinuousClock()
+        let deadline = clock.now + openPatience
+        var pause = 0.002
+        var attempts = 1
+        while true {
+            do {
+                return try openOnce(directory: directory, path: path)
+            } catch let error as DatabaseError where isBusy(error) {
+                guard clock.now < deadline else {
+                    throw ReplicationError(
+                        .catalog,
+                        "cannot open the catalog \(path): still locked by another process after \(attempts) attempts in \(openPatience) (\(error.message ?? "\(error)"))"
+                    )
+                }
+                usleep(UInt32(Double.random(in: pause...(pause * 2)) * 1_000_000))
+                pause = min(pause * 2, 0.1)
+                attempts += 1
+            } catch let error as DatabaseError {
+                throw ReplicationError(.catalog, "cannot open the catalog \(path): \(error.message ?? "\(error)")")
+            }
+        }
+    }
+
+    static func isBusy(_ error: DatabaseError) -> Bool {
+        error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED
+    }
+
+    /// One attempt; a database error comes out as it is, so that `open` can tell a busy one.
+    private static func openOnce(directory: String, path: String) throws -> DatabasePool {
         var configuration = Configuration()
         configuration.busyMode = .timeout(30)
         configuration.label = "standby.catalog"
-        let path = directory + "/" + fileName
-        let pool: DatabasePool
-        do {
-            pool = try DatabasePool(path: path, configuration: configuration)
-        } catch {
-            throw ReplicationError(.catalog, "cannot open the catalog \(path): \(error)")
-        }
+        let pool = try DatabasePool(path: path, configuration: configuration)
         let migrator = migrator
-        try wrap(path) {
-            let (superseded, format) = try pool.read { db -> (Bool, Int?) in
-                let superseded = try migrator.hasBeenSuperseded(db)
-                let hasMeta = try db.tableExists("meta")
-                let format =
-                    hasMeta
-                    ? try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'format'").flatMap { Int($0) }
-                    : nil
-                return (superseded, format)
+        let (superseded, format) = try pool.read { db -> (Bool, Int?) in
+            let superseded = try migrator.hasBeenSuperseded(db)
+            let hasMeta = try db.tableExists("meta")
+            let format =
+                hasMeta
+                ? try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'format'").flatMap { Int($0) }
+                : nil
+            return (superseded, format)
+        }
+        if superseded || (format ?? 0) > formatVersion {
+            throw ReplicationError(
+                .storeTooNew,
+                "the store at \(directory) was written by a newer version of Standby (format \(format.map(String.init) ?? "?"), this one reads up to \(formatVersion)); upgrade Standby to use it"
+            )
+        }
+        do {
+            if try !pool.read({ try migrator.hasCompletedMigrations($0) }) {
+                // GRDB's migrator reads which migrations are applied before it opens their
+                // transactions: two processes migrating a fresh catalog at once both ran v1 (seen:
+                // `table meta already exists`). One migrator at a time, across processes; the
+                // next finds the work done.
+                let lock = try StoreLock.acquire(
+                    directory + "/catalog.lock", exclusive: true, wait: openPatience, what: "migrating the catalog")
+                try withExtendedLifetime(lock) { try migrator.migrate(pool) }
             }
-            if superseded || (format ?? 0) > formatVersion {
-                throw ReplicationError(
-                    .storeTooNew,
-                    "the store at \(directory) was written by a newer version of Standby (format \(format.map(String.init) ?? "?"), this one reads up to \(formatVersion)); upgrade Standby to use it"
-                )
-            }
-            try migrator.migrate(pool)
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_FULL {
+            throw ReplicationError(.storeFull, "the store's disk is full: the catalog \(path) cannot grow")
         }
         return pool
     }

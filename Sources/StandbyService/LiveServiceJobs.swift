@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import StandbyBase
 import StandbyCore
 import StandbyProbes
 import StandbyReplication
@@ -10,6 +11,9 @@ import Synchronization
 /// at the secondary (in-process, so a shutdown stops them after the current chunk), health through
 /// the probes' watcher, and a waiting failover continued by `standby resume` as a child process
 /// (the same controller lock, lease and journal as a resume typed by the lead).
+///
+/// In cluster mode the failover journal it shows is the cluster's, in etcd (the one `standby
+/// status` reads), on every node; and only the leader posts health alerts (`ClusterAlerts`).
 public final class LiveServiceJobs: ServiceJobs {
     public let topology: Topology
     public let stateDirectory: StateDirectory
@@ -22,18 +26,36 @@ public final class LiveServiceJobs: ServiceJobs {
     let transport: Transport
     let logger: Logger
     let probes: [Probe]
+    /// Cluster mode: this controller's membership.
+    let cluster: ClusterMember?
+    let etcd: EtcdClient?
     /// The newest round and the probes' states after hysteresis, for the status page and metrics.
     private let lastRound = Mutex<(results: [String: ProbeResult], monitor: HealthMonitor)?>(nil)
 
-    public init(topology: Topology, stateDirectory: StateDirectory, executable: String, logger: Logger) throws {
+    public init(
+        topology: Topology, stateDirectory: StateDirectory, executable: String, cluster: ClusterMember? = nil,
+        logger: Logger
+    ) throws {
         self.topology = topology
+        self.cluster = cluster
         self.stateDirectory = stateDirectory
         self.executable = executable
         self.logger = logger
         try stateDirectory.create()
         store = try ReplicationStore.open(directory: stateDirectory.store(for: topology), logger: logger)
         stateStore = try StateStore(directory: stateDirectory)
-        journal = FailoverJournal(store: stateStore)
+        if let cluster {
+            let etcd = EtcdClient(endpoints: cluster.settings.etcd, timeout: .seconds(2), logger: logger)
+            self.etcd = etcd
+            // For reading only: a fence deposed from the start refuses any write before it is sent.
+            let readOnly = ClusterFence(node: cluster.node)
+            readOnly.depose("reads the cluster's journal for the status page and never writes it")
+            journal = FailoverJournal(
+                store: stateStore, cluster: ClusterJournal(client: etcd, keys: cluster.keys, fence: readOnly))
+        } else {
+            etcd = nil
+            journal = FailoverJournal(store: stateStore)
+        }
         history = try HealthHistory(directory: stateDirectory.path)
         transport = Transport(logger: logger)
         probes = try topology.health.probes.map { try Self.probe($0, health: topology.health) }
@@ -123,13 +145,18 @@ public final class LiveServiceJobs: ServiceJobs {
                 try await WebhookSender(transport: transport).post(Array(body), to: hook)
                 delivered += 1
             } catch {
-                logger.warning("Service alert not delivered", metadata: ["webhook": "\(hook)", "error": "\(error)"])
+                logger.warning(
+                    "Service alert not delivered",
+                    metadata: ["webhook": "\(Redaction.redacted(hook))", "error": "\(error)"])
             }
         }
         return delivered
     }
 
     public func failoverWaiting() async -> Bool {
+        // In cluster mode the leader's ClusterDriver carries a waiting run on, not a `standby
+        // resume` child (the runner never schedules one): no etcd read on every tick for it.
+        if cluster != nil { return false }
         guard let run = try? journal.activeRun(deployment: topology.deployment), run.state == .waiting,
             let steps = try? journal.steps(runId: run.id)
         else { return false }
@@ -150,7 +177,9 @@ public final class LiveServiceJobs: ServiceJobs {
             webhooks: health.webhooks, source: topology.deployment, keepResults: health.keepHistory.duration)
         let watcher = try HealthWatcher(
             probes: probes, configuration: configuration, history: history, check: HealthCheck(logger: logger),
-            sender: WebhookSender(transport: transport), logger: logger)
+            sender: WebhookSender(transport: transport),
+            announcer: cluster.flatMap { member in etcd.map { ClusterAlerts(member: member, client: $0) } },
+            logger: logger)
         // A monitor of our own, fed the same rounds, gives each probe's state after hysteresis.
         let initial = HealthMonitor(probes: probes, policy: configuration.hysteresis)
         let observe: @Sendable (WatchRound) async -> Void = { round in
@@ -214,12 +243,33 @@ public final class LiveServiceJobs: ServiceJobs {
         } catch {
             snapshot.problems.append("health history: \(error)")
         }
-        do {
-            snapshot.failover = try failoverLine(now: now)
-        } catch {
-            snapshot.problems.append("failover journal: \(error)")
+        // etcd is read through libcurl: off the cooperative pool.
+        let (failover, cluster) = await Blocking.run(name: "standby.status") { _ in
+            (Result { try self.failoverLine(now: now) }, self.clusterLine())
+        }
+        switch failover {
+        case .success(let line): snapshot.failover = line
+        case .failure(let error): snapshot.problems.append("failover journal: \(error)")
+        }
+        switch cluster {
+        case .success(let line): snapshot.cluster = line
+        case .failure(let error): snapshot.problems.append("cluster: \(error)")
+        case nil: break
         }
         return snapshot
+    }
+
+    /// Who leads and which nodes are registered, from etcd, as `standby status` reads them.
+    func clusterLine() -> Result<ServiceSnapshot.ClusterLine, any Error>? {
+        guard let cluster, let etcd else { return nil }
+        return Result {
+            let leader = try etcd.get(cluster.keys.leader)
+            let nodes = try etcd.list(prefix: cluster.keys.nodes).map {
+                String($0.key.dropFirst(cluster.keys.nodes.count))
+            }
+            return ServiceSnapshot.ClusterLine(
+                node: cluster.node, leader: leader?.text, term: leader?.createRevision, nodes: nodes.sorted())
+        }
     }
 
     func failoverLine(now: Date) throws -> ServiceSnapshot.FailoverLine? {
@@ -227,6 +277,7 @@ public final class LiveServiceJobs: ServiceJobs {
         // A finished run stays on the page for a day, then the page is quiet again.
         if let finished = run.finishedAt, now.timeIntervalSince(finished) > 86400 { return nil }
         let steps = try journal.steps(runId: run.id)
+        let nodes = try journal.stepNodes(runId: run.id)
         let current = steps.first { !$0.state.isFinished }
         let numbers = Array(Set(steps.map(\.stage))).sorted()
         let stages = numbers.map { number in
@@ -236,7 +287,8 @@ public final class LiveServiceJobs: ServiceJobs {
                 steps: members.map { step in
                     ServiceSnapshot.StepLine(
                         id: step.stepId, service: step.service, summary: step.summary, state: step.state.rawValue,
-                        durationSeconds: step.startedAt.map { (step.finishedAt ?? now).timeIntervalSince($0) })
+                        durationSeconds: step.startedAt.map { (step.finishedAt ?? now).timeIntervalSince($0) },
+                        node: nodes[step.stepId])
                 })
         }
         return ServiceSnapshot.FailoverLine(

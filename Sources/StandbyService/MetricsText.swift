@@ -91,6 +91,18 @@ public enum MetricsText {
             gauge("standby_failover_active", "1 while a failover run is active.", [("run", "")], 0)
         }
 
+        if let cluster = snapshot.cluster {
+            gauge(
+                "standby_cluster_leader", "1 on the node that holds the cluster's leader key, 0 on the others.",
+                [("node", cluster.node)], cluster.leader == cluster.node ? 1 : 0)
+            gauge(
+                "standby_cluster_leader_info", "The node that holds the leader key (empty while none does).",
+                [("leader", cluster.leader ?? ""), ("node", cluster.node)], 1)
+            gauge(
+                "standby_cluster_nodes", "Controllers registered in etcd.", [("node", cluster.node)],
+                Double(cluster.nodes.count))
+        }
+
         for job in snapshot.jobs {
             let labels = [("job", job.key)]
             if let succeeded = job.lastSucceeded {

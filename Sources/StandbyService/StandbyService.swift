@@ -17,6 +17,9 @@ public struct StandbyService: Sendable {
     public var onListening: @Sendable (Int) async -> Void = { _ in }
     /// Cluster mode (`topology.cluster`): this controller's node id.
     public var node: String = ControllerLock.hostName()
+    /// Cluster mode: this controller's membership, when the caller built it (to share it with the
+    /// jobs: the status page names the leader, the health watcher posts only while leading).
+    public var member: ClusterMember?
 
     public init(topology: Topology, stateDirectory: StateDirectory, jobs: any ServiceJobs, logger: Logger) {
         self.topology = topology
@@ -35,11 +38,10 @@ public struct StandbyService: Sendable {
         var journal = ServiceJournal(store: store)
         var driver: ClusterDriver? = nil
         if let settings = topology.cluster {
-            let member = ClusterMember(
-                settings: settings, node: node, deployment: topology.deployment,
-                registration: NodeRegistration(
-                    node: node, host: ControllerLock.hostName(), pid: Int(getpid()), listen: listen, since: Date()),
-                logger: logger)
+            let member =
+                self.member
+                ?? ClusterMember.forService(
+                    settings: settings, node: node, deployment: topology.deployment, listen: listen, logger: logger)
             driver = ClusterDriver(
                 member: member, topology: topology, stateDirectory: stateDirectory, store: store, logger: logger)
             journal = ServiceJournal(

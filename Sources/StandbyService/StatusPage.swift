@@ -22,7 +22,9 @@ public enum StatusPage {
             html += "</span>"
         }
         if s.sites.isEmpty { html += "<span class=\"badge unknown\">no health verdict yet</span>" }
-        html += "</div></header>\n"
+        html += "</div>"
+        if let cluster = s.cluster { html += Self.cluster(cluster) }
+        html += "</header>\n"
         for problem in s.problems { html += "<p class=\"problem\">\(escape(problem))</p>\n" }
         html += failover(s)
         html += rpo(s)
@@ -33,6 +35,15 @@ public enum StatusPage {
     }
 
     // MARK: Sections
+
+    /// Cluster mode: which node this page is from and which one leads (the run below is the
+    /// cluster's, from etcd, whichever node serves the page).
+    static func cluster(_ c: ServiceSnapshot.ClusterLine) -> String {
+        let role = c.leader == c.node ? "the leader" : "a follower"
+        let leader = c.leader.map { "leader: node \(escape($0))" + (c.term.map { " (term \($0))" } ?? "") }
+        return
+            "<p class=\"sub\">cluster: node \(escape(c.node)), \(role) · \(leader ?? "no leader now") · nodes: \(c.nodes.map(escape).joined(separator: ", "))</p>"
+    }
 
     static func failover(_ s: ServiceSnapshot) -> String {
         var html = "<section><h2>Failover</h2>"
@@ -65,7 +76,7 @@ public enum StatusPage {
                 html +=
                     "<rect x=\"\(x)\" y=\"\(y)\" width=\"\(box)\" height=\"\(box)\" rx=\"3\" fill=\"\(stepColour(step.state))\">"
                 html +=
-                    "<title>\(escape(step.service)) · \(escape(step.id)): \(escape(step.state)) — \(escape(step.summary))</title></rect>"
+                    "<title>\(escape(step.service)) · \(escape(step.id)): \(escape(step.state))\(step.node.map { " on node " + escape($0) } ?? "") — \(escape(step.summary))</title></rect>"
             }
         }
         html += "</svg></section>\n"

@@ -24,8 +24,9 @@ final class ClusterLab: @unchecked Sendable {
     static let ttl: Duration = .seconds(3)
     static let round: Duration = .seconds(1)
 
-    /// A deployment of `services` (EFFECTS and LAB replaced) on a fresh etcd.
-    init(prefix: String, services: String) throws {
+    /// A deployment of `services` (EFFECTS and LAB replaced) on a fresh etcd; `health` lines
+    /// (ETCD replaced by the first member's host:port, a TCP port that answers) when given.
+    init(prefix: String, services: String, health: [String]? = nil) throws {
         lab = try LabDirectory(prefix: prefix)
         standby = try StandbyRunner.locate()
         etcd = try EtcdCluster.start(in: lab)
@@ -38,6 +39,10 @@ final class ClusterLab: @unchecked Sendable {
             yaml: services.replacingOccurrences(of: "EFFECTS", with: effects).replacingOccurrences(
                 of: "LAB", with: lab.path))
         yaml.incidentLeads = ["alice", "bob"]
+        if let health {
+            let member = etcd.endpoints[0].replacingOccurrences(of: "http://", with: "")
+            yaml.health = health.map { $0.replacingOccurrences(of: "ETCD", with: member) }
+        }
         yaml.extra = Self.clusterYAML(etcd)
         try yaml.write(in: lab)
         site = lab.file("site")
@@ -76,7 +81,40 @@ final class ClusterLab: @unchecked Sendable {
         return running
     }
 
+    /// Starts a, waits until it leads, then b, and waits until both are registered: the
+    /// scaffolding of every two-node test (`leader` is a's environment: a kill point, say).
+    func startLeaderAndFollower(leader extra: [String: String] = [:]) async throws {
+        try start("a", environment: extra)
+        _ = try await waitForLeader("a", from: "b")
+        try start("b")
+        try await waitForNodes(2, from: "b")
+    }
+
     func pid(_ node: String) -> pid_t { nodes[node]?.pid ?? 0 }
+
+    /// The port `node`'s endpoint listens on, from the line `standby run` prints when it does.
+    func port(_ node: String) async throws -> Int {
+        let deadline = ContinuousClock.now + .seconds(30)
+        while true {
+            let out = nodes[node].flatMap { try? String(contentsOfFile: $0.stdoutPath, encoding: .utf8) } ?? ""
+            if let range = out.range(of: "(port "), let end = out[range.upperBound...].firstIndex(of: ")"),
+                let port = Int(out[range.upperBound..<end])
+            {
+                return port
+            }
+            try #require(
+                ContinuousClock.now < deadline, "\(node) never said its port: \(out)\n\(log(node).suffix(2000))")
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    /// `GET path` on `node`'s endpoint, through curl.
+    func get(_ path: String, from node: String) async throws -> String {
+        let url = "http://127.0.0.1:\(try await port(node))\(path)"
+        let result = try await StandbyRunner(path: "/usr/bin/curl").run(["-sS", "--max-time", "10", url], in: lab)
+        try #require(result.status == 0, "GET \(url): \(result)")
+        return result.stdout
+    }
 
     func log(_ node: String) -> String {
         guard let running = nodes[node] else { return "" }
@@ -192,10 +230,7 @@ struct ClusterCLITests {
     func killLeaderInStageOne() async throws {
         let cluster = try ClusterLab(prefix: "cluster-kill", services: clusterSteps)
         defer { cluster.lab.remove() }
-        try cluster.start("a")
-        _ = try await cluster.waitForLeader("a", from: "b")
-        try cluster.start("b")
-        try await cluster.waitForNodes(2, from: "b")
+        try await cluster.startLeaderAndFollower()
 
         // Declared on the follower: the leader runs the steps.
         let failover = try declare(cluster, on: "b")
@@ -231,10 +266,7 @@ struct ClusterCLITests {
         let cluster = try ClusterLab(
             prefix: "cluster-idem", services: clusterSteps.replacingOccurrences(of: "sleep 5", with: "true"))
         defer { cluster.lab.remove() }
-        try cluster.start("a", environment: ["STANDBY_KILL_AT": "core/b:after"])
-        _ = try await cluster.waitForLeader("a", from: "b")
-        try cluster.start("b")
-        try await cluster.waitForNodes(2, from: "b")
+        try await cluster.startLeaderAndFollower(leader: ["STANDBY_KILL_AT": "core/b:after"])
         let failover = try declare(cluster, on: "b")
         let done = await failover.wait()
         #expect(done.status == 0, "\(done)")
@@ -252,10 +284,7 @@ struct ClusterCLITests {
     func stoppedLeaderIsDeposed() async throws {
         let cluster = try ClusterLab(prefix: "cluster-stop", services: clusterSteps)
         defer { cluster.lab.remove() }
-        try cluster.start("a")
-        _ = try await cluster.waitForLeader("a", from: "b")
-        try cluster.start("b")
-        try await cluster.waitForNodes(2, from: "b")
+        try await cluster.startLeaderAndFollower()
         let failover = try declare(cluster, on: "b")
         try await cluster.waitForEffect("long-start")
         kill(cluster.pid("a"), SIGSTOP)
@@ -288,10 +317,7 @@ struct ClusterCLITests {
         let cluster = try ClusterLab(
             prefix: "cluster-quorum", services: clusterSteps.replacingOccurrences(of: "sleep 5", with: "true"))
         defer { cluster.lab.remove() }
-        try cluster.start("a")
-        _ = try await cluster.waitForLeader("a", from: "b")
-        try cluster.start("b")
-        try await cluster.waitForNodes(2, from: "b")
+        try await cluster.startLeaderAndFollower()
         cluster.etcd.stop(member: 2)
         let first = try await cluster.command(
             "failover", on: "b", ["--declare", "lost", "--lead", "alice", "--yes", "--now", offPeakNow])
@@ -344,10 +370,7 @@ struct ClusterCLITests {
             #expect(replicated.status == 0, "\(replicated)")
             _ = try await run.labCommand(["lose-primary"])
 
-            try cluster.start("a", environment: ["STANDBY_KILL_AT": "dns/cutover:after"])
-            _ = try await cluster.waitForLeader("a", from: "b")
-            try cluster.start("b")
-            try await cluster.waitForNodes(2, from: "b")
+            try await cluster.startLeaderAndFollower(leader: ["STANDBY_KILL_AT": "dns/cutover:after"])
             let failover = try await cluster.command(
                 "failover", on: "b",
                 ["--declare", "lab-east flooded", "--lead", "alice", "--yes", "--now", bothOffPeak])

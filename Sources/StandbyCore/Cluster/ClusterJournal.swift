@@ -106,7 +106,9 @@ public struct ClusterJournal: Sendable {
     /// default), the run key last: a run is visible once its key exists, with every step.
     public func declare(run: FailoverRun, steps: [RunStep], sets: [RunSet], decisions: [RunDecision]) throws {
         var operations: [EtcdOperation] = []
-        for step in steps { operations.append(.put(keys.step(run.id, step.seq), try Self.encode(step))) }
+        for step in steps {
+            operations.append(.put(keys.step(run.id, step.seq), try Self.encode(StepRecord(step: step, node: nil))))
+        }
         for set in sets { operations.append(.put(keys.set(run.id, set.name), try Self.encode(set))) }
         var stamp = Self.stamp(run.declaredAt)
         for decision in decisions {
@@ -135,6 +137,16 @@ public struct ClusterJournal: Sendable {
         try client.list(prefix: keys.steps(runId)).map { try Self.decode(RunStep.self, $0) }.sorted { $0.seq < $1.seq }
     }
 
+    /// Which node executed each step (its latest state change while running it), by step id.
+    public func stepNodes(runId: String) throws -> [String: String] {
+        var nodes: [String: String] = [:]
+        for item in try client.list(prefix: keys.steps(runId)) {
+            let record = try Self.decode(StepRecord.self, item)
+            if let node = record.node { nodes[record.step.stepId] = node }
+        }
+        return nodes
+    }
+
     public func decisions(runId: String) throws -> [RunDecision] {
         var decisions = try client.list(prefix: keys.decisions(runId)).map { try Self.decode(RunDecision.self, $0) }
         for index in decisions.indices { decisions[index].id = Int64(index + 1) }
@@ -145,10 +157,19 @@ public struct ClusterJournal: Sendable {
         try client.list(prefix: keys.sets(runId)).map { try Self.decode(RunSet.self, $0) }.sorted { $0.name < $1.name }
     }
 
+    /// The engine's write while it executes the step: the writer's node goes with it, except when
+    /// a new leader finds the step cut short (`interrupted`): it did not run it, its predecessor did.
     public func update(_ step: RunStep) throws {
+        let key = keys.step(step.runId, step.seq)
+        var node = fence.node
+        if step.state == .interrupted, let item = try client.get(key),
+            let ran = (try? Self.decode(StepRecord.self, item))?.node
+        {
+            node = ran
+        }
         try write(
             "record step \(step.stepId) as \(step.state.rawValue)",
-            [.put(keys.step(step.runId, step.seq), try Self.encode(step))])
+            [.put(key, try Self.encode(StepRecord(step: step, node: node)))])
     }
 
     public func update(_ run: FailoverRun) throws {
@@ -159,8 +180,14 @@ public struct ClusterJournal: Sendable {
         try decide(decision, steps: [], run: nil)
     }
 
+    /// A command's decision: the steps it changes keep the node that executed them.
     public func decide(_ decision: RunDecision, steps: [RunStep], run: FailoverRun?) throws {
-        var operations = try steps.map { EtcdOperation.put(keys.step($0.runId, $0.seq), try Self.encode($0)) }
+        var operations: [EtcdOperation] = []
+        for step in steps {
+            let key = keys.step(step.runId, step.seq)
+            let node = try client.get(key).flatMap { try? Self.decode(StepRecord.self, $0).node }
+            operations.append(.put(key, try Self.encode(StepRecord(step: step, node: node))))
+        }
         if let run { operations.append(.put(keys.run(run.id), try Self.encode(run))) }
         let existing = try client.list(prefix: keys.decisions(decision.runId)).last.map {
             String($0.key.dropFirst(keys.decisions(decision.runId).count))
@@ -182,5 +209,30 @@ public struct ClusterJournal: Sendable {
         let value = (Int64(stamp) ?? 0) + 1
         let text = String(value)
         return String(repeating: "0", count: max(0, 20 - text.count)) + text
+    }
+}
+
+/// A step as etcd keeps it: the journal's record, with the node that executed it beside its fields
+/// (`"node": "b"`), so that `RunStep` itself, and the SQLite journal, stay as they are.
+struct StepRecord: Codable {
+    var step: RunStep
+    var node: String?
+
+    enum Keys: String, CodingKey { case node }
+
+    init(step: RunStep, node: String?) {
+        self.step = step
+        self.node = node
+    }
+
+    init(from decoder: any Decoder) throws {
+        step = try RunStep(from: decoder)
+        node = try decoder.container(keyedBy: Keys.self).decodeIfPresent(String.self, forKey: .node)
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        try step.encode(to: encoder)
+        var container = encoder.container(keyedBy: Keys.self)
+        try container.encodeIfPresent(node, forKey: .node)
     }
 }

@@ -8,6 +8,7 @@ import Foundation
 /// - `run/ID`, `step/ID/SEQ`, `decision/ID/TIME`, `set/ID/NAME`: the failover journal.
 /// - `lease`: the run lease (one active run); `abandoned`: the last declaration that never became a run.
 /// - `resume`: a command's request that the leader carry the run on; `jobs/KEY`: the service's job times.
+/// - `alerts/SITE`: the site verdict the leader last announced to the health webhooks.
 public struct ClusterKeys: Sendable {
     public let prefix: String
 
@@ -31,4 +32,6 @@ public struct ClusterKeys: Sendable {
     public var resume: String { prefix + "resume" }
     public var jobs: String { prefix + "jobs/" }
     public func job(_ key: String) -> String { jobs + key }
+    public var alerts: String { prefix + "alerts/" }
+    public func alert(_ site: String) -> String { alerts + site }
 }

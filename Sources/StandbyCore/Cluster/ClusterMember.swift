@@ -52,6 +52,17 @@ public final class ClusterMember: Sendable {
         self.logger = logger
     }
 
+    /// The member a `standby run` process is: registered with its host, pid and endpoint.
+    public static func forService(
+        settings: ClusterSettings, node: String, deployment: String, listen: String?, logger: Logger
+    ) -> ClusterMember {
+        ClusterMember(
+            settings: settings, node: node, deployment: deployment,
+            registration: NodeRegistration(
+                node: node, host: ControllerLock.hostName(), pid: Int(getpid()), listen: listen, since: Date()),
+            logger: logger)
+    }
+
     /// How often the lease is renewed and the leader key looked at.
     public var roundLength: Duration { .milliseconds(max(200, settings.ttl.milliseconds / 3)) }
 

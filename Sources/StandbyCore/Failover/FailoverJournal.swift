@@ -277,6 +277,12 @@ public struct FailoverJournal: Sendable {
         }
     }
 
+    /// Cluster mode: the node that executed each step, by step id; empty for the SQLite journal,
+    /// where the one controller did.
+    public func stepNodes(runId: String) throws -> [String: String] {
+        try cluster?.stepNodes(runId: runId) ?? [:]
+    }
+
     public func decisions(runId: String) throws -> [RunDecision] {
         if let cluster { return try cluster.decisions(runId: runId) }
         return try read("read the decisions of run \(runId)") { db in

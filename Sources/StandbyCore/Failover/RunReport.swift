@@ -91,6 +91,8 @@ public struct RunReport: Sendable, Codable {
         /// The process of the step's latest attempt (exec steps), and its group.
         public var pid: Int? = nil
         public var processGroup: Int? = nil
+        /// Cluster mode: the controller (node id) that executed the step.
+        public var node: String? = nil
     }
 
     public struct SetWindow: Sendable, Codable {
@@ -115,7 +117,10 @@ public struct RunReport: Sendable, Codable {
     /// Lines of output kept per step in the report.
     public static let tailLines = 20
 
-    public init(run: FailoverRun, steps: [RunStep], sets: [RunSet], decisions: [RunDecision], now: Date) {
+    public init(
+        run: FailoverRun, steps: [RunStep], sets: [RunSet], decisions: [RunDecision], now: Date,
+        nodes: [String: String] = [:]
+    ) {
         let plan = run.decodedPlan()
         let end = run.finishedAt ?? now
         self.run = RunSummary(
@@ -146,7 +151,7 @@ public struct RunReport: Sendable, Codable {
                             attemptStartedAt: step.lostToEarlierAttempts.flatMap { _ in step.attemptStartedAt },
                             lostSeconds: step.lostToEarlierAttempts, waitingFor: step.waitingFor,
                             error: step.error, outputTail: step.output.map { Self.tail($0, lines: Self.tailLines) },
-                            pid: step.pid, processGroup: step.processGroup)
+                            pid: step.pid, processGroup: step.processGroup, node: nodes[step.stepId])
                     }))
         }
         self.stages = stages

@@ -14,6 +14,8 @@ public struct ServiceSnapshot: Sendable, Codable {
     /// Newest first.
     public var timeline: [TimelineEvent] = []
     public var failover: FailoverLine?
+    /// Cluster mode: this node, the leader and the nodes, as etcd says now.
+    public var cluster: ClusterLine?
     public var jobs: [JobLine] = []
     /// Problems reading a part of the state, shown on the page rather than hidden.
     public var problems: [String] = []
@@ -169,13 +171,37 @@ public struct ServiceSnapshot: Sendable, Codable {
         public var summary: String
         public var state: String
         public var durationSeconds: Double?
+        /// Cluster mode: the node that executed the step.
+        public var node: String?
 
-        public init(id: String, service: String, summary: String, state: String, durationSeconds: Double?) {
+        public init(
+            id: String, service: String, summary: String, state: String, durationSeconds: Double?,
+            node: String? = nil
+        ) {
             self.id = id
             self.service = service
             self.summary = summary
             self.state = state
             self.durationSeconds = durationSeconds
+            self.node = node
+        }
+    }
+
+    public struct ClusterLine: Sendable, Codable, Hashable {
+        /// The node serving this page.
+        public var node: String
+        /// The node holding the leader key; nil while none does.
+        public var leader: String?
+        /// The leader key's create revision (the term).
+        public var term: Int64?
+        /// Every registered node, sorted.
+        public var nodes: [String]
+
+        public init(node: String, leader: String?, term: Int64?, nodes: [String]) {
+            self.node = node
+            self.leader = leader
+            self.term = term
+            self.nodes = nodes
         }
     }
 
