@@ -381,23 +381,18 @@ final class DeltaTransfer {
                 if let location = oldLocations[entry.id] { replicator.reader.prefetch(location) }
             }
         }
-        // In file order, each run's ranges asked for as soon as its pieces are known: the first
-        // requests are on their way while the later runs are compared.
+        // The candidates compared on a few threads at once, each with its own pack reader (the
+        // old bytes are read from disk, and several reads in flight take less time than the
+        // same reads one after another), then each run's ranges asked for in file order.
+        let compared = compare(candidates, fetches: fetches, locations: oldLocations, blockHashes: blockHashes)
         var patches: [Int: [Piece]] = [:]
-        var next = candidates.startIndex
         for (n, fetch) in fetches.enumerated() {
-            if next < candidates.endIndex, candidates[next].fetch == n {
-                let pieces = try patch(
-                    at: fetch.offset, length: fetch.length, old: candidates[next].old, locations: oldLocations,
-                    blockHashes: blockHashes)
-                next += 1
-                if let pieces {
-                    patches[n] = pieces
-                    for case .fetched(let range) in pieces { data.request(url, range) }
-                    continue
-                }
+            if let pieces = compared[n] {
+                patches[n] = pieces
+                for case .fetched(let range) in pieces { data.request(url, range) }
+            } else {
+                data.request(url, ByteRange(offset: fetch.offset, length: Int64(fetch.length)))
             }
-            data.request(url, ByteRange(offset: fetch.offset, length: Int64(fetch.length)))
         }
         data.flush()
         // Then where every other chunk is, for the walk. Its steps must fetch what was asked
@@ -490,10 +485,50 @@ final class DeltaTransfer {
     /// is that of the previous version's bytes at the same offsets (`old`, the chunks under
     /// `blockSpan`), those bytes; the other blocks' parts in the run, fetched. Nil when
     /// nothing can be kept.
+    /// The pieces of each candidate run (by its fetch's number), patched where `patch` finds
+    /// unchanged blocks; candidates are shared out in slices among `comparers` threads.
+    private func compare(
+        _ candidates: [(fetch: Int, old: [(entry: RecipeEntry, offset: Int64)])], fetches: [Fetch],
+        locations: [ChunkID: ChunkLocation], blockHashes: [Int64: UInt64]
+    ) -> [Int: [Piece]] {
+        guard !candidates.isEmpty else { return [:] }
+        let slices = min(Self.comparers, candidates.count)
+        final class Results: @unchecked Sendable {
+            // Each slice writes its own element; read after concurrentPerform returns.
+            var pieces: [[(Int, [Piece])]]
+            init(_ count: Int) { pieces = Array(repeating: [], count: count) }
+        }
+        let results = Results(slices)
+        let directory = store.packDirectory
+        // `patch` reads only what this transfer never changes (its size, the previous version's).
+        nonisolated(unsafe) let transfer = self
+        DispatchQueue.concurrentPerform(iterations: slices) { slice in
+            let reader = PackReader(directory: directory)
+            var found: [(Int, [Piece])] = []
+            for k in stride(from: slice, to: candidates.count, by: slices) {
+                let candidate = candidates[k]
+                let fetch = fetches[candidate.fetch]
+                if let pieces = transfer.patch(
+                    at: fetch.offset, length: fetch.length, old: candidate.old, locations: locations,
+                    blockHashes: blockHashes, reader: reader)
+                {
+                    found.append((candidate.fetch, pieces))
+                }
+            }
+            results.pieces[slice] = found
+        }
+        var compared: [Int: [Piece]] = [:]
+        for (fetch, pieces) in results.pieces.joined() { compared[fetch] = pieces }
+        return compared
+    }
+
+    /// Threads comparing candidate runs with the previous version's bytes.
+    static let comparers = 4
+
     private func patch(
         at: Int64, length: Int, old chunks: [(entry: RecipeEntry, offset: Int64)],
-        locations: [ChunkID: ChunkLocation], blockHashes: [Int64: UInt64]
-    ) throws -> [Piece]? {
+        locations: [ChunkID: ChunkLocation], blockHashes: [Int64: UInt64], reader: PackReader
+    ) -> [Piece]? {
         guard let span = blockSpan(at: at, length: length) else { return nil }
         let blockSize = Int64(ChunkIndexHeader.blockSize)
         let end = at + Int64(length)
@@ -504,7 +539,7 @@ final class DeltaTransfer {
         old.reserveCapacity(span.count)
         for (entry, offset) in chunks {
             guard let location = locations[entry.id],
-                let bytes = try? replicator.reader.read(entry.id, at: location, verify: false),
+                let bytes = try? reader.read(entry.id, at: location, verify: false),
                 bytes.count == entry.length
             else { return nil }
             let from = Int(max(low, offset) - offset)

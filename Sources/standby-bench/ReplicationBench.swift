@@ -43,6 +43,9 @@ struct ReplicationBench: AsyncParsableCommand {
             """)
     var link: String?
 
+    @Option(help: "Run Standby's day 2 this many more times, each from the store as day 1 left it.")
+    var dayTwoRepeats = 0
+
     func run() async throws {
         guard let bytes = parseSize(size), bytes >= 8192 else {
             throw ValidationError("cannot read the size \(size) (try 1GiB, 512MiB)")
@@ -196,11 +199,22 @@ struct ReplicationBench: AsyncParsableCommand {
                 statsOut: lab.file("rsync-delta.txt"))
         }
         record("rsync --no-whole-file (basis evicted)", rsyncDelta)
+        let dayOne = lab.file("store-day1")
+        if dayTwoRepeats > 0 { try copyTree(store, to: dayOne) }
         try evictTree(store)
         let delta = try networked(http: true) {
             try measureStandby(store: store, url: url, useIndex: true, result: lab.file("delta.json"))
         }
         record("standby replicate (published index)", delta)
+        for round in 0..<dayTwoRepeats {
+            try FileManager.default.removeItem(atPath: store)
+            try copyTree(dayOne, to: store)
+            try evictTree(store)
+            let again = try networked(http: true) {
+                try measureStandby(store: store, url: url, useIndex: true, result: lab.file("delta-\(round).json"))
+            }
+            record("standby replicate (published index), again", again)
+        }
 
         print("")
         print(
@@ -302,6 +316,16 @@ struct ReplicationBench: AsyncParsableCommand {
         defer { close(fd) }
         fdatasync(fd)
         _ = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
+    }
+
+    /// A copy of a store (`cp -a`), for a contender to start again from the same state.
+    func copyTree(_ from: String, to: String) throws {
+        let copy = Process()
+        copy.executableURL = URL(fileURLWithPath: "/bin/cp")
+        copy.arguments = ["-a", from, to]
+        try copy.run()
+        copy.waitUntilExit()
+        guard copy.terminationStatus == 0 else { throw ValidationError("cp -a \(from) \(to) failed") }
     }
 
     func evictTree(_ directory: String) throws {
