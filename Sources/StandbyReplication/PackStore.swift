@@ -241,15 +241,24 @@ final class PackReader {
     /// Whether descriptors are opened for O_DIRECT reads (`readRun`), where the filesystem
     /// takes them.
     let direct: Bool
+    /// Whether a pack's pages are dropped from the page cache when its descriptor is closed
+    /// (buffered reads that should leave no packs in the cache).
+    let dropsCache: Bool
     private var open: [String: Int32] = [:]
 
-    init(directory: String, direct: Bool = false) {
+    init(directory: String, direct: Bool = false, dropsCache: Bool = false) {
         self.directory = directory
         self.direct = direct
+        self.dropsCache = dropsCache
     }
 
     deinit {
-        for fd in open.values { close(fd) }
+        for fd in open.values { closeDescriptor(fd) }
+    }
+
+    private func closeDescriptor(_ fd: Int32) {
+        if dropsCache { _ = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) }
+        close(fd)
     }
 
     func path(_ pack: String) -> String { directory + "/" + pack + ".pack" }
@@ -257,7 +266,7 @@ final class PackReader {
     func descriptor(_ pack: String) throws -> Int32 {
         if let fd = open[pack] { return fd }
         if open.count >= 64, let (name, fd) = open.first {
-            close(fd)
+            closeDescriptor(fd)
             open[name] = nil
         }
         let path = path(pack)

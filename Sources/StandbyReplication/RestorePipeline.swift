@@ -74,8 +74,8 @@ struct RestoreRun: Sendable {
 
 /// Writes a file from its runs of chunks. The calling thread plans the runs (the catalog's
 /// look-ups of the chunks' places) and hands them out as it goes, so the disk starts at once;
-/// `readers` threads read them from the packs, several reads in flight (O_DIRECT where the
-/// filesystem takes it, so a restore does not fill the page cache with packs); one thread lays
+/// `readers` threads read them from the packs, buffered with the kernel's readahead (the packs'
+/// pages dropped from the cache when done: a restore leaves none there); one thread lays
 /// the chunks' bytes end to end in blocks, in file order; one computes every chunk's SHA-256,
 /// checks it against the chunk's id, and the whole file's SHA-256 in the same pass; one hands the
 /// checked blocks to the output, which has several writes in flight. No byte is written before
@@ -152,7 +152,12 @@ enum RestorePipeline {
 
         /// Reads each run handed to it, into a free buffer, until `runs` is finished.
         func work(packDirectory: String, cancellation: CancellationFlag) throws {
-            let packs = PackReader(directory: packDirectory, direct: true)
+            // Buffered reads: the kernel's readahead keeps several large reads of a pack in
+            // flight, which was faster here than direct reads four at a time (1.0-1.2 s against
+            // 1.4-1.6 s for 1 GiB). A pack's pages are dropped when the reader is done with it
+            // (dropping each run's as it went cost most of the gain), so a restore leaves no
+            // packs in the page cache.
+            let packs = PackReader(directory: packDirectory, direct: false, dropsCache: true)
             while let run = try runs.take() {
                 if cancellation.isCancelled { throw ReplicationError(.cancelled, "restore cancelled") }
                 // A single chunk longer than a run (a catalog row no chunker wrote) gets room of its own.
