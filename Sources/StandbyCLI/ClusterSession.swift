@@ -92,15 +92,17 @@ final class ClusterSession: Sendable {
                 }
                 seen[step.stepId] = step.state.rawValue
             }
-            if !pending && run.state != .running {
-                return try outcome(run)
-            }
+            // The leader is read before the run's end is: a new leader that finishes the run
+            // between two polls is still named.
             let leader = try client.get(keys.leader)?.text
             if leader != lastLeader, let leader {
                 print("  \(RunReport.time(Date()))  leader: node \(leader)")
                 fflush(nil)
             }
             lastLeader = leader
+            if !pending && run.state != .running {
+                return try outcome(run)
+            }
             if leader == nil {
                 let since = leaderless ?? .now
                 leaderless = since
