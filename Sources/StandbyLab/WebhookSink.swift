@@ -72,11 +72,18 @@ public final class WebhookSink: Sendable {
 
     private func answer(_ connection: Int32) {
         defer { close(connection) }
+        if let body = Self.answerRequest(connection) { received.withLock { $0.append(body) } }
+    }
+
+    /// Reads one HTTP request from `connection` (its head and a Content-Length body), answers it
+    /// 200 with an empty body, and returns the body when it was a POST. Nil for anything else or
+    /// a connection that ends before the request does. The caller closes the connection.
+    public static func answerRequest(_ connection: Int32) -> String? {
         var bytes: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
         while true {
             let count = recv(connection, &buffer, buffer.count, 0)
-            guard count > 0 else { return }
+            guard count > 0 else { return nil }
             bytes += buffer[0..<count]
             let text = String(decoding: bytes, as: UTF8.self)
             guard let end = text.range(of: "\r\n\r\n") else { continue }
@@ -86,10 +93,10 @@ public final class WebhookSink: Sendable {
                 .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
             let body = text[end.upperBound...]
             guard body.utf8.count >= length else { continue }
-            if head.hasPrefix("POST") { received.withLock { $0.append(String(body)) } }
             let reply = Array("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".utf8)
             _ = send(connection, reply, reply.count, Int32(MSG_NOSIGNAL))
-            return
+            shutdown(connection, Int32(SHUT_WR))
+            return head.hasPrefix("POST") ? String(body) : nil
         }
     }
 }

@@ -17,7 +17,7 @@ enum FilePiece {
 /// stored ones does not take a block of its own, so the caller can plan far ahead.
 ///
 /// Threads do the work: one hands the stored runs' reads, `readWindow` at a time, to `readers`
-/// reading threads in turn, so several reads are in flight (a disk serves them faster than one
+/// reading threads in turn (`InTurn`), so several reads are in flight (a disk serves them faster than one
 /// after another), into aligned buffers with O_DIRECT (the disk's DMA lands in the buffer: no
 /// copy out of the page cache, which on a cold cache costs more than the hashing, and none left
 /// in it); another hashes everything in file order, taking each read from the thread it went
@@ -38,9 +38,9 @@ final class FileHasher {
     /// What the handing-out thread hands the hashing one, in file order.
     private enum HashWork {
         case bytes(StreamBlock, start: Int, length: Int)
-        /// The next read of reading thread `reader`: the `ranges` of the window (from the
+        /// The next read handed to the reading threads: the `ranges` of the window (from the
         /// read's first byte) belong to the file.
-        case window(reader: Int, ranges: [Range<Int>])
+        case window(ranges: [Range<Int>])
         /// Every piece of the block is handed over: it can go back to the pool.
         case done(StreamBlock)
     }
@@ -59,25 +59,13 @@ final class FileHasher {
         var skip: Int
     }
 
-    /// One reading thread's reads, in the order handed to it, and the same reads done.
-    private final class Reader: Sendable {
-        let reads = Channel<WindowRead>()
-        let done = Channel<WindowDone>()
-
-        func close(_ error: (any Error)?) {
-            reads.close(error)
-            done.close(error)
-        }
-    }
-
     private let pool = Channel<StreamBlock>()
     private let queue = Channel<StreamBlock>()
     private let toHash = Channel<HashWork>()
     private let windows = Channel<IOBuffer>()
-    private let readers = (0..<FileHasher.readers).map { _ in Reader() }
+    private let reads: InTurn<WindowRead, WindowDone>
     private var current: StreamBlock?
     private var readerThread: Blocking.Worker?
-    private var readThreads: [Blocking.Worker] = []
     private var hashThread: Blocking.Worker?
     private let result = DigestBox()
 
@@ -91,39 +79,34 @@ final class FileHasher {
         for _ in 0..<Self.blocks { pool.put(StreamBlock(capacity: Self.blockSize)) }
         // Room for a window widened to the alignment at both ends.
         for _ in 0..<Self.readBuffers { windows.put(IOBuffer(capacity: Self.readWindow + 2 * PackIO.alignment)) }
-        let (pool, queue, toHash, windows, result, readers) = (pool, queue, toHash, windows, result, readers)
+        let (pool, queue, toHash, windows, result) = (pool, queue, toHash, windows, result)
         // A thread that fails wakes whoever waits: the caller for a block, the others for
-        // work, a read or a buffer.
+        // work, a read or a buffer (a failed read closes the reads itself).
         let failed: @Sendable (any Error) -> Void = { error in
             queue.close(error)
             pool.close(error)
             toHash.close(error)
             windows.close(error)
-            for reader in readers { reader.close(error) }
         }
-        readerThread = Blocking.Worker(name: "standby.pack-read") {
-            do {
-                try Self.handOut(queue: queue, windows: windows, to: readers, into: toHash)
-                for reader in readers { reader.reads.finish() }
-                toHash.finish()
-            } catch {
-                failed(error)
-                throw error
+        let reads = InTurn<WindowRead, WindowDone>(
+            threads: Self.readers, name: "standby.pack-read", failed: failed
+        ) { _ in
+            let packs = PackReader(directory: packDirectory, direct: true)
+            return { read in
+                let skip = try packs.readRun(read.pack, at: read.offset, length: read.length, into: read.buffer)
+                return WindowDone(buffer: read.buffer, skip: skip)
             }
         }
-        readThreads = readers.map { reader in
-            Blocking.Worker(name: "standby.pack-read") {
-                do {
-                    let packs = PackReader(directory: packDirectory, direct: true)
-                    while let read = try reader.reads.take() {
-                        let skip = try packs.readRun(read.pack, at: read.offset, length: read.length, into: read.buffer)
-                        guard reader.done.put(WindowDone(buffer: read.buffer, skip: skip)) else { return }
-                    }
-                    reader.done.finish()
-                } catch {
-                    failed(error)
-                    throw error
-                }
+        self.reads = reads
+        readerThread = Blocking.Worker(name: "standby.pack-read") {
+            do {
+                try Self.handOut(queue: queue, windows: windows, to: reads, into: toHash)
+                reads.finish()
+                toHash.finish()
+            } catch {
+                reads.close(error)
+                failed(error)
+                throw error
             }
         }
         hashThread = Blocking.Worker(name: "standby.file-hash") {
@@ -133,8 +116,8 @@ final class FileHasher {
                     switch work {
                     case .bytes(let block, let start, let length):
                         sha.update(UnsafeRawBufferPointer(start: block.base + start, count: length))
-                    case .window(let reader, let ranges):
-                        guard let read = try readers[reader].done.take() else {
+                    case .window(let ranges):
+                        guard let read = try reads.take() else {
                             throw ReplicationError(.storeIO, "a pack read of the file hasher was lost")
                         }
                         for range in ranges {
@@ -150,6 +133,7 @@ final class FileHasher {
                 }
                 result.digest = sha.finalize()
             } catch {
+                reads.close(error)
                 failed(error)
                 throw error
             }
@@ -159,9 +143,9 @@ final class FileHasher {
     /// Hands each stored run's windows to the reading threads in turn, and tells the hashing
     /// thread, in file order, what to hash and which thread's next read holds it.
     private static func handOut(
-        queue: Channel<StreamBlock>, windows: Channel<IOBuffer>, to readers: [Reader], into toHash: Channel<HashWork>
+        queue: Channel<StreamBlock>, windows: Channel<IOBuffer>, to reads: InTurn<WindowRead, WindowDone>,
+        into toHash: Channel<HashWork>
     ) throws {
-        var next = 0
         while let block = try queue.take() {
             for piece in block.pieces {
                 switch piece {
@@ -173,13 +157,9 @@ final class FileHasher {
                     while windowStart < span {
                         let length = min(Self.readWindow, span - windowStart)
                         guard let window = try windows.take() else { return }
-                        let reader = next
-                        next = (next + 1) % readers.count
-                        guard
-                            readers[reader].reads.put(
-                                WindowRead(
-                                    pack: pack, offset: offset + Int64(windowStart), length: length, buffer: window))
-                        else { return }
+                        let read = WindowRead(
+                            pack: pack, offset: offset + Int64(windowStart), length: length, buffer: window)
+                        guard reads.hand(read) else { return }
                         // The segments' parts in this window; one that goes on is taken up
                         // again in the next.
                         let windowEnd = windowStart + length
@@ -192,7 +172,7 @@ final class FileHasher {
                             guard part.start + part.length <= windowEnd else { break }
                             segment += 1
                         }
-                        toHash.put(.window(reader: reader, ranges: ranges))
+                        toHash.put(.window(ranges: ranges))
                         windowStart = windowEnd
                     }
                 }
@@ -262,13 +242,12 @@ final class FileHasher {
         }
         queue.finish()
         let read = readerThread?.join() ?? .success(())
-        let reads = readThreads.map { $0.join() }
+        let readsEnded = reads.join()
         let hashed = hashThread?.join() ?? .success(())
         readerThread = nil
-        readThreads = []
         hashThread = nil
         try read.get()
-        for outcome in reads { try outcome.get() }
+        for outcome in readsEnded { try outcome.get() }
         try hashed.get()
         return result.digest
     }
@@ -280,12 +259,11 @@ final class FileHasher {
         pool.close()
         toHash.close()
         windows.close()
-        for reader in readers { reader.close(nil) }
+        reads.close(nil)
         _ = readerThread?.join()
-        for thread in readThreads { _ = thread.join() }
+        _ = reads.join()
         _ = hashThread?.join()
         readerThread = nil
-        readThreads = []
         hashThread = nil
     }
 
@@ -295,8 +273,8 @@ final class FileHasher {
 
     /// A thread ended early: its own error (a pack shorter than the catalog says).
     private func stopped() -> any Error {
-        for thread in [readerThread, hashThread] + readThreads.map(Optional.some) {
-            if case .failure(let error) = thread?.join() { return error }
+        for case .failure(let error) in [readerThread?.join(), hashThread?.join()].compactMap({ $0 }) + reads.join() {
+            return error
         }
         return ReplicationError(.storeIO, "the file hasher stopped")
     }

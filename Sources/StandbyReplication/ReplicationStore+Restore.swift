@@ -130,10 +130,7 @@ extension ReplicationStore {
     ) throws {
         var planner = RestoreRun.Planner(describe: describe)
         var packNames: [Int64: String] = [:]
-        let segments = try Data.fetchCursor(
-            db, sql: "SELECT entries FROM recipes WHERE file_id = ? ORDER BY seq", arguments: [file])
-        while let data = try segments.next() {
-            let entries = [RecipeEntry].decode(data)
+        try forEachRecipeSegment(db, file: file) { entries in
             let locations = try chunkLocations(db, entries.lazy.map(\.id), packNames: &packNames)
             for entry in entries {
                 if let run = try planner.add(entry, at: locations[entry.id]) { try emit(run) }

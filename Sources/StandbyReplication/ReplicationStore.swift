@@ -331,14 +331,13 @@ public final class ReplicationStore: Sendable {
         return pack
     }
 
-    func recipe(_ db: Database, file: Int64) throws -> [RecipeEntry] {
-        var entries: [RecipeEntry] = []
+    /// Calls `body` with each segment of a file's recipe, in file order, one at a time.
+    func forEachRecipeSegment(_ db: Database, file: Int64, _ body: ([RecipeEntry]) throws -> Void) throws {
         let rows = try Data.fetchCursor(
             db, sql: "SELECT entries FROM recipes WHERE file_id = ? ORDER BY seq", arguments: [file])
         while let data = try rows.next() {
-            entries.append(contentsOf: [RecipeEntry].decode(data))
+            try body([RecipeEntry].decode(data))
         }
-        return entries
     }
 
     /// Calls `body` with each recipe segment of every committed version (for marking and for

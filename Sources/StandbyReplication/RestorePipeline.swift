@@ -121,58 +121,41 @@ enum RestorePipeline {
         }
     }
 
-    /// One reading thread's runs to read, in the order handed to it, and the runs it has read.
-    final class Reader: Sendable {
-        struct Read: Sendable {
-            // The buffer is the reader's until it is put in `read`, then the laying-out
-            // thread's until it goes back to `free`.
-            var run: RestoreRun
-            var buffer: IOBuffer
-            /// Where the run's first byte is in the buffer (a direct read starts aligned before it).
-            var skip: Int
-            /// False for the buffer of a run longer than the usual ones, which is not reused.
-            var pooled: Bool
-        }
+    /// A run a reading thread has read. The buffer is the reading thread's until handed over,
+    /// then the laying-out thread's until it goes back to `free`, the reading thread's own.
+    struct Read: Sendable {
+        var run: RestoreRun
+        var buffer: IOBuffer
+        /// Where the run's first byte is in the buffer.
+        var skip: Int
+        /// Nil for the buffer of a run longer than the usual ones, which is not reused.
+        var free: Channel<IOBuffer>?
+    }
 
-        static let bufferCapacity = RestoreRun.maxLength + 2 * PackIO.alignment
+    static let bufferCapacity = RestoreRun.maxLength + 2 * PackIO.alignment
 
-        let runs = Channel<RestoreRun>(limit: 256)
-        let read = Channel<Read>()
-        let free = Channel<IOBuffer>()
-
-        init() {
-            for _ in 0..<RestorePipeline.runBuffers { free.put(IOBuffer(capacity: Self.bufferCapacity)) }
-        }
-
-        func close(_ error: any Error) {
-            runs.close(error)
-            read.close(error)
-            free.close(error)
-        }
-
-        /// Reads each run handed to it, into a free buffer, until `runs` is finished.
-        func work(packDirectory: String, cancellation: CancellationFlag) throws {
-            // Buffered reads: the kernel's readahead keeps several large reads of a pack in
-            // flight, which was faster here than direct reads four at a time (1.0-1.2 s against
-            // 1.4-1.6 s for 1 GiB). A pack's pages are dropped when the reader is done with it
-            // (dropping each run's as it went cost most of the gain), so a restore leaves no
-            // packs in the page cache.
-            let packs = PackReader(directory: packDirectory, direct: false, dropsCache: true)
-            while let run = try runs.take() {
-                if cancellation.isCancelled { throw ReplicationError(.cancelled, "restore cancelled") }
-                // A single chunk longer than a run (a catalog row no chunker wrote) gets room of its own.
-                let pooled = run.length <= RestoreRun.maxLength
-                let buffer: IOBuffer
-                if pooled {
-                    guard let next = try free.take() else { throw Stopped() }
-                    buffer = next
-                } else {
-                    buffer = IOBuffer(capacity: run.length + 2 * PackIO.alignment)
-                }
-                let skip = try packs.readRun(run.pack, at: run.offset, length: run.length, into: buffer)
-                guard read.put(Read(run: run, buffer: buffer, skip: skip, pooled: pooled)) else { throw Stopped() }
+    /// A reading thread's work: each run into one of its own buffers, taken from `free`.
+    static func reading(packDirectory: String, free: Channel<IOBuffer>, cancellation: CancellationFlag)
+        -> (RestoreRun) throws -> Read
+    {
+        for _ in 0..<runBuffers { free.put(IOBuffer(capacity: bufferCapacity)) }
+        // Buffered reads: the kernel's readahead keeps several large reads of a pack in
+        // flight, which was faster here than direct reads four at a time (1.0-1.2 s against
+        // 1.4-1.6 s for 1 GiB). A pack's pages are dropped when the reader is done with it
+        // (dropping each run's as it went cost most of the gain), so a restore leaves no
+        // packs in the page cache.
+        let packs = PackReader(directory: packDirectory, direct: false, dropsCache: true)
+        return { run in
+            if cancellation.isCancelled { throw ReplicationError(.cancelled, "restore cancelled") }
+            // A single chunk longer than a run (a catalog row no chunker wrote) gets room of its own.
+            guard run.length <= RestoreRun.maxLength else {
+                let wide = IOBuffer(capacity: run.length + 2 * PackIO.alignment)
+                let skip = try packs.readRun(run.pack, at: run.offset, length: run.length, into: wide)
+                return Read(run: run, buffer: wide, skip: skip, free: nil)
             }
-            read.finish()
+            guard let buffer = try free.take() else { throw Stopped() }
+            let skip = try packs.readRun(run.pack, at: run.offset, length: run.length, into: buffer)
+            return Read(run: run, buffer: buffer, skip: skip, free: free)
         }
     }
 
@@ -185,16 +168,26 @@ enum RestorePipeline {
         packDirectory: String, to fd: Int32, path: String, cancellation: CancellationFlag,
         plan: (_ emit: (RestoreRun) throws -> Void) throws -> Void
     ) throws -> (sha256: [UInt8], bytes: Int64) {
-        let readers = (0..<Self.readers).map { _ in Reader() }
+        let frees = (0..<Self.readers).map { _ in Channel<IOBuffer>() }
         let pool = Channel<Block>()
         let toHash = Channel<Block>()
         let toWrite = Channel<Block>()
         for _ in 0..<blocks { pool.put(Block(capacity: blockSize)) }
-        let failed: @Sendable (any Error) -> Void = { error in
-            for reader in readers { reader.close(error) }
+        let stages: @Sendable (any Error) -> Void = { error in
+            for free in frees { free.close(error) }
             pool.close(error)
             toHash.close(error)
             toWrite.close(error)
+        }
+        // The runs go to the reading threads in turn, a bounded number waiting for each.
+        let reads = InTurn<RestoreRun, Read>(
+            threads: Self.readers, jobLimit: 256, name: "standby.restore-read", failed: stages
+        ) { n in
+            reading(packDirectory: packDirectory, free: frees[n], cancellation: cancellation)
+        }
+        let failed: @Sendable (any Error) -> Void = { error in
+            reads.close(error)
+            stages(error)
         }
         final class Outcome: @unchecked Sendable {
             // Written by the hashing and writing threads before they end; read after they are joined.
@@ -202,19 +195,9 @@ enum RestorePipeline {
             var written: Int64 = 0
         }
         let outcome = Outcome()
-        let reading = readers.map { reader in
-            Blocking.Worker(name: "standby.restore-read") {
-                do {
-                    try reader.work(packDirectory: packDirectory, cancellation: cancellation)
-                } catch {
-                    failed(error)
-                    throw error
-                }
-            }
-        }
         let layout = Blocking.Worker(name: "standby.restore-layout") {
             do {
-                try layOut(readers, pool: pool, into: toHash)
+                try layOut(reads, pool: pool, into: toHash)
                 toHash.finish()
             } catch {
                 failed(error)
@@ -259,21 +242,18 @@ enum RestorePipeline {
             }
         }
 
-        // The runs go to the readers in turn, so the laying-out thread finds run i at reader i % n.
-        var handed = 0
         var planning: (any Error)?
         do {
             try plan { run in
                 if cancellation.isCancelled { throw ReplicationError(.cancelled, "restore cancelled") }
-                guard readers[handed % readers.count].runs.put(run) else { throw Stopped() }
-                handed += 1
+                guard reads.hand(run) else { throw Stopped() }
             }
-            for reader in readers { reader.runs.finish() }
+            reads.finish()
         } catch {
             planning = error
             failed(error)
         }
-        let outcomes = reading.map { $0.join() } + [layout.join(), hasher.join(), writer.join()]
+        let outcomes = reads.join() + [layout.join(), hasher.join(), writer.join()]
         var failures = planning.map { [$0] } ?? []
         for case .failure(let error) in outcomes { failures.append(error) }
         // The first failure is the cause; the others are threads it stopped.
@@ -282,15 +262,13 @@ enum RestorePipeline {
         return (outcome.digest, outcome.written)
     }
 
-    /// Takes the runs back in order from the readers (run i from reader i % n) and lays their
-    /// chunks end to end in blocks.
-    private static func layOut(_ readers: [Reader], pool: Channel<Block>, into toHash: Channel<Block>) throws {
+    /// Takes the runs back in file order from the reading threads and lays their chunks end to
+    /// end in blocks.
+    private static func layOut(_ reads: InTurn<RestoreRun, Read>, pool: Channel<Block>, into toHash: Channel<Block>)
+        throws
+    {
         var block: Block?
-        var index = 0
-        while true {
-            let reader = readers[index % readers.count]
-            guard let read = try reader.read.take() else { break }
-            index += 1
+        while let read = try reads.take() {
             for piece in read.run.pieces {
                 if block.map({ $0.capacity - $0.count < piece.length }) ?? true {
                     if let full = block, full.count > 0 { guard toHash.put(full) else { throw Stopped() } }
@@ -309,7 +287,7 @@ enum RestorePipeline {
                 current.expected.append(piece.id)
                 current.origins.append((read.run.pack, read.run.offset + Int64(piece.start)))
             }
-            if read.pooled { reader.free.put(read.buffer) }
+            read.free?.put(read.buffer)
         }
         if let last = block, last.count > 0 { guard toHash.put(last) else { throw Stopped() } }
     }

@@ -1,4 +1,5 @@
 import Foundation
+import StandbyBase
 
 /// A first-in first-out hand-over between threads. `take` blocks while it is empty; `put`
 /// blocks while it holds `limit` items. `finish` ends it normally (takers drain what is left,
@@ -66,5 +67,77 @@ final class Channel<Element>: @unchecked Sendable {
         }
         condition.broadcast()
         condition.unlock()
+    }
+}
+
+/// Jobs done on several threads at once, their outputs taken back in the order the jobs were
+/// handed over: job i goes to thread i % n, each thread does its jobs in turn, and `take`
+/// answers job i's output from thread i % n. Each thread has its own work (and whatever it
+/// holds: a pack reader, buffers of its own). `hand` and `take` each belong to one thread.
+final class InTurn<Job: Sendable, Output: Sendable>: @unchecked Sendable {
+    // `handed` is touched only by the handing thread, `taken` only by the taking one; the
+    // channels are thread-safe.
+    private let lanes: [(jobs: Channel<Job>, outputs: Channel<Output>)]
+    private let workers: [Blocking.Worker]
+    private var handed = 0
+    private var taken = 0
+
+    /// `work(n)` makes thread n's work; at most `jobLimit` jobs wait for each thread; a job that throws closes every thread's jobs and
+    /// outputs with its error, then tells `failed`.
+    init(
+        threads: Int, jobLimit: Int = .max, name: String, failed: @escaping @Sendable (any Error) -> Void,
+        work: (Int) -> (Job) throws -> Output
+    ) {
+        let lanes = (0..<max(1, threads)).map { _ in (jobs: Channel<Job>(limit: jobLimit), outputs: Channel<Output>()) }
+        self.lanes = lanes
+        workers = lanes.enumerated().map { n, lane in
+            // Made here, used only on its own thread from then on.
+            nonisolated(unsafe) let body = work(n)
+            return Blocking.Worker(name: name) {
+                do {
+                    while let job = try lane.jobs.take() {
+                        guard lane.outputs.put(try body(job)) else { return }
+                    }
+                    lane.outputs.finish()
+                } catch {
+                    for lane in lanes {
+                        lane.jobs.close(error)
+                        lane.outputs.close(error)
+                    }
+                    failed(error)
+                    throw error
+                }
+            }
+        }
+    }
+
+    /// Hands over the next job; false once closed.
+    @discardableResult
+    func hand(_ job: Job) -> Bool {
+        defer { handed += 1 }
+        return lanes[handed % lanes.count].jobs.put(job)
+    }
+
+    /// The next job's output, in the order handed; nil after the last once `finish` was called.
+    func take() throws -> Output? {
+        defer { taken += 1 }
+        return try lanes[taken % lanes.count].outputs.take()
+    }
+
+    /// No more jobs: each thread ends once its jobs are done.
+    func finish() {
+        for lane in lanes { lane.jobs.finish() }
+    }
+
+    func close(_ error: (any Error)?) {
+        for lane in lanes {
+            lane.jobs.close(error)
+            lane.outputs.close(error)
+        }
+    }
+
+    /// Waits for every thread (once; later calls answer the same); how each ended.
+    func join() -> [Result<Void, any Error>] {
+        workers.map { $0.join() }
     }
 }

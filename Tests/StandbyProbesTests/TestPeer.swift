@@ -1,4 +1,5 @@
 import Foundation
+import StandbyLab
 import Synchronization
 import Testing
 
@@ -117,26 +118,7 @@ final class TestPeer: Sendable {
     }
 
     private func answerHTTP(_ connection: Int32) {
-        var received: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let count = recv(connection, &buffer, buffer.count, 0)
-            guard count > 0 else { return }
-            received += buffer[0..<count]
-            let text = String(decoding: received, as: UTF8.self)
-            guard let end = text.range(of: "\r\n\r\n") else { continue }
-            let head = text[..<end.lowerBound]
-            let length =
-                head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
-                .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
-            let body = text[end.upperBound...]
-            guard body.utf8.count >= length else { continue }
-            if head.hasPrefix("POST") { posts.withLock { $0.append(String(body)) } }
-            let answer = Array("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".utf8)
-            _ = send(connection, answer, answer.count, Int32(MSG_NOSIGNAL))
-            shutdown(connection, Int32(SHUT_WR))
-            return
-        }
+        if let body = WebhookSink.answerRequest(connection) { posts.withLock { $0.append(body) } }
     }
 }
 
